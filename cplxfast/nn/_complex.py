@@ -1,0 +1,60 @@
+"""Interop between native complex tensors and cplxmodule-style (real, imag) objects, and the
+complex parameter container whose state_dict layout matches cplxmodule's.
+
+cplxmodule is never imported here: a `Cplx` is recognised by its `.real`/`.imag` tensors.
+"""
+import torch
+
+
+def to_complex(input, layer):
+    """(complex tensor, rewrap) for a complex tensor or any object with .real/.imag tensors.
+
+    ``rewrap(out)`` returns the output in the kind the input came in: a complex tensor, or an
+    object of the input's type built from (out.real, out.imag) (e.g. cplxmodule's Cplx).
+    """
+    if isinstance(input, torch.Tensor):
+        if not input.is_complex():
+            raise TypeError(
+                f"{layer}: expected a complex tensor (complex64/complex128) or a Cplx, got a real "
+                f"{input.dtype} tensor; build one with torch.complex(re, im) or cplxmodule.Cplx(re, im)"
+            )
+        return input, _identity
+    re, im = getattr(input, "real", None), getattr(input, "imag", None)
+    if not (isinstance(re, torch.Tensor) and isinstance(im, torch.Tensor)):
+        raise TypeError(f"{layer}: expected a complex tensor or a Cplx (an object with .real and .imag tensors), got {type(input).__name__}")
+    if re.shape != im.shape:
+        raise ValueError(f"{layer}: the real part has shape {tuple(re.shape)} but the imaginary part {tuple(im.shape)}")
+    kind = type(input)
+    return torch.complex(re, im), lambda out: kind(out.real, out.imag)
+
+
+def _identity(out):
+    return out
+
+
+class CplxParameter(torch.nn.ParameterDict):
+    """A complex parameter stored as two real Parameters ``real`` and ``imag``.
+
+    Same layout as cplxmodule's CplxParameter: state_dict keys ``<name>.real``/``<name>.imag``,
+    registered imag first (cplxmodule's order, which optimizer state_dicts are keyed by).
+    """
+
+    def __init__(self, real, imag):
+        if real.shape != imag.shape:
+            raise ValueError(f"CplxParameter: real shape {tuple(real.shape)} != imag shape {tuple(imag.shape)}")
+        super().__init__({"imag": torch.nn.Parameter(imag), "real": torch.nn.Parameter(real)})
+
+    @classmethod
+    def empty(cls, *shape, dtype=None, device=None):
+        return cls(torch.empty(*shape, dtype=dtype, device=device), torch.empty(*shape, dtype=dtype, device=device))
+
+    @property
+    def shape(self):
+        return self.real.shape
+
+    def complex(self):
+        """The parameter as one differentiable complex tensor."""
+        return torch.complex(self.real, self.imag)
+
+    def extra_repr(self):
+        return ", ".join(map(str, self.real.shape))

@@ -1,0 +1,63 @@
+"""Complex linear layer: a drop-in for cplxmodule.nn.CplxLinear."""
+import math
+
+import torch
+
+from .. import _config, ops
+from ._complex import CplxParameter, to_complex
+
+
+def cplx_kaiming_uniform_(param, a=0.0):
+    """cplxmodule's init: torch's kaiming_uniform_ on re and im independently, a' = sqrt(1 + 2a^2)."""
+    a = math.sqrt(1 + 2 * a * a)
+    torch.nn.init.kaiming_uniform_(param.real, a=a)
+    torch.nn.init.kaiming_uniform_(param.imag, a=a)
+
+
+def cplx_fans(shape):
+    """cplxmodule's fan helper: for 2-D weights it returns (out, in) as (fan_in, fan_out)."""
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    receptive = math.prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
+
+
+class CplxLinear(torch.nn.Module):
+    """y = x W^T + b on complex input; same signature, parameters and state_dict as cplxmodule's.
+
+    Takes a complex tensor [*, in_features] or a cplxmodule ``Cplx`` (any object with .real and
+    .imag tensors) and returns the same kind. ``algorithm``: "auto", "3m", "4m", or None for the
+    global default (:func:`cplxfast.set_default_algorithm`).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, *, algorithm=None, dtype=None, device=None):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.algorithm = None if algorithm is None else _config.resolve(algorithm)
+        self.weight = CplxParameter.empty(out_features, in_features, dtype=dtype, device=device)
+        self.bias = CplxParameter.empty(out_features, dtype=dtype, device=device) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        cplx_kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = cplx_fans(self.weight.shape)
+            bound = 1 / math.sqrt(fan_in)
+            torch.nn.init.uniform_(self.bias.real, -bound, bound)
+            torch.nn.init.uniform_(self.bias.imag, -bound, bound)
+
+    def forward(self, input):
+        z, rewrap = to_complex(input, type(self).__name__)
+        weight = self.weight.complex()
+        bias = self.bias.complex() if self.bias is not None else None
+        if z.dtype != weight.dtype:
+            raise TypeError(
+                f"{type(self).__name__}: input is {z.dtype} but the layer's parameters are "
+                f"{self.weight.real.dtype} (so {weight.dtype}); convert one with .to()"
+            )
+        return rewrap(ops.linear(z, weight, bias, self.algorithm))
+
+    def extra_repr(self):
+        algo = "" if self.algorithm is None else f", algorithm={self.algorithm!r}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}{algo}"

@@ -1,0 +1,26 @@
+// Input checks shared by every op. Messages name the op and say what was wrong.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+namespace cplxfast {
+
+inline void check_complex(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK(t.defined(), op, ": ", name, " is undefined");
+  TORCH_CHECK(
+      t.scalar_type() == at::kComplexFloat || t.scalar_type() == at::kComplexDouble, op, ": ",
+      name, " must be a complex64 or complex128 tensor, got ", t.scalar_type(),
+      " (wrap real data with torch.complex(re, im))");
+}
+
+inline void check_same_dtype_device(
+    const char* op, const char* name, const at::Tensor& t, const at::Tensor& like) {
+  TORCH_CHECK(
+      t.scalar_type() == like.scalar_type(), op, ": ", name, " has dtype ", t.scalar_type(),
+      " but the input has dtype ", like.scalar_type(), "; cast them to the same complex dtype");
+  TORCH_CHECK(
+      t.device() == like.device(), op, ": ", name, " is on ", t.device(),
+      " but the input is on ", like.device(), "; move them to the same device");
+}
+
+}  // namespace cplxfast

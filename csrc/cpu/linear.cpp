@@ -1,0 +1,48 @@
+// Complex linear on CPU: the fused 3M driver (common/gemm3m.cpp) with CPU plane kernels and
+// MKL GEMMs, or MKL's complex GEMM for "4m" and small problems.
+#include <algorithm>
+
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include "common/gemm3m.h"
+#include "cpu/planes.h"
+
+namespace cplxfast::cpu {
+namespace {
+
+// Measured on the 2-core development CPU with bench/bench_linear.py --crossover (MKL, fp32
+// and fp64): see bench/RESULTS.md. Below this work, fixed costs (plane buffers, thread
+// wake-ups, three GEMM calls instead of one) outweigh the 25% fewer multiplications.
+bool prefer_3m(int64_t M, int64_t N, int64_t K, at::ScalarType) {
+  return M * N * K >= (int64_t{1} << 24) && std::min({M, N, K}) >= 128;
+}
+
+const Gemm3mBackend& backend() {
+  // 1024-row chunks: tall enough panels for MKL, small enough that the plane buffers are
+  // reused from the allocator instead of page-faulting fresh memory on every call (PERF.md).
+  // Three mm calls: MKL ran one bmm of the three products slower (PERF.md).
+  static const Gemm3mBackend b{&split_planes, &combine_planes, /*chunk_rows=*/1024,
+                               /*batched=*/false, &prefer_3m};
+  return b;
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight,
+                  const c10::optional<at::Tensor>& bias, c10::string_view algorithm) {
+  return linear_forward(x, weight, bias, algorithm, backend());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight,
+    c10::string_view algorithm, std::array<bool, 3> output_mask) {
+  return cplxfast::linear_backward(grad, x, weight, algorithm, output_mask, backend());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(cplxfast, CPU, m) {
+  m.impl("linear", &linear);
+  m.impl("linear_backward", &linear_backward);
+}
+
+}  // namespace cplxfast::cpu

@@ -1,0 +1,24 @@
+// All cplxfast op schemas, in one place. Kernels are registered per dispatch key next to their
+// implementations: csrc/cpu/<family>.cpp (CPU) and csrc/cuda/<family>.cu (CUDA). Fake kernels
+// and autograd are registered from Python (cplxfast/ops.py, cplxfast/_autograd.py).
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// The library is loaded by `import cplxfast._C`; the module itself is empty (no pybind11):
+// importing it runs the static TORCH_LIBRARY registrations below.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(cplxfast, m) {
+  // ---- linear: y = x W^T + b, complex; algorithm is "3m" (Gauss), "4m" (backend complex
+  // GEMM) or "auto" (3m where it measured faster). Backward: grad_x = g conj(W),
+  // grad_W = g^T conj(x), grad_b = sum g; output_mask selects which are computed.
+  m.def("linear(Tensor x, Tensor weight, Tensor? bias, str algorithm) -> Tensor");
+  m.def(
+      "linear_backward(Tensor grad, Tensor x, Tensor weight, str algorithm, bool[3] output_mask)"
+      " -> (Tensor, Tensor, Tensor)");
+}
