@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include <ATen/ATen.h>
+#include <c10/util/accumulate.h>
 
 #include "common/checks.h"
 
@@ -48,6 +49,13 @@ void check_linear_args(
         bias->dim() == 1 && bias->size(0) == weight.size(0), op, ": bias must have shape [",
         weight.size(0), "] (out_features), got ", bias->sizes());
   }
+}
+
+// [*, cols] -> [rows, cols]: a view whenever the strides allow it (explicit row count, so that
+// cols == 0 works too).
+at::Tensor as_matrix(const at::Tensor& t) {
+  const int64_t cols = t.size(-1);
+  return t.reshape({c10::multiply_integers(t.sizes().begin(), t.sizes().end() - 1), cols});
 }
 
 // Fold lazy negation into the data so kernels can read raw memory; the conj bit is kept and
@@ -100,7 +108,7 @@ at::Tensor linear_forward(
   std::vector<int64_t> out_shape = x_in.sizes().vec();
   out_shape.back() = N;
 
-  at::Tensor x = raw(x_in).reshape({-1, K});  // a view whenever the strides allow it
+  at::Tensor x = as_matrix(raw(x_in));
   at::Tensor weight = raw(weight_in);
   at::Tensor bias = bias_ptr ? raw(*bias_ptr).resolve_conj() : at::Tensor();
   const int64_t M = x.size(0);
@@ -148,8 +156,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward(
       grad_in.sizes().vec() == grad_shape, op, ": grad has shape ", grad_in.sizes(),
       " but the output of linear has shape ", at::IntArrayRef(grad_shape));
 
-  at::Tensor g = raw(grad_in).reshape({-1, N});
-  at::Tensor x = raw(x_in).reshape({-1, K});
+  at::Tensor g = as_matrix(raw(grad_in));
+  at::Tensor x = as_matrix(raw(x_in));
   at::Tensor weight = raw(weight_in);
   const int64_t M = x.size(0);
   const bool need_x = output_mask[0], need_w = output_mask[1], need_b = output_mask[2];

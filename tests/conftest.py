@@ -1,0 +1,28 @@
+import pytest
+import torch
+
+import cplxfast  # noqa: F401  (loads the ops)
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
+
+
+def crandn(*shape, dtype=torch.complex128, device="cpu", generator=None):
+    """Random complex normal tensor (never zeros)."""
+    return torch.randn(*shape, dtype=dtype, device=device, generator=generator)
+
+
+def rel_err(actual, expected):
+    """Normwise relative error ||a - e|| / ||e|| in float64."""
+    a, e = actual.detach().to(torch.complex128).cpu(), expected.detach().to(torch.complex128).cpu()
+    return ((a - e).norm() / e.norm().clamp_min(1e-300)).item()
+
+
+TOL = {torch.complex64: 2e-5, torch.complex128: 1e-12}

@@ -1,0 +1,43 @@
+"""The build: every op has CPU, Autograd and fake kernels, and CUDA ones when CUDA was compiled."""
+import pytest
+import torch
+
+import cplxfast
+
+OPS = ["linear", "linear_backward"]
+
+
+def _has_kernel(op, key):
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"cplxfast::{op}", key)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_cpu_autograd_and_fake_kernels(op):
+    assert _has_kernel(op, "CPU")
+    assert _has_kernel(op, "Autograd") or _has_kernel(op, "AutogradCPU")
+    assert torch._library.simple_registry.singleton.find(f"cplxfast::{op}").fake_impl.kernel is not None
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_cuda_kernel_registered_when_compiled(op):
+    if not cplxfast.build_info.with_cuda:
+        pytest.skip("this build is CPU-only")
+    assert _has_kernel(op, "CUDA")
+
+
+def test_build_info_matches_installed_torch():
+    assert cplxfast.build_info.torch_version.split("+")[0] == torch.__version__.split("+")[0]
+
+
+def test_every_schema_is_listed_here():
+    """OPS above must name every op of the library, so none escapes these checks."""
+    declared = {name.split("::")[1] for name in torch._C._dispatch_get_all_op_names() if name.startswith("cplxfast::")}
+    assert declared == set(OPS)
+
+
+def test_mismatched_torch_raises_rebuild_error(monkeypatch):
+    from cplxfast import _build_info, _loader
+
+    monkeypatch.setattr(_build_info, "torch_version", "1.0.0")
+    with pytest.raises(ImportError, match="cplxfast was built against torch 1.0.0 .* Rebuild cplxfast"):
+        _loader.load()

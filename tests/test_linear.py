@@ -1,0 +1,400 @@
+"""cplxfast.linear: forward, backward, gradcheck, opcheck, accuracy, errors, module, compile."""
+import math
+
+import pytest
+import torch
+
+import cplxfast
+from cplxfast import _reference as ref
+from cplxfast import ops
+from cplxfast.nn import CplxLinear
+from conftest import TOL, crandn, rel_err
+
+ALGOS = ["3m", "4m", "auto"]
+DTYPES = [torch.complex64, torch.complex128]
+
+
+def make(batch, n_in, n_out, dtype, device, bias=True, seed=0):
+    torch.manual_seed(seed)
+    x = crandn(*batch, n_in, dtype=dtype, device=device)
+    w = crandn(n_out, n_in, dtype=dtype, device=device) / math.sqrt(n_in)
+    b = crandn(n_out, dtype=dtype, device=device) if bias else None
+    return x, w, b
+
+
+# ------------------------------------------------------------------------------ forward
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [(), (7,), (2, 3), (2500,)])  # 2500 rows: several 1024-row chunks
+@pytest.mark.parametrize("bias", [True, False])
+def test_forward_matches_reference(device, algorithm, dtype, batch, bias):
+    x, w, b = make(batch, 33, 17, dtype, device, bias)
+    y = ops.linear(x, w, b, algorithm)
+    assert y.shape == (*batch, 17) and y.dtype == dtype and y.is_contiguous()
+    assert rel_err(y, ref.linear(x, w, b)) < TOL[dtype]
+
+
+def _noncontiguous_inputs(device, dtype):
+    torch.manual_seed(1)
+    base = crandn(40, 30, dtype=dtype, device=device)
+    w = crandn(9, 30, dtype=dtype, device=device)
+    return {
+        "transposed": (crandn(30, 40, dtype=dtype, device=device).t(), w),
+        "column-sliced": (crandn(40, 60, dtype=dtype, device=device)[:, ::2], w),
+        "permuted-3d": (crandn(30, 4, 10, dtype=dtype, device=device).permute(1, 2, 0), w),
+        "conj-view-input": (base.conj(), w),
+        "conj-view-weight": (base, w.conj()),
+        "transposed-weight": (base, crandn(30, 9, dtype=dtype, device=device).t()),
+        "expanded": (crandn(1, 30, dtype=dtype, device=device).expand(40, 30), w),
+        "neg-view": (torch._neg_view(base), w),
+    }
+
+
+@pytest.mark.parametrize("algorithm", ["3m", "4m"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["transposed", "column-sliced", "permuted-3d", "conj-view-input",
+                                  "conj-view-weight", "transposed-weight", "expanded", "neg-view"])
+def test_forward_strided_inputs(device, algorithm, dtype, case):
+    x, w = _noncontiguous_inputs(device, dtype)[case]
+    b = crandn(9, dtype=dtype, device=device)
+    assert rel_err(ops.linear(x, w, b, algorithm), ref.linear(x, w, b)) < TOL[dtype]
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+def test_empty_batch_and_zero_features(device, algorithm):
+    x, w, b = make((0,), 8, 5, torch.complex64, device)
+    y = ops.linear(x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), algorithm)
+    assert y.shape == (0, 5)
+    y.sum().abs().backward()
+    assert x.grad.shape == (0, 8) and torch.equal(w.grad, torch.zeros_like(w))
+    assert torch.equal(b.grad, torch.zeros_like(b))
+    # in_features == 0: the output is the bias alone
+    x0, w0, b0 = make((4,), 0, 3, torch.complex128, device)
+    assert torch.allclose(ops.linear(x0, w0, b0, algorithm), b0.expand(4, 3))
+
+
+# ------------------------------------------------------------------------------ backward
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [(6,), (2, 5), (2500,)])
+def test_backward_matches_reference(device, algorithm, dtype, batch):
+    x, w, b = make(batch, 21, 13, dtype, device)
+    g = crandn(*batch, 13, dtype=dtype, device=device)
+    leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    ops.linear(*leaves, algorithm).backward(g)
+    ref_leaves = [t.detach().clone().to(torch.complex128).requires_grad_() for t in (x, w, b)]
+    ref.linear(*ref_leaves).backward(g.to(torch.complex128))
+    for got, want in zip(leaves, ref_leaves):
+        assert got.grad.dtype == dtype and got.grad.shape == got.shape
+        assert rel_err(got.grad, want.grad) < TOL[dtype]
+
+
+@pytest.mark.parametrize("mask", [(True, False, False), (False, True, False), (False, False, True), (True, True, False)])
+@pytest.mark.parametrize("algorithm", ["3m", "4m"])
+def test_backward_output_mask(device, algorithm, mask):
+    x, w, _ = make((50,), 12, 7, torch.complex128, device)
+    g = crandn(50, 7, device=device)
+    gx, gw, gb = ops.linear_backward(g, x, w, algorithm, mask)
+    want = [g @ w.conj(), g.T @ x.conj(), g.sum(0)]
+    for got, on, expected in zip((gx, gw, gb), mask, want):
+        if on:
+            assert rel_err(got, expected) < 1e-12
+        else:
+            assert got is None
+
+
+@pytest.mark.parametrize("algorithm", ["3m", "4m"])
+def test_only_weight_requires_grad(device, algorithm):
+    x, w, b = make((10,), 6, 4, torch.complex128, device)
+    w.requires_grad_()
+    ops.linear(x, w, b, algorithm).abs().sum().backward()
+    w_ref = w.detach().clone().requires_grad_()
+    ref.linear(x, w_ref, b).abs().sum().backward()
+    assert rel_err(w.grad, w_ref.grad) < 1e-12
+
+
+@pytest.mark.parametrize("algorithm", ["3m", "4m"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_gradcheck(device, algorithm, bias):
+    x, w, b = make((3, 4), 5, 3, torch.complex128, device, bias)
+    args = [t.requires_grad_() for t in (x, w, b) if t is not None]
+    fn = (lambda x, w, b: ops.linear(x, w, b, algorithm)) if bias else (lambda x, w: ops.linear(x, w, None, algorithm))
+    assert torch.autograd.gradcheck(fn, args)
+
+
+def test_double_backward_raises_clear_error(device):
+    x, w, b = make((4,), 5, 3, torch.complex128, device)
+    x.requires_grad_()
+    y = ops.linear(x, w, b, "3m")
+    (gx,) = torch.autograd.grad(y.abs().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward is not supported"):
+        gx.abs().sum().backward()
+
+
+# ------------------------------------------------------------------------------ opcheck
+def _opcheck_samples(device):
+    samples = []
+    for dtype in DTYPES:
+        x, w, b = make((2, 5), 6, 4, dtype, device)
+        samples.append((x, w, b))
+        samples.append((x.transpose(0, 1), w, None))  # non-contiguous input
+        samples.append((crandn(6, 5, dtype=dtype, device=device).t(), w.conj().resolve_conj(), b))
+    return samples
+
+
+@pytest.mark.parametrize("algorithm", ["3m", "4m", "auto"])
+def test_opcheck_forward(device, algorithm):
+    for x, w, b in _opcheck_samples(device):
+        for requires_grad in (False, True):
+            args = [t.clone().requires_grad_(requires_grad) if t is not None else None for t in (x, w, b)]
+            torch.library.opcheck(torch.ops.cplxfast.linear.default, (*args, algorithm))
+
+
+@pytest.mark.parametrize("mask", [[True, True, True], [True, False, False], [False, True, True]])
+def test_opcheck_backward(device, mask):
+    for x, w, _ in _opcheck_samples(device):
+        g = crandn(*x.shape[:-1], w.shape[0], dtype=x.dtype, device=device)
+        torch.library.opcheck(
+            torch.ops.cplxfast.linear_backward.default, (g, x, w, "3m", mask),
+            test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"),
+        )
+
+
+# ------------------------------------------------------------------------------ 3M accuracy
+def _accuracy_case(device, near_real):
+    torch.manual_seed(3)
+    x = crandn(256, 512, dtype=torch.complex64, device=device)
+    w = crandn(128, 512, dtype=torch.complex64, device=device) / math.sqrt(512)
+    if near_real:  # imaginary parts 1e-4 of the real parts
+        x = torch.complex(x.real, 1e-4 * x.imag)
+        w = torch.complex(w.real, 1e-4 * w.imag)
+    return x, w
+
+
+def _imag_rel_err(y, want):
+    return ((y.imag.double().cpu() - want.imag.cpu()).norm() / want.imag.cpu().norm()).item()
+
+
+def test_accuracy_ordinary_data(device):
+    x, w = _accuracy_case(device, near_real=False)
+    want = ref.linear(x, w)
+    for algorithm in ("3m", "4m"):
+        y = ops.linear(x, w, None, algorithm)
+        assert rel_err(y, want) < 1e-6
+        assert _imag_rel_err(y, want) < 1e-6
+
+
+def test_accuracy_near_real_data(device):
+    """3M's imaginary part loses componentwise accuracy when |Im| << |Re|; 4M does not."""
+    x, w = _accuracy_case(device, near_real=True)
+    want = ref.linear(x, w)
+    err_3m = _imag_rel_err(ops.linear(x, w, None, "3m"), want)
+    err_4m = _imag_rel_err(ops.linear(x, w, None, "4m"), want)
+    assert err_4m < 1e-6  # tight: componentwise accurate
+    assert err_3m < 1e-2  # the documented 3M bound on near-real fp32 data (measured ~2.4e-3)
+    assert err_3m > 100 * err_4m  # the loss this test guards against is real, not hypothetical
+    assert rel_err(ops.linear(x, w, None, "3m"), want) < 1e-6  # still normwise accurate
+
+
+# ------------------------------------------------------------------------------ errors
+def test_bad_input_errors(device):
+    x, w, b = make((4,), 6, 3, torch.complex64, device)
+    cases = [
+        ((x.real, w, b), "input must be a complex64 or complex128 tensor"),
+        ((x, w.real, b), "weight must be a complex64 or complex128 tensor"),
+        ((x[:, :5], w, b), "input has 5 features in its last dimension but weight expects in_features=6"),
+        ((x, w.to(torch.complex128), b), "weight has dtype ComplexDouble but the input has dtype ComplexFloat"),
+        ((x, w, b[:2]), r"bias must have shape \[3\]"),
+        ((x, w[0], b), "weight must be 2-D"),
+        ((x.abs().to(torch.int32), w, b), "input must be a complex64 or complex128"),
+    ]
+    for args, message in cases:
+        with pytest.raises(RuntimeError, match=message) as info:
+            ops.linear(*args, "3m")
+        assert "cplxfast.linear" in str(info.value)
+    with pytest.raises(RuntimeError, match='algorithm must be "auto", "3m" or "4m"'):
+        torch.ops.cplxfast.linear(x, w, b, "5m")
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        ops.linear(x, w, b, "fast")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for a device mismatch")
+def test_device_mismatch_error():
+    x, w, b = make((4,), 6, 3, torch.complex64, "cpu")
+    with pytest.raises(RuntimeError, match="weight is on cuda:0 but the input is on cpu"):
+        ops.linear(x, w.cuda(), None, "3m")
+
+
+def test_backward_bad_grad_shape():
+    x, w, _ = make((4,), 6, 3, torch.complex64, "cpu")
+    with pytest.raises(RuntimeError, match=r"cplxfast.linear_backward: grad has shape \[4, 2\]"):
+        ops.linear_backward(crandn(4, 2, dtype=torch.complex64), x, w, "3m")
+
+
+# ------------------------------------------------------------------------------ algorithm choice
+def _near_real(device):
+    torch.manual_seed(5)
+    x = crandn(64, 300, dtype=torch.complex64, device=device)
+    w = crandn(40, 300, dtype=torch.complex64, device=device)
+    return torch.complex(x.real, 1e-4 * x.imag), torch.complex(w.real, 1e-4 * w.imag)
+
+
+def test_algorithm_global_per_layer_per_call(device):
+    x, w = _near_real(device)
+    y3, y4 = ops.linear(x, w, None, "3m"), ops.linear(x, w, None, "4m")
+    assert not torch.equal(y3, y4)  # the two algorithms are distinguishable on this data
+    assert cplxfast.get_default_algorithm() == "auto"
+    with cplxfast.default_algorithm("3m"):
+        assert torch.equal(ops.linear(x, w), y3)
+        assert torch.equal(ops.linear(x, w, None, "4m"), y4)  # per call beats global
+        layer = CplxLinear(300, 40, bias=False, algorithm="4m").to(device)
+        with torch.no_grad():
+            layer.weight.real.copy_(w.real)
+            layer.weight.imag.copy_(w.imag)
+        assert torch.equal(layer(x), y4)  # per layer beats global
+        layer.algorithm = None
+        assert torch.equal(layer(x), y3)  # a layer without a choice follows the global default
+    assert cplxfast.get_default_algorithm() == "auto"
+    cplxfast.set_default_algorithm("4m")
+    try:
+        assert torch.equal(ops.linear(x, w), y4)
+    finally:
+        cplxfast.set_default_algorithm("auto")
+    with pytest.raises(ValueError):
+        cplxfast.set_default_algorithm("3M")
+
+
+def test_auto_uses_backend_gemm_for_small_and_3m_for_large():
+    small_x, small_w = _near_real("cpu")
+    assert torch.equal(ops.linear(small_x, small_w, None, "auto"), ops.linear(small_x, small_w, None, "4m"))
+    torch.manual_seed(6)
+    x = crandn(1024, 512, dtype=torch.complex64)
+    w = crandn(512, 512, dtype=torch.complex64)
+    x, w = torch.complex(x.real, 1e-4 * x.imag), torch.complex(w.real, 1e-4 * w.imag)
+    assert torch.equal(ops.linear(x, w, None, "auto"), ops.linear(x, w, None, "3m"))
+
+
+# ------------------------------------------------------------------------------ module
+def test_module_parameters_and_state_dict_layout():
+    layer = CplxLinear(5, 3)
+    assert [n for n, _ in layer.named_parameters()] == ["weight.imag", "weight.real", "bias.imag", "bias.real"]
+    sd = layer.state_dict()
+    assert list(sd) == ["weight.imag", "weight.real", "bias.imag", "bias.real"]
+    assert sd["weight.real"].shape == (3, 5) and sd["bias.imag"].shape == (3,)
+    assert [n for n, _ in CplxLinear(5, 3, bias=False).named_parameters()] == ["weight.imag", "weight.real"]
+    assert CplxLinear(5, 3, bias=False).bias is None
+
+
+def test_module_init_distributions():
+    torch.manual_seed(0)
+    layer = CplxLinear(400, 300)
+    # kaiming_uniform with a' = sqrt(1 + 2*5) = sqrt(11): bound = sqrt(6 / ((1 + 11) fan_in))
+    w_bound = math.sqrt(6 / (12 * 400))
+    # cplxmodule's bias bound uses its swapped 2-D fan: 1/sqrt(out_features)
+    b_bound = 1 / math.sqrt(300)
+    for part, bound in ((layer.weight.real, w_bound), (layer.weight.imag, w_bound),
+                        (layer.bias.real, b_bound), (layer.bias.imag, b_bound)):
+        assert part.abs().max() <= bound
+        assert part.abs().max() > 0.95 * bound
+        assert abs(part.std().item() - bound / math.sqrt(3)) < 0.1 * bound
+
+
+def test_module_complex_and_cplx_like_io(device):
+    layer = CplxLinear(6, 4).to(device)
+    z = crandn(3, 6, dtype=torch.complex64, device=device)
+    y = layer(z)
+    assert isinstance(y, torch.Tensor) and y.dtype == torch.complex64 and y.shape == (3, 4)
+    w = torch.complex(layer.weight.real, layer.weight.imag)
+    b = torch.complex(layer.bias.real, layer.bias.imag)
+    assert rel_err(y, ref.linear(z, w, b)) < TOL[torch.complex64]
+
+    class Pair:  # any object with .real/.imag tensors, e.g. cplxmodule's Cplx
+        def __init__(self, real, imag):
+            self.real, self.imag = real, imag
+
+    out = layer(Pair(z.real, z.imag))
+    assert isinstance(out, Pair)
+    assert torch.equal(out.real, y.real) and torch.equal(out.imag, y.imag)
+
+
+def test_module_errors():
+    layer = CplxLinear(6, 4)
+    with pytest.raises(TypeError, match="CplxLinear: expected a complex tensor .* got a real torch.float32 tensor"):
+        layer(torch.randn(2, 6))
+    with pytest.raises(TypeError, match="CplxLinear: input is torch.complex128 but the layer's parameters are torch.float32"):
+        layer(crandn(2, 6))
+    with pytest.raises(RuntimeError, match="input has 5 features"):
+        layer(crandn(2, 5, dtype=torch.complex64))
+    with pytest.raises(TypeError, match="CplxLinear: expected a complex tensor or a Cplx"):
+        layer([1, 2, 3])
+
+
+def test_module_float64_parameters():
+    layer = CplxLinear(6, 4, dtype=torch.float64)
+    z = crandn(3, 6)
+    w = torch.complex(layer.weight.real, layer.weight.imag)
+    b = torch.complex(layer.bias.real, layer.bias.imag)
+    assert rel_err(layer(z), ref.linear(z, w, b)) < 1e-12
+
+
+# ------------------------------------------------------------------------------ cplxmodule
+cplxmodule = pytest.importorskip("cplxmodule")
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_matches_cplxmodule_forward_and_gradients(bias):
+    from cplxmodule import Cplx
+    from cplxmodule.nn import CplxLinear as TheirLinear
+
+    torch.manual_seed(0)
+    theirs, ours = TheirLinear(16, 8, bias=bias), CplxLinear(16, 8, bias=bias)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    re, im = torch.randn(2, 5, 16), torch.randn(2, 5, 16)
+    x_theirs = Cplx(re.clone().requires_grad_(), im.clone().requires_grad_())
+    x_ours = Cplx(re.clone().requires_grad_(), im.clone().requires_grad_())
+    y_theirs, y_ours = theirs(x_theirs), ours(x_ours)
+    assert isinstance(y_ours, Cplx)
+    torch.testing.assert_close(y_ours.real, y_theirs.real, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(y_ours.imag, y_theirs.imag, rtol=1e-5, atol=1e-5)
+    g_re, g_im = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    ((y_theirs.real * g_re).sum() + (y_theirs.imag * g_im).sum()).backward()
+    ((y_ours.real * g_re).sum() + (y_ours.imag * g_im).sum()).backward()
+    theirs_params, ours_params = dict(theirs.named_parameters()), dict(ours.named_parameters())
+    assert list(theirs_params) == list(ours_params)
+    for name in theirs_params:
+        torch.testing.assert_close(ours_params[name].grad, theirs_params[name].grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_ours.real.grad, x_theirs.real.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_ours.imag.grad, x_theirs.imag.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_checkpoint_round_trip_with_cplxmodule():
+    from cplxmodule.nn import CplxLinear as TheirLinear
+
+    theirs, ours = TheirLinear(7, 3), CplxLinear(7, 3)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    back = TheirLinear(7, 3)
+    back.load_state_dict(ours.state_dict(), strict=True)
+    for (k1, v1), (k2, v2) in zip(theirs.state_dict().items(), back.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2)
+    # optimizer state is keyed by parameter order, which matches too
+    opt_theirs = torch.optim.Adam(theirs.parameters())
+    opt_ours = torch.optim.Adam(ours.parameters())
+    assert [p.shape for p in opt_theirs.param_groups[0]["params"]] == [p.shape for p in opt_ours.param_groups[0]["params"]]
+
+
+# ------------------------------------------------------------------------------ torch.compile
+def test_torch_compile_fullgraph_forward_backward():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(CplxLinear(12, 16), CplxLinear(16, 4, algorithm="4m"))
+    x = crandn(8, 12, dtype=torch.complex64)
+    eager = model(x)
+    eager.abs().sum().backward()
+    eager_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True)  # inductor: a graph break would raise
+    out = compiled(x)
+    out.abs().sum().backward()
+    torch.testing.assert_close(out, eager)
+    for p, g in zip(model.parameters(), eager_grads):
+        torch.testing.assert_close(p.grad, g)
