@@ -11,11 +11,14 @@
 namespace cplxfast::cpu {
 namespace {
 
-// Measured on the 2-core development CPU with bench/bench_linear.py --crossover (MKL, fp32
-// and fp64): see bench/RESULTS.md. Below this work, fixed costs (plane buffers, thread
-// wake-ups, three GEMM calls instead of one) outweigh the 25% fewer multiplications.
-bool prefer_3m(int64_t M, int64_t N, int64_t K, at::ScalarType) {
-  return M * N * K >= (int64_t{1} << 24) && std::min({M, N, K}) >= 128;
+// The crossover measured on the 2-core development CPU (bench/bench_linear.py --crossover,
+// fwd+bwd, MKL; table in bench/RESULTS.md). MKL's cgemm runs at ~3.6x one sgemm, not 4x, so
+// 3M can gain at most ~1.2x, and only where the three GEMMs are big enough to outweigh the
+// plane passes: complex64 won 7-13% from M >= 1024 rows with N, K >= 512, and lost up to 2x on
+// small or short problems (M <= 256: -8% to -50%); complex128 won only at M, N, K >= 1024.
+bool prefer_3m(int64_t M, int64_t N, int64_t K, at::ScalarType dtype) {
+  const int64_t min_features = dtype == at::kComplexFloat ? 512 : 1024;
+  return M >= 1024 && std::min(N, K) >= min_features;
 }
 
 const Gemm3mBackend& backend() {

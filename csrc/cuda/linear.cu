@@ -12,10 +12,11 @@
 namespace cplxfast::cuda {
 namespace {
 
-// Not yet measured on a GPU (bench/gpu_check.sh reports the 3m/4m crossover): the same rule
-// as on CPU until a GPU run says otherwise.
-bool prefer_3m(int64_t M, int64_t N, int64_t K, at::ScalarType) {
-  return M * N * K >= (int64_t{1} << 24) && std::min({M, N, K}) >= 128;
+// Not yet measured on a GPU: bench/gpu_check.sh runs bench_linear.py --crossover there. Until
+// a GPU run says otherwise, the CPU's measured rule (csrc/cpu/linear.cpp).
+bool prefer_3m(int64_t M, int64_t N, int64_t K, at::ScalarType dtype) {
+  const int64_t min_features = dtype == at::kComplexFloat ? 512 : 1024;
+  return M >= 1024 && std::min(N, K) >= min_features;
 }
 
 const Gemm3mBackend& backend() {

@@ -1,0 +1,88 @@
+"""Shared benchmark machinery: interleaved timing with medians, result tables and JSON.
+
+Implementations of one case are timed round-robin in the same process (A B C A B C ...), so
+drift on a shared machine hits them alike; each reports the median of its rounds.
+"""
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_interleaved(fns, device, rounds=15, warmup=3, min_time=0.0):
+    """Median seconds per call for each of fns (dict name -> zero-arg callable), interleaved."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    sync(device)
+    samples = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            samples[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def progress(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def commit():
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True, stderr=subprocess.DEVNULL).strip()
+    except Exception:
+        return "unknown"
+
+
+def machine(device):
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def write_json(path, family, device, rows):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    doc = {
+        "family": family, "device": device, "machine": machine(device), "torch": torch.__version__,
+        "cuda": torch.version.cuda, "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "rows": rows,
+    }
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+    return path
+
+
+def print_table(headers, rows, title=None):
+    if title:
+        print(f"\n{title}")
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    line = " | ".join(str(h).ljust(w) for h, w in zip(headers, widths))
+    print(line)
+    print("-|-".join("-" * w for w in widths))
+    for r in rows:
+        print(" | ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
+def have_cplxmodule():
+    try:
+        import cplxmodule  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def devices():
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

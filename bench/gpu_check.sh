@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The ONE prepared GPU run: build cplxfast against the machine's torch with all cores, run the
+# whole test suite (CUDA cases included), run the CUDA benchmarks, and write logs and JSON into
+# OUTDIR. Runs from a fresh copy of the repo on a machine with torch, nvcc and ninja but no
+# network; budgeted to end well inside 8 minutes (each step has its own timeout).
+#
+#   bash bench/gpu_check.sh [OUTDIR]
+#
+# cplxmodule is not on the GPU machine: place its pure-Python wheel in $CPLXMODULE_WHEELS
+# (default .whl/, e.g. `pip download --no-deps -d .whl cplxmodule==2022.6`) to get its column;
+# without it the benchmarks leave that column out and say so.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:-bench/out/gpu-$(date +%Y%m%d-%H%M%S)}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+export PYTHONUNBUFFERED=1
+status=0
+step() {  # step NAME TIMEOUT_S COMMAND...
+  local name=$1 limit=$2; shift 2
+  echo "=== $name (limit ${limit}s) ===" | tee -a "$OUT/summary.txt"
+  local t0=$SECONDS
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  tail -n 40 "$OUT/$name.log"
+  echo "=== $name: rc=$rc in $((SECONDS - t0))s ===" | tee -a "$OUT/summary.txt"
+  [ $rc -eq 0 ] || status=1
+  return $rc
+}
+
+{ date -u; git rev-parse --short HEAD 2>/dev/null; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
+  "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "gpu", torch.cuda.is_available())'
+  nvcc --version | tail -n 2; } | tee "$OUT/machine.txt"
+
+WHEELS="${CPLXMODULE_WHEELS:-.whl}"
+if ls "$WHEELS"/cplxmodule-*.whl > /dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --target /tmp/cplxmodule-site "$WHEELS"/cplxmodule-*.whl \
+    && export PYTHONPATH="/tmp/cplxmodule-site${PYTHONPATH:+:$PYTHONPATH}"
+else
+  echo "no cplxmodule wheel in $WHEELS: cplxmodule columns and interop tests are skipped" | tee -a "$OUT/summary.txt"
+fi
+
+# Always rebuild here: this machine's torch differs from the development machines'.
+rm -rf build cplxfast/_C*.so cplxfast/_build_info.py
+step build 300 env MAX_JOBS="$(nproc)" "$PY" setup.py build_ext --inplace || { echo "build failed"; exit 1; }
+step tests 150 "$PY" -m pytest -q -x --junitxml="$OUT/tests.xml" tests
+step bench_linear 120 "$PY" bench/bench_linear.py --device cuda --out "$OUT"
+step bench_linear_crossover 60 "$PY" bench/bench_linear.py --device cuda --crossover --rounds 5 --out "$OUT"
+cat "$OUT/summary.txt"
+exit $status

@@ -1,0 +1,20 @@
+"""`make bench`: every benchmark family, on every device present. --quick: CI smoke sizes."""
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAMILIES = ["bench_linear.py"]
+
+
+def main():
+    args = sys.argv[1:]
+    status = 0
+    for script in FAMILIES:
+        print(f"== {script} {' '.join(args)}", file=sys.stderr, flush=True)
+        status |= subprocess.call([sys.executable, os.path.join(HERE, script), *args])
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
