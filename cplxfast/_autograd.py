@@ -19,18 +19,20 @@ def _no_double_backward(op_name):
 
 # ---------------------------------------------------------------------------------- linear
 def _linear_setup_context(ctx, inputs, output):
-    x, weight, bias, algorithm = inputs
-    ctx.save_for_backward(x, weight)
+    x, weight_re, weight_im, bias_re, bias_im, algorithm = inputs
+    ctx.save_for_backward(x, weight_re, weight_im)
     ctx.algorithm = algorithm
-    ctx.has_bias = bias is not None
+    ctx.has_bias = bias_re is not None
 
 
 def _linear_backward(ctx, grad):
-    x, weight = ctx.saved_tensors
+    x, weight_re, weight_im = ctx.saved_tensors
     need = ctx.needs_input_grad
-    mask = [need[0], need[1], ctx.has_bias and need[2]]
-    grad_x, grad_w, grad_b = torch.ops.cplxfast.linear_backward.default(grad, x, weight, ctx.algorithm, mask)
-    return grad_x, grad_w, grad_b, None
+    mask = [need[0], need[1] or need[2], ctx.has_bias and (need[3] or need[4])]
+    grad_x, gw_re, gw_im, gb_re, gb_im = torch.ops.cplxfast.linear_backward.default(
+        grad, x, weight_re, weight_im, ctx.algorithm, mask
+    )
+    return grad_x, gw_re, gw_im, gb_re, gb_im, None
 
 
 torch.library.register_autograd("cplxfast::linear", _linear_backward, setup_context=_linear_setup_context)

@@ -14,32 +14,38 @@ _ops = torch.ops.cplxfast
 
 
 # ---------------------------------------------------------------------------------- linear
-def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, algorithm: Optional[str] = None) -> Tensor:
-    """y = x W^T + b for complex x [*, in], W [out, in], b [out]: returns [*, out]."""
-    return _ops.linear.default(x, weight, bias, _config.resolve(algorithm))
+def linear(
+    x: Tensor, weight_re: Tensor, weight_im: Tensor, bias_re: Optional[Tensor] = None,
+    bias_im: Optional[Tensor] = None, algorithm: Optional[str] = None,
+) -> Tensor:
+    """y = x W^T + b for complex x [*, in] and W = weight_re + i weight_im [out, in],
+    b = bias_re + i bias_im [out] (real parts, any strides): returns complex [*, out]."""
+    return _ops.linear.default(x, weight_re, weight_im, bias_re, bias_im, _config.resolve(algorithm))
 
 
 def linear_backward(
-    grad: Tensor, x: Tensor, weight: Tensor, algorithm: Optional[str] = None,
+    grad: Tensor, x: Tensor, weight_re: Tensor, weight_im: Tensor, algorithm: Optional[str] = None,
     output_mask: Sequence[bool] = (True, True, True),
-) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
-    """(grad_x, grad_W, grad_b) = (g conj(W), g^T conj(x), sum g); None where not in output_mask."""
-    return _ops.linear_backward.default(grad, x, weight, _config.resolve(algorithm), list(output_mask))
+) -> Tuple[Optional[Tensor], ...]:
+    """(grad_x, grad_weight_re, grad_weight_im, grad_bias_re, grad_bias_im) from grad_x = g conj(W),
+    grad_W = g^T conj(x), grad_b = sum g; None where output_mask (x, weight, bias) is False."""
+    return _ops.linear_backward.default(grad, x, weight_re, weight_im, _config.resolve(algorithm), list(output_mask))
 
 
 @torch.library.register_fake("cplxfast::linear")
-def _linear_fake(x, weight, bias, algorithm):
+def _linear_fake(x, weight_re, weight_im, bias_re, bias_im, algorithm):
     torch._check(x.dim() >= 1, lambda: "cplxfast.linear: input must have at least 1 dimension")
     torch._check(
-        x.shape[-1] == weight.shape[1],
-        lambda: f"cplxfast.linear: input has {x.shape[-1]} features but weight expects {weight.shape[1]}",
+        x.shape[-1] == weight_re.shape[1],
+        lambda: f"cplxfast.linear: input has {x.shape[-1]} features but weight expects {weight_re.shape[1]}",
     )
-    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+    return x.new_empty((*x.shape[:-1], weight_re.shape[0]))
 
 
 @torch.library.register_fake("cplxfast::linear_backward")
-def _linear_backward_fake(grad, x, weight, algorithm, output_mask):
+def _linear_backward_fake(grad, x, weight_re, weight_im, algorithm, output_mask):
+    real = x.new_empty((), dtype=weight_re.dtype)
     grad_x = x.new_empty(x.shape) if output_mask[0] else None
-    grad_w = weight.new_empty(weight.shape) if output_mask[1] else None
-    grad_b = weight.new_empty((weight.shape[0],)) if output_mask[2] else None
-    return grad_x, grad_w, grad_b
+    grad_w = [real.new_empty(weight_re.shape) if output_mask[1] else None for _ in range(2)]
+    grad_b = [real.new_empty((weight_re.shape[0],)) if output_mask[2] else None for _ in range(2)]
+    return grad_x, *grad_w, *grad_b

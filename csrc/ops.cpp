@@ -14,11 +14,15 @@ PyObject* PyInit__C(void) {
 }
 
 TORCH_LIBRARY(cplxfast, m) {
-  // ---- linear: y = x W^T + b, complex; algorithm is "3m" (Gauss), "4m" (backend complex
-  // GEMM) or "auto" (3m where it measured faster). Backward: grad_x = g conj(W),
-  // grad_W = g^T conj(x), grad_b = sum g; output_mask selects which are computed.
-  m.def("linear(Tensor x, Tensor weight, Tensor? bias, str algorithm) -> Tensor");
+  // ---- linear: y = x W^T + b with complex x and W = weight_re + i weight_im, b = bias_re +
+  // i bias_im given as real parts (a layer's Parameters, or .real/.imag views of a complex
+  // tensor: no copy either way). algorithm: "3m" (Gauss), "4m" (backend complex GEMM) or
+  // "auto" (3m where it measured faster). Backward: grad_x = g conj(W), grad_W = g^T conj(x),
+  // grad_b = sum g, returned as real parts; output_mask (x, weight, bias) selects them.
   m.def(
-      "linear_backward(Tensor grad, Tensor x, Tensor weight, str algorithm, bool[3] output_mask)"
-      " -> (Tensor, Tensor, Tensor)");
+      "linear(Tensor x, Tensor weight_re, Tensor weight_im, Tensor? bias_re, Tensor? bias_im,"
+      " str algorithm) -> Tensor");
+  m.def(
+      "linear_backward(Tensor grad, Tensor x, Tensor weight_re, Tensor weight_im, str algorithm,"
+      " bool[3] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }

@@ -6,6 +6,7 @@ import torch
 
 import cplxfast
 from cplxfast import _reference as ref
+from cplxfast import functional as F
 from cplxfast import ops
 from cplxfast.nn import CplxLinear
 from conftest import TOL, crandn, rel_err
@@ -29,7 +30,7 @@ def make(batch, n_in, n_out, dtype, device, bias=True, seed=0):
 @pytest.mark.parametrize("bias", [True, False])
 def test_forward_matches_reference(device, algorithm, dtype, batch, bias):
     x, w, b = make(batch, 33, 17, dtype, device, bias)
-    y = ops.linear(x, w, b, algorithm)
+    y = F.linear(x, w, b, algorithm)
     assert y.shape == (*batch, 17) and y.dtype == dtype and y.is_contiguous()
     assert rel_err(y, ref.linear(x, w, b)) < TOL[dtype]
 
@@ -57,20 +58,20 @@ def _noncontiguous_inputs(device, dtype):
 def test_forward_strided_inputs(device, algorithm, dtype, case):
     x, w = _noncontiguous_inputs(device, dtype)[case]
     b = crandn(9, dtype=dtype, device=device)
-    assert rel_err(ops.linear(x, w, b, algorithm), ref.linear(x, w, b)) < TOL[dtype]
+    assert rel_err(F.linear(x, w, b, algorithm), ref.linear(x, w, b)) < TOL[dtype]
 
 
 @pytest.mark.parametrize("algorithm", ALGOS)
 def test_empty_batch_and_zero_features(device, algorithm):
     x, w, b = make((0,), 8, 5, torch.complex64, device)
-    y = ops.linear(x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), algorithm)
+    y = F.linear(x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), algorithm)
     assert y.shape == (0, 5)
     y.sum().abs().backward()
     assert x.grad.shape == (0, 8) and torch.equal(w.grad, torch.zeros_like(w))
     assert torch.equal(b.grad, torch.zeros_like(b))
     # in_features == 0: the output is the bias alone
     x0, w0, b0 = make((4,), 0, 3, torch.complex128, device)
-    assert torch.allclose(ops.linear(x0, w0, b0, algorithm), b0.expand(4, 3))
+    assert torch.allclose(F.linear(x0, w0, b0, algorithm), b0.expand(4, 3))
 
 
 # ------------------------------------------------------------------------------ backward
@@ -81,7 +82,7 @@ def test_backward_matches_reference(device, algorithm, dtype, batch):
     x, w, b = make(batch, 21, 13, dtype, device)
     g = crandn(*batch, 13, dtype=dtype, device=device)
     leaves = [t.clone().requires_grad_() for t in (x, w, b)]
-    ops.linear(*leaves, algorithm).backward(g)
+    F.linear(*leaves, algorithm).backward(g)
     ref_leaves = [t.detach().clone().to(torch.complex128).requires_grad_() for t in (x, w, b)]
     ref.linear(*ref_leaves).backward(g.to(torch.complex128))
     for got, want in zip(leaves, ref_leaves):
@@ -94,20 +95,24 @@ def test_backward_matches_reference(device, algorithm, dtype, batch):
 def test_backward_output_mask(device, algorithm, mask):
     x, w, _ = make((50,), 12, 7, torch.complex128, device)
     g = crandn(50, 7, device=device)
-    gx, gw, gb = ops.linear_backward(g, x, w, algorithm, mask)
+    gx, gw_re, gw_im, gb_re, gb_im = ops.linear_backward(g, x, w.real, w.imag, algorithm, mask)
     want = [g @ w.conj(), g.T @ x.conj(), g.sum(0)]
-    for got, on, expected in zip((gx, gw, gb), mask, want):
-        if on:
-            assert rel_err(got, expected) < 1e-12
+    got = [gx, (gw_re, gw_im), (gb_re, gb_im)]
+    for grads, on, expected in zip(got, mask, want):
+        if not on:
+            assert grads is None or grads == (None, None)
+        elif isinstance(grads, tuple):
+            assert grads[0].dtype == torch.float64 and grads[0].is_contiguous() and grads[1].is_contiguous()
+            assert rel_err(torch.complex(*grads), expected) < 1e-12
         else:
-            assert got is None
+            assert rel_err(grads, expected) < 1e-12
 
 
 @pytest.mark.parametrize("algorithm", ["3m", "4m"])
 def test_only_weight_requires_grad(device, algorithm):
     x, w, b = make((10,), 6, 4, torch.complex128, device)
     w.requires_grad_()
-    ops.linear(x, w, b, algorithm).abs().sum().backward()
+    F.linear(x, w, b, algorithm).abs().sum().backward()
     w_ref = w.detach().clone().requires_grad_()
     ref.linear(x, w_ref, b).abs().sum().backward()
     assert rel_err(w.grad, w_ref.grad) < 1e-12
@@ -118,14 +123,14 @@ def test_only_weight_requires_grad(device, algorithm):
 def test_gradcheck(device, algorithm, bias):
     x, w, b = make((3, 4), 5, 3, torch.complex128, device, bias)
     args = [t.requires_grad_() for t in (x, w, b) if t is not None]
-    fn = (lambda x, w, b: ops.linear(x, w, b, algorithm)) if bias else (lambda x, w: ops.linear(x, w, None, algorithm))
+    fn = (lambda x, w, b: F.linear(x, w, b, algorithm)) if bias else (lambda x, w: F.linear(x, w, None, algorithm))
     assert torch.autograd.gradcheck(fn, args)
 
 
 def test_double_backward_raises_clear_error(device):
     x, w, b = make((4,), 5, 3, torch.complex128, device)
     x.requires_grad_()
-    y = ops.linear(x, w, b, "3m")
+    y = F.linear(x, w, b, "3m")
     (gx,) = torch.autograd.grad(y.abs().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="double backward is not supported"):
         gx.abs().sum().backward()
@@ -146,8 +151,11 @@ def _opcheck_samples(device):
 def test_opcheck_forward(device, algorithm):
     for x, w, b in _opcheck_samples(device):
         for requires_grad in (False, True):
-            args = [t.clone().requires_grad_(requires_grad) if t is not None else None for t in (x, w, b)]
+            parts = [x, w.real, w.imag] + ([b.real, b.imag] if b is not None else [None, None])
+            args = [t.clone().requires_grad_(requires_grad) if t is not None else None for t in parts]
             torch.library.opcheck(torch.ops.cplxfast.linear.default, (*args, algorithm))
+        # the real parts as strided views of a complex tensor, the way functional.linear passes them
+        torch.library.opcheck(torch.ops.cplxfast.linear.default, (x, w.real, w.imag, None, None, algorithm))
 
 
 @pytest.mark.parametrize("mask", [[True, True, True], [True, False, False], [False, True, True]])
@@ -155,7 +163,7 @@ def test_opcheck_backward(device, mask):
     for x, w, _ in _opcheck_samples(device):
         g = crandn(*x.shape[:-1], w.shape[0], dtype=x.dtype, device=device)
         torch.library.opcheck(
-            torch.ops.cplxfast.linear_backward.default, (g, x, w, "3m", mask),
+            torch.ops.cplxfast.linear_backward.default, (g, x, w.real.clone(), w.imag.clone(), "3m", mask),
             test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"),
         )
 
@@ -179,7 +187,7 @@ def test_accuracy_ordinary_data(device):
     x, w = _accuracy_case(device, near_real=False)
     want = ref.linear(x, w)
     for algorithm in ("3m", "4m"):
-        y = ops.linear(x, w, None, algorithm)
+        y = F.linear(x, w, None, algorithm)
         assert rel_err(y, want) < 1e-6
         assert _imag_rel_err(y, want) < 1e-6
 
@@ -188,12 +196,12 @@ def test_accuracy_near_real_data(device):
     """3M's imaginary part loses componentwise accuracy when |Im| << |Re|; 4M does not."""
     x, w = _accuracy_case(device, near_real=True)
     want = ref.linear(x, w)
-    err_3m = _imag_rel_err(ops.linear(x, w, None, "3m"), want)
-    err_4m = _imag_rel_err(ops.linear(x, w, None, "4m"), want)
+    err_3m = _imag_rel_err(F.linear(x, w, None, "3m"), want)
+    err_4m = _imag_rel_err(F.linear(x, w, None, "4m"), want)
     assert err_4m < 1e-6  # tight: componentwise accurate
     assert err_3m < 1e-2  # the documented 3M bound on near-real fp32 data (measured ~2.4e-3)
     assert err_3m > 100 * err_4m  # the loss this test guards against is real, not hypothetical
-    assert rel_err(ops.linear(x, w, None, "3m"), want) < 1e-6  # still normwise accurate
+    assert rel_err(F.linear(x, w, None, "3m"), want) < 1e-6  # still normwise accurate
 
 
 # ------------------------------------------------------------------------------ errors
@@ -201,34 +209,39 @@ def test_bad_input_errors(device):
     x, w, b = make((4,), 6, 3, torch.complex64, device)
     cases = [
         ((x.real, w, b), "input must be a complex64 or complex128 tensor"),
-        ((x, w.real, b), "weight must be a complex64 or complex128 tensor"),
         ((x[:, :5], w, b), "input has 5 features in its last dimension but weight expects in_features=6"),
-        ((x, w.to(torch.complex128), b), "weight has dtype ComplexDouble but the input has dtype ComplexFloat"),
+        ((x, w.to(torch.complex128), b), "weight_re must be a real Float tensor .* got Double"),
         ((x, w, b[:2]), r"bias must have shape \[3\]"),
         ((x, w[0], b), "weight must be 2-D"),
         ((x.abs().to(torch.int32), w, b), "input must be a complex64 or complex128"),
     ]
     for args, message in cases:
         with pytest.raises(RuntimeError, match=message) as info:
-            ops.linear(*args, "3m")
+            F.linear(*args, "3m")
         assert "cplxfast.linear" in str(info.value)
+    with pytest.raises(RuntimeError, match="weight_re has shape \\[3, 6\\] but weight_im has shape \\[3, 5\\]"):
+        ops.linear(x, w.real, w.imag[:, :5])
+    with pytest.raises(RuntimeError, match="give both bias_re and bias_im, or neither"):
+        ops.linear(x, w.real, w.imag, b.real, None)
     with pytest.raises(RuntimeError, match='algorithm must be "auto", "3m" or "4m"'):
-        torch.ops.cplxfast.linear(x, w, b, "5m")
+        torch.ops.cplxfast.linear(x, w.real, w.imag, b.real, b.imag, "5m")
     with pytest.raises(ValueError, match="algorithm must be one of"):
-        ops.linear(x, w, b, "fast")
+        F.linear(x, w, b, "fast")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for a device mismatch")
 def test_device_mismatch_error():
     x, w, b = make((4,), 6, 3, torch.complex64, "cpu")
-    with pytest.raises(RuntimeError, match="weight is on cuda:0 but the input is on cpu"):
-        ops.linear(x, w.cuda(), None, "3m")
+    with pytest.raises(RuntimeError, match="weight_re is on cuda:0 but the input is on cpu"):
+        F.linear(x, w.cuda(), None, "3m")
+    with pytest.raises(RuntimeError, match="weight_re is on cuda:0 but the input is on cpu"):
+        ops.linear(x, w.real.cuda(), w.imag.cuda())
 
 
 def test_backward_bad_grad_shape():
     x, w, _ = make((4,), 6, 3, torch.complex64, "cpu")
     with pytest.raises(RuntimeError, match=r"cplxfast.linear_backward: grad has shape \[4, 2\]"):
-        ops.linear_backward(crandn(4, 2, dtype=torch.complex64), x, w, "3m")
+        ops.linear_backward(crandn(4, 2, dtype=torch.complex64), x, w.real, w.imag, "3m")
 
 
 # ------------------------------------------------------------------------------ algorithm choice
@@ -241,12 +254,12 @@ def _near_real(device):
 
 def test_algorithm_global_per_layer_per_call(device):
     x, w = _near_real(device)
-    y3, y4 = ops.linear(x, w, None, "3m"), ops.linear(x, w, None, "4m")
+    y3, y4 = F.linear(x, w, None, "3m"), F.linear(x, w, None, "4m")
     assert not torch.equal(y3, y4)  # the two algorithms are distinguishable on this data
     assert cplxfast.get_default_algorithm() == "auto"
     with cplxfast.default_algorithm("3m"):
-        assert torch.equal(ops.linear(x, w), y3)
-        assert torch.equal(ops.linear(x, w, None, "4m"), y4)  # per call beats global
+        assert torch.equal(F.linear(x, w), y3)
+        assert torch.equal(F.linear(x, w, None, "4m"), y4)  # per call beats global
         layer = CplxLinear(300, 40, bias=False, algorithm="4m").to(device)
         with torch.no_grad():
             layer.weight.real.copy_(w.real)
@@ -257,7 +270,7 @@ def test_algorithm_global_per_layer_per_call(device):
     assert cplxfast.get_default_algorithm() == "auto"
     cplxfast.set_default_algorithm("4m")
     try:
-        assert torch.equal(ops.linear(x, w), y4)
+        assert torch.equal(F.linear(x, w), y4)
     finally:
         cplxfast.set_default_algorithm("auto")
     with pytest.raises(ValueError):
@@ -266,12 +279,12 @@ def test_algorithm_global_per_layer_per_call(device):
 
 def test_auto_uses_backend_gemm_for_small_and_3m_for_large():
     small_x, small_w = _near_real("cpu")
-    assert torch.equal(ops.linear(small_x, small_w, None, "auto"), ops.linear(small_x, small_w, None, "4m"))
+    assert torch.equal(F.linear(small_x, small_w, None, "auto"), F.linear(small_x, small_w, None, "4m"))
     torch.manual_seed(6)
     x = crandn(1024, 512, dtype=torch.complex64)
     w = crandn(512, 512, dtype=torch.complex64)
     x, w = torch.complex(x.real, 1e-4 * x.imag), torch.complex(w.real, 1e-4 * w.imag)
-    assert torch.equal(ops.linear(x, w, None, "auto"), ops.linear(x, w, None, "3m"))
+    assert torch.equal(F.linear(x, w, None, "auto"), F.linear(x, w, None, "3m"))
 
 
 # ------------------------------------------------------------------------------ module

@@ -6,6 +6,8 @@ import torch
 from .. import _config, ops
 from ._complex import CplxParameter, to_complex
 
+_COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+
 
 def cplx_kaiming_uniform_(param, a=0.0):
     """cplxmodule's init: torch's kaiming_uniform_ on re and im independently, a' = sqrt(1 + 2a^2)."""
@@ -49,14 +51,20 @@ class CplxLinear(torch.nn.Module):
 
     def forward(self, input):
         z, rewrap = to_complex(input, type(self).__name__)
-        weight = self.weight.complex()
-        bias = self.bias.complex() if self.bias is not None else None
-        if z.dtype != weight.dtype:
+        # The op takes the real and imaginary Parameters as they are: no complex copy of the
+        # weight is built, and their gradients come back as real tensors.
+        w, b = self.weight, self.bias
+        if z.dtype != _COMPLEX_OF.get(w.real.dtype):
             raise TypeError(
                 f"{type(self).__name__}: input is {z.dtype} but the layer's parameters are "
-                f"{self.weight.real.dtype} (so {weight.dtype}); convert one with .to()"
+                f"{w.real.dtype}; convert one with .to() (complex64 goes with float32, "
+                f"complex128 with float64)"
             )
-        return rewrap(ops.linear(z, weight, bias, self.algorithm))
+        if b is None:
+            y = ops.linear(z, w.real, w.imag, None, None, self.algorithm)
+        else:
+            y = ops.linear(z, w.real, w.imag, b.real, b.imag, self.algorithm)
+        return rewrap(y)
 
     def extra_repr(self):
         algo = "" if self.algorithm is None else f", algorithm={self.algorithm!r}"

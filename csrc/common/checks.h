@@ -24,3 +24,20 @@ inline void check_same_dtype_device(
 }
 
 }  // namespace cplxfast
+
+namespace cplxfast {
+
+// A real tensor holding the real or imaginary part of a complex operand `like`.
+inline void check_real_part(const char* op, const char* name, const at::Tensor& t, const at::Tensor& like) {
+  TORCH_CHECK(t.defined(), op, ": ", name, " is undefined");
+  const auto want = c10::toRealValueType(like.scalar_type());
+  TORCH_CHECK(
+      t.scalar_type() == want, op, ": ", name, " must be a real ", want, " tensor (the ",
+      "real/imaginary part of a ", like.scalar_type(), " operand), got ", t.scalar_type(),
+      "; cast the layer or the input to matching precision");
+  TORCH_CHECK(
+      t.device() == like.device(), op, ": ", name, " is on ", t.device(),
+      " but the input is on ", like.device(), "; move them to the same device");
+}
+
+}  // namespace cplxfast

@@ -32,23 +32,34 @@ Algorithm resolve_algorithm(
 }
 
 void check_linear_args(
-    const char* op, const at::Tensor& x, const at::Tensor& weight, const at::Tensor* bias) {
+    const char* op, const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
+    const at::Tensor* bias_re, const at::Tensor* bias_im) {
   check_complex(op, "input", x);
-  check_complex(op, "weight", weight);
-  check_same_dtype_device(op, "weight", weight, x);
-  TORCH_CHECK(weight.dim() == 2, op, ": weight must be 2-D [out_features, in_features], got shape ", weight.sizes());
   TORCH_CHECK(x.dim() >= 1, op, ": input must have at least 1 dimension (the features), got a 0-d tensor");
+  check_real_part(op, "weight_re", weight_re, x);
+  check_real_part(op, "weight_im", weight_im, x);
+  TORCH_CHECK(weight_re.dim() == 2, op, ": weight must be 2-D [out_features, in_features], got shape ", weight_re.sizes());
   TORCH_CHECK(
-      x.size(-1) == weight.size(1), op, ": input has ", x.size(-1),
-      " features in its last dimension but weight expects in_features=", weight.size(1),
-      " (input shape ", x.sizes(), ", weight shape ", weight.sizes(), ")");
-  if (bias != nullptr) {
-    check_complex(op, "bias", *bias);
-    check_same_dtype_device(op, "bias", *bias, x);
-    TORCH_CHECK(
-        bias->dim() == 1 && bias->size(0) == weight.size(0), op, ": bias must have shape [",
-        weight.size(0), "] (out_features), got ", bias->sizes());
+      weight_re.sizes() == weight_im.sizes(), op, ": weight_re has shape ", weight_re.sizes(),
+      " but weight_im has shape ", weight_im.sizes());
+  TORCH_CHECK(
+      x.size(-1) == weight_re.size(1), op, ": input has ", x.size(-1),
+      " features in its last dimension but weight expects in_features=", weight_re.size(1),
+      " (input shape ", x.sizes(), ", weight shape ", weight_re.sizes(), ")");
+  TORCH_CHECK((bias_re == nullptr) == (bias_im == nullptr), op, ": give both bias_re and bias_im, or neither");
+  if (bias_re != nullptr) {
+    check_real_part(op, "bias_re", *bias_re, x);
+    check_real_part(op, "bias_im", *bias_im, x);
+    for (const at::Tensor* b : {bias_re, bias_im}) {
+      TORCH_CHECK(
+          b->dim() == 1 && b->size(0) == weight_re.size(0), op, ": bias must have shape [",
+          weight_re.size(0), "] (out_features), got ", b->sizes());
+    }
   }
+}
+
+const at::Tensor* present(const c10::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() ? &*t : nullptr;
 }
 
 // [*, cols] -> [rows, cols]: a view whenever the strides allow it (explicit row count, so that
@@ -58,12 +69,10 @@ at::Tensor as_matrix(const at::Tensor& t) {
   return t.reshape({c10::multiply_integers(t.sizes().begin(), t.sizes().end() - 1), cols});
 }
 
-// Fold lazy negation into the data so kernels can read raw memory; the conj bit is kept and
-// folded into the plane signs by split_into.
-at::Tensor raw(const at::Tensor& t) { return t.is_neg() ? t.resolve_neg() : t; }
+ComplexPair parts(const at::Tensor& z) { return {at::real(z), at::imag(z)}; }
 
-void split_into(const Gemm3mBackend& backend, const at::Tensor& s, bool conj, const at::Tensor& planes) {
-  backend.split(s, conj != s.is_conj(), planes);
+ComplexPair rows_of(const ComplexPair& p, int64_t r0, int64_t rows) {
+  return {p.re.narrow(0, r0, rows), p.im.narrow(0, r0, rows)};
 }
 
 // Real planes buffer [3, rows, cols] carved from the front of a reusable flat buffer, so the
@@ -96,121 +105,138 @@ int64_t chunk_of(const Gemm3mBackend& backend, int64_t M) {
   return backend.chunk_rows > 0 ? std::min(backend.chunk_rows, M) : M;
 }
 
+at::TensorOptions real_options(const at::Tensor& x) {
+  return x.options().dtype(c10::toRealValueType(x.scalar_type())).memory_format(at::MemoryFormat::Contiguous);
+}
+
 }  // namespace
 
 at::Tensor linear_forward(
-    const at::Tensor& x_in, const at::Tensor& weight_in, const c10::optional<at::Tensor>& bias_in,
+    const at::Tensor& x_in, const at::Tensor& weight_re, const at::Tensor& weight_im,
+    const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
     c10::string_view algorithm, const Gemm3mBackend& backend) {
   const char* op = "cplxfast.linear";
-  const at::Tensor* bias_ptr = bias_in.has_value() && bias_in->defined() ? &*bias_in : nullptr;
-  check_linear_args(op, x_in, weight_in, bias_ptr);
-  const int64_t N = weight_in.size(0), K = weight_in.size(1);
+  const at::Tensor* b_re = present(bias_re);
+  const at::Tensor* b_im = present(bias_im);
+  check_linear_args(op, x_in, weight_re, weight_im, b_re, b_im);
+  const int64_t N = weight_re.size(0), K = weight_re.size(1);
   std::vector<int64_t> out_shape = x_in.sizes().vec();
   out_shape.back() = N;
 
-  at::Tensor x = as_matrix(raw(x_in));
-  at::Tensor weight = raw(weight_in);
-  at::Tensor bias = bias_ptr ? raw(*bias_ptr).resolve_conj() : at::Tensor();
+  const at::Tensor x = as_matrix(x_in);
   const int64_t M = x.size(0);
   at::Tensor y = at::empty({M, N}, x.options().memory_format(at::MemoryFormat::Contiguous));
 
   if (resolve_algorithm(op, algorithm, M, N, K, x.scalar_type(), backend) == Algorithm::k4M) {
-    if (bias.defined()) {
-      at::addmm_out(y, bias, x, weight.t());
+    const at::Tensor weight = at::complex(weight_re, weight_im);
+    if (b_re != nullptr) {
+      at::addmm_out(y, at::complex(*b_re, *b_im), x, weight.t());
     } else {
       at::mm_out(y, x, weight.t());
     }
     return y.view(out_shape);
   }
 
-  const auto real_opts = x.options().dtype(c10::toRealValueType(x.scalar_type()));
-  at::Tensor w_planes = at::empty({3, N, K}, real_opts);
-  split_into(backend, weight, /*conj=*/false, w_planes);
-  at::Tensor w_planes_t = w_planes.transpose(1, 2);  // planes of W^T, [3, K, N]
+  const auto opts = real_options(x);
+  at::Tensor w_planes = at::empty({3, N, K}, opts);
+  backend.split({weight_re, weight_im}, /*conj=*/false, w_planes);
+  const at::Tensor w_planes_t = w_planes.transpose(1, 2);  // planes of W^T, [3, K, N]
+  const ComplexPair bias = b_re != nullptr ? ComplexPair{*b_re, *b_im} : ComplexPair{};
+  const ComplexPair xs = parts(x), ys = parts(y);
 
   const int64_t chunk = chunk_of(backend, M);
-  at::Tensor x_buf = at::empty({3 * chunk * K}, real_opts);
-  at::Tensor p_buf = at::empty({3 * chunk * N}, real_opts);
+  at::Tensor x_buf = at::empty({3 * chunk * K}, opts);
+  at::Tensor p_buf = at::empty({3 * chunk * N}, opts);
   for (int64_t r0 = 0; r0 < M; r0 += chunk) {
     const int64_t rows = std::min(chunk, M - r0);
     at::Tensor x_planes = planes_view(x_buf, rows, K);
     at::Tensor products = planes_view(p_buf, rows, N);
-    split_into(backend, x.narrow(0, r0, rows), /*conj=*/false, x_planes);
+    backend.split(rows_of(xs, r0, rows), /*conj=*/false, x_planes);
     real_products(backend, products, x_planes, w_planes_t, /*accumulate=*/false);
-    backend.combine(products, bias, y.narrow(0, r0, rows));
+    backend.combine(products, bias, rows_of(ys, r0, rows));
   }
   return y.view(out_shape);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward(
-    const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& weight_in,
-    c10::string_view algorithm, std::array<bool, 3> output_mask, const Gemm3mBackend& backend) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_backward(
+    const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& weight_re,
+    const at::Tensor& weight_im, c10::string_view algorithm, std::array<bool, 3> output_mask,
+    const Gemm3mBackend& backend) {
   const char* op = "cplxfast.linear_backward";
-  check_linear_args(op, x_in, weight_in, nullptr);
+  check_linear_args(op, x_in, weight_re, weight_im, nullptr, nullptr);
   check_complex(op, "grad", grad_in);
   check_same_dtype_device(op, "grad", grad_in, x_in);
-  const int64_t N = weight_in.size(0), K = weight_in.size(1);
+  const int64_t N = weight_re.size(0), K = weight_re.size(1);
   std::vector<int64_t> grad_shape = x_in.sizes().vec();
   grad_shape.back() = N;
   TORCH_CHECK(
       grad_in.sizes().vec() == grad_shape, op, ": grad has shape ", grad_in.sizes(),
       " but the output of linear has shape ", at::IntArrayRef(grad_shape));
 
-  at::Tensor g = as_matrix(raw(grad_in));
-  at::Tensor x = as_matrix(raw(x_in));
-  at::Tensor weight = raw(weight_in);
+  const at::Tensor g = as_matrix(grad_in);
+  const at::Tensor x = as_matrix(x_in);
   const int64_t M = x.size(0);
   const bool need_x = output_mask[0], need_w = output_mask[1], need_b = output_mask[2];
-  const auto contiguous = x.options().memory_format(at::MemoryFormat::Contiguous);
+  const auto opts = real_options(x);
 
-  at::Tensor grad_x, grad_w, grad_b;
-  if (need_b) grad_b = g.sum(0);
-  if (!need_x && !need_w) return {grad_x, grad_w, grad_b};
+  at::Tensor grad_x, gw_re, gw_im, gb_re, gb_im;
+  if (need_b) {
+    const at::Tensor gb = g.sum(0);
+    gb_re = at::real(gb).clone(at::MemoryFormat::Contiguous);
+    gb_im = at::imag(gb).clone(at::MemoryFormat::Contiguous);
+  }
+  if (!need_x && !need_w) return {grad_x, gw_re, gw_im, gb_re, gb_im};
+
+  if (resolve_algorithm(op, algorithm, M, N, K, x.scalar_type(), backend) == Algorithm::k4M) {
+    if (need_x) grad_x = at::mm(g, at::complex(weight_re, at::neg(weight_im))).view(x_in.sizes());
+    if (need_w) {
+      const at::Tensor gw = at::mm(g.t(), x.conj());
+      gw_re = at::real(gw).clone(at::MemoryFormat::Contiguous);
+      gw_im = at::imag(gw).clone(at::MemoryFormat::Contiguous);
+    }
+    return {grad_x, gw_re, gw_im, gb_re, gb_im};
+  }
 
   // grad_x [M, K] = g conj(W): long side M.  grad_W [N, K] = g^T conj(x): reduces over M.
   // Both are driven by one pass over M in chunks, so g's planes are built once for both.
-  const bool use_4m = resolve_algorithm(op, algorithm, M, N, K, x.scalar_type(), backend) == Algorithm::k4M;
-  if (use_4m) {
-    if (need_x) grad_x = at::mm(g, weight.conj()).view(x_in.sizes());
-    if (need_w) grad_w = at::mm(g.t(), x.conj());
-    return {grad_x, grad_w, grad_b};
-  }
-
-  const auto real_opts = x.options().dtype(c10::toRealValueType(x.scalar_type()));
   const int64_t chunk = chunk_of(backend, M);
-  at::Tensor w_planes, gx_products, gx_buf, wt_products, x_buf;
+  const ComplexPair gs = parts(g), xs = parts(x);
+  at::Tensor w_planes, gx_buf, gw_products, x_buf;
+  ComplexPair gxs;
   if (need_x) {
-    grad_x = at::empty({M, K}, contiguous);
-    w_planes = at::empty({3, N, K}, real_opts);  // planes of conj(W)
-    split_into(backend, weight, /*conj=*/true, w_planes);
-    gx_buf = at::empty({3 * chunk * K}, real_opts);
+    grad_x = at::empty({M, K}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    gxs = parts(grad_x);
+    w_planes = at::empty({3, N, K}, opts);  // planes of conj(W)
+    backend.split({weight_re, weight_im}, /*conj=*/true, w_planes);
+    gx_buf = at::empty({3 * chunk * K}, opts);
   }
   if (need_w) {
-    wt_products = at::empty({3, N, K}, real_opts);  // accumulated over the chunks of M
-    x_buf = at::empty({3 * chunk * K}, real_opts);
+    gw_products = at::empty({3, N, K}, opts);  // accumulated over the chunks of M
+    x_buf = at::empty({3 * chunk * K}, opts);
   }
-  at::Tensor g_buf = at::empty({3 * chunk * N}, real_opts);
+  at::Tensor g_buf = at::empty({3 * chunk * N}, opts);
   for (int64_t r0 = 0; r0 < M; r0 += chunk) {
     const int64_t rows = std::min(chunk, M - r0);
     at::Tensor g_planes = planes_view(g_buf, rows, N);
-    split_into(backend, g.narrow(0, r0, rows), /*conj=*/false, g_planes);
+    backend.split(rows_of(gs, r0, rows), /*conj=*/false, g_planes);
     if (need_x) {
       at::Tensor products = planes_view(gx_buf, rows, K);
       real_products(backend, products, g_planes, w_planes, /*accumulate=*/false);
-      backend.combine(products, at::Tensor(), grad_x.narrow(0, r0, rows));
+      backend.combine(products, ComplexPair{}, rows_of(gxs, r0, rows));
     }
     if (need_w) {
       at::Tensor x_planes = planes_view(x_buf, rows, K);  // planes of conj(x)
-      split_into(backend, x.narrow(0, r0, rows), /*conj=*/true, x_planes);
-      real_products(backend, wt_products, g_planes.transpose(1, 2), x_planes, /*accumulate=*/r0 > 0);
+      backend.split(rows_of(xs, r0, rows), /*conj=*/true, x_planes);
+      real_products(backend, gw_products, g_planes.transpose(1, 2), x_planes, /*accumulate=*/r0 > 0);
     }
   }
   if (need_x) grad_x = grad_x.view(x_in.sizes());
   if (need_w) {
-    grad_w = at::empty({N, K}, contiguous);
-    backend.combine(wt_products, at::Tensor(), grad_w);
+    gw_re = at::empty({N, K}, opts);
+    gw_im = at::empty({N, K}, opts);
+    backend.combine(gw_products, ComplexPair{}, {gw_re, gw_im});
   }
-  return {grad_x, grad_w, grad_b};
+  return {grad_x, gw_re, gw_im, gb_re, gb_im};
 }
 
 }  // namespace cplxfast

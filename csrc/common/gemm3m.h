@@ -5,10 +5,15 @@
 // Conjugating an operand only flips the sign of its imaginary plane, so conj(B) costs nothing:
 // its planes are (Br, -Bi, Br - Bi) and the recombination stays the same.
 //
+// Complex operands are handled as a pair of real strided views (re, im): at::real/at::imag of
+// an interleaved complex tensor, or two separate real tensors (a layer's weight.real and
+// weight.imag Parameters), with no copy either way. A lazily conjugated or negated complex
+// tensor yields views with the neg bit set; kernels read raw memory and fold that bit into signs.
+//
 // The driver (gemm3m.cpp) owns the algorithm: validation, chunking, the real GEMMs through ATen
-// (MKL on CPU, cuBLAS on CUDA). The two memory-bound passes around the GEMMs (split a complex
-// operand into its three planes; recombine the three products, add the bias and write the
-// interleaved complex result) are backend kernels, passed in as a Gemm3mBackend.
+// (MKL on CPU, cuBLAS on CUDA). The two memory-bound passes around the GEMMs (split an operand
+// into its three planes; recombine the three products, add the bias and write the result) are
+// backend kernels, passed in as a Gemm3mBackend.
 #pragma once
 #include <array>
 #include <tuple>
@@ -18,15 +23,19 @@
 
 namespace cplxfast {
 
+// A complex matrix as two real [rows, cols] views with any strides (neg bits allowed).
+struct ComplexPair {
+  at::Tensor re, im;
+};
+
 struct Gemm3mBackend {
-  // planes [3, rows, cols] (real, contiguous) <- Re s, sgn Im s, Re s + sgn Im s where s is a
-  // complex [rows, cols] tensor with any strides, and sgn = -1 if conj else +1.
-  // s's conj bit is NOT looked at: the driver folds it into `conj`.
-  void (*split)(const at::Tensor& s, bool conj, const at::Tensor& planes);
-  // out [rows, cols] (complex, any strides) <- (P0 - P1) + i (P2 - P0 - P1) + bias[col], where
-  // products is a real contiguous [3, rows, cols] tensor and bias (complex [cols]) may be
-  // undefined.
-  void (*combine)(const at::Tensor& products, const at::Tensor& bias, const at::Tensor& out);
+  // planes [3, rows, cols] (real, contiguous) <- Re s, sgn Im s, Re s + sgn Im s, with
+  // sgn = -1 if conj else +1 (neg bits of s.re / s.im are applied on top).
+  void (*split)(const ComplexPair& s, bool conj, const at::Tensor& planes);
+  // out <- (P0 - P1) + i (P2 - P0 - P1) + bias[col], where products is a real contiguous
+  // [3, rows, cols] tensor, out two real [rows, cols] views (any strides), and bias two real
+  // [cols] views or undefined tensors.
+  void (*combine)(const at::Tensor& products, const ComplexPair& bias, const ComplexPair& out);
   // Rows of the long operand processed per step: bounds the plane buffers so that they stay
   // in cache-friendly, reused memory (0: no chunking).
   int64_t chunk_rows;
@@ -36,14 +45,18 @@ struct Gemm3mBackend {
   bool (*prefer_3m)(int64_t M, int64_t N, int64_t K, at::ScalarType dtype);
 };
 
-// y [*, N] = x [*, K] W^T + b, W [N, K], b [N] (optional).
+// y [*, N] = x [*, K] W^T + b, W = weight_re + i weight_im [N, K], b = bias_re + i bias_im [N].
 at::Tensor linear_forward(
-    const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+    const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
+    const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
     c10::string_view algorithm, const Gemm3mBackend& backend);
 
-// (grad_x, grad_W, grad_b) = (g conj(W), g^T conj(x), sum g); each only where output_mask says.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward(
-    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight,
-    c10::string_view algorithm, std::array<bool, 3> output_mask, const Gemm3mBackend& backend);
+// (grad_x, grad_weight_re, grad_weight_im, grad_bias_re, grad_bias_im) from
+// grad_x = g conj(W), grad_W = g^T conj(x), grad_b = sum g, each where output_mask
+// (x, weight, bias) says; the others are undefined.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
+    const at::Tensor& weight_im, c10::string_view algorithm, std::array<bool, 3> output_mask,
+    const Gemm3mBackend& backend);
 
 }  // namespace cplxfast

@@ -30,15 +30,16 @@ const Gemm3mBackend& backend() {
   return b;
 }
 
-at::Tensor linear(const at::Tensor& x, const at::Tensor& weight,
-                  const c10::optional<at::Tensor>& bias, c10::string_view algorithm) {
-  return linear_forward(x, weight, bias, algorithm, backend());
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
+                  const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
+                  c10::string_view algorithm) {
+  return linear_forward(x, weight_re, weight_im, bias_re, bias_im, algorithm, backend());
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_backward(
-    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight,
-    c10::string_view algorithm, std::array<bool, 3> output_mask) {
-  return cplxfast::linear_backward(grad, x, weight, algorithm, output_mask, backend());
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
+    const at::Tensor& weight_im, c10::string_view algorithm, std::array<bool, 3> output_mask) {
+  return cplxfast::linear_backward(grad, x, weight_re, weight_im, algorithm, output_mask, backend());
 }
 
 }  // namespace

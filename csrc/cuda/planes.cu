@@ -1,6 +1,7 @@
 // CUDA kernels for the two memory-bound passes of the fused 3M GEMM (see common/gemm3m.h).
-// One complex element per thread, 64-bit indexing, grid-stride loops; complex values are read
-// and written whole (8-byte complex64 / 16-byte complex128 accesses), planes are coalesced.
+// One element per thread, 64-bit indexing, grid-stride loops; plane reads and writes are
+// coalesced, and an interleaved complex operand is read and written as whole (re, im) pairs
+// (8-byte complex64 / 16-byte complex128 accesses).
 #include "cuda/planes.h"
 
 #include <algorithm>
@@ -9,7 +10,6 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <c10/util/complex.h>
 
 namespace cplxfast::cuda {
 namespace {
@@ -21,62 +21,104 @@ int64_t blocks_for(int64_t n) {
   return std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, max_blocks));
 }
 
+// A real [rows, cols] view: raw pointer, strides, and the sign of its neg bit.
 template <typename T>
-__global__ void split_kernel(const c10::complex<T>* __restrict__ s, int64_t rows, int64_t cols,
-                             int64_t row_stride, int64_t col_stride, T sgn, T* __restrict__ planes) {
+struct View {
+  T* data;
+  int64_t row_stride, col_stride;
+  T sign;
+};
+
+template <typename T>
+View<T> view_of(const at::Tensor& t) {
+  return {static_cast<T*>(t.data_ptr()), t.dim() == 2 ? t.stride(0) : 0, t.stride(t.dim() - 1),
+          t.is_neg() ? T(-1) : T(1)};
+}
+
+template <typename T>
+struct alignas(2 * sizeof(T)) Pair {
+  T re, im;
+};
+
+// Interleaved complex: re and im are adjacent, so load/store the pair in one access.
+template <typename T>
+__device__ __forceinline__ bool interleaved(const View<T>& re, const View<T>& im) {
+  return im.data == re.data + 1 && re.col_stride == 2 && im.col_stride == 2 && re.row_stride == im.row_stride;
+}
+
+template <typename T>
+__global__ void split_kernel(View<T> re, View<T> im, T sim, int64_t rows, int64_t cols, T* __restrict__ planes) {
   const int64_t n = rows * cols;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * blockDim.x) {
+  const bool pairs = interleaved(re, im);
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = i / cols, c = i - r * cols;
-    const c10::complex<T> v = s[r * row_stride + c * col_stride];
-    const T re = v.real(), im = sgn * v.imag();
-    planes[i] = re;
-    planes[n + i] = im;
-    planes[2 * n + i] = re + im;
+    T a, b;
+    if (pairs) {
+      const Pair<T> v = *reinterpret_cast<const Pair<T>*>(re.data + r * re.row_stride + 2 * c);
+      a = v.re;
+      b = v.im;
+    } else {
+      a = re.data[r * re.row_stride + c * re.col_stride];
+      b = im.data[r * im.row_stride + c * im.col_stride];
+    }
+    a *= re.sign;
+    b *= sim;
+    planes[i] = a;
+    planes[n + i] = b;
+    planes[2 * n + i] = a + b;
   }
 }
 
 template <typename T>
-__global__ void combine_kernel(const T* __restrict__ P, const c10::complex<T>* __restrict__ bias,
-                               int64_t rows, int64_t cols, c10::complex<T>* __restrict__ out,
-                               int64_t row_stride, int64_t col_stride) {
+__global__ void combine_kernel(const T* __restrict__ P, View<T> bre, View<T> bim, int64_t rows, int64_t cols,
+                               View<T> re, View<T> im) {
   const int64_t n = rows * cols;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * blockDim.x) {
+  const bool pairs = interleaved(re, im);
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = i / cols, c = i - r * cols;
     const T a = P[i], b = P[n + i];
-    c10::complex<T> v(a - b, P[2 * n + i] - a - b);
-    if (bias != nullptr) v += bias[c];
-    out[r * row_stride + c * col_stride] = v;
+    T out_re = a - b, out_im = P[2 * n + i] - a - b;
+    if (bre.data != nullptr) {
+      out_re += bre.sign * bre.data[c * bre.col_stride];
+      out_im += bim.sign * bim.data[c * bim.col_stride];
+    }
+    if (pairs) {
+      *reinterpret_cast<Pair<T>*>(re.data + r * re.row_stride + 2 * c) = Pair<T>{out_re, out_im};
+    } else {
+      re.data[r * re.row_stride + c * re.col_stride] = out_re;
+      im.data[r * im.row_stride + c * im.col_stride] = out_im;
+    }
   }
 }
 
 }  // namespace
 
-void split_planes(const at::Tensor& s, bool conj, const at::Tensor& planes) {
-  const int64_t rows = s.size(0), cols = s.size(1), n = rows * cols;
+void split_planes(const ComplexPair& s, bool conj, const at::Tensor& planes) {
+  const int64_t rows = s.re.size(0), cols = s.re.size(1), n = rows * cols;
   if (n == 0) return;
-  const c10::cuda::CUDAGuard guard(s.device());
+  const c10::cuda::CUDAGuard guard(planes.device());
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "cplxfast_split_planes_cuda", [&] {
+    const View<scalar_t> re = view_of<scalar_t>(s.re), im = view_of<scalar_t>(s.im);
     split_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
-        reinterpret_cast<const c10::complex<scalar_t>*>(s.data_ptr()), rows, cols, s.stride(0),
-        s.stride(1), conj ? scalar_t(-1) : scalar_t(1), planes.data_ptr<scalar_t>());
+        re, im, conj ? -im.sign : im.sign, rows, cols, planes.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 
-void combine_planes(const at::Tensor& products, const at::Tensor& bias, const at::Tensor& out) {
-  const int64_t rows = out.size(0), cols = out.size(1), n = rows * cols;
+void combine_planes(const at::Tensor& products, const ComplexPair& bias, const ComplexPair& out) {
+  const int64_t rows = out.re.size(0), cols = out.re.size(1), n = rows * cols;
   if (n == 0) return;
-  const c10::cuda::CUDAGuard guard(out.device());
+  const c10::cuda::CUDAGuard guard(products.device());
   auto stream = at::cuda::getCurrentCUDAStream();
-  const at::Tensor b = bias.defined() ? bias.contiguous() : bias;
   AT_DISPATCH_FLOATING_TYPES(products.scalar_type(), "cplxfast_combine_planes_cuda", [&] {
-    using C = c10::complex<scalar_t>;
+    using V = View<scalar_t>;
+    const V none{nullptr, 0, 0, scalar_t(1)};
+    const bool has_bias = bias.re.defined();
     combine_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
-        products.data_ptr<scalar_t>(), b.defined() ? reinterpret_cast<const C*>(b.data_ptr()) : nullptr,
-        rows, cols, reinterpret_cast<C*>(out.data_ptr()), out.stride(0), out.stride(1));
+        products.data_ptr<scalar_t>(), has_bias ? view_of<scalar_t>(bias.re) : none,
+        has_bias ? view_of<scalar_t>(bias.im) : none, rows, cols, view_of<scalar_t>(out.re),
+        view_of<scalar_t>(out.im));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
