@@ -94,7 +94,10 @@ for inc in find_nvidia_pip_includes(CUDA_HOME) if WITH_CUDA else []:
     nvcc_flags += ["-Xcompiler", "-idirafter," + inc]
 extra_link = ["-fopenmp"]
 
-sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/common/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
+sources = (
+    ["csrc/ops.cpp"] + sorted(glob.glob("csrc/common/*.cpp"))
+    + sorted(glob.glob("csrc/autograd/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
+)
 if WITH_CUDA:
     sources += sorted(glob.glob("csrc/cuda/*.cu"))
     ext = CUDAExtension(

@@ -7,7 +7,7 @@ from ._loader import load as _load
 
 build_info = _load()
 
-from . import ops, _autograd  # noqa: E402,F401  (fake kernels and autograd registrations)
+from . import ops  # noqa: E402,F401  (fake kernels; autograd is registered in C++: csrc/autograd/)
 from ._config import ALGORITHMS, get_default_algorithm, set_default_algorithm, default_algorithm  # noqa: E402
 from . import functional, nn  # noqa: E402
 
