@@ -19,12 +19,23 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_interleaved(fns, device, rounds=15, warmup=3, min_time=0.0):
-    """Median seconds per call for each of fns (dict name -> zero-arg callable), interleaved."""
+def time_interleaved(fns, device, rounds=None, warmup=3, budget_s=2.0, max_rounds=300):
+    """Median seconds per call for each of fns (dict name -> zero-arg callable), interleaved.
+
+    rounds=None: as many rounds as fit in about budget_s (at least 11, at most max_rounds), so
+    small cases get enough samples for a stable median.
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     sync(device)
+    if rounds is None:
+        t0 = time.perf_counter()
+        for fn in fns.values():
+            fn()
+        sync(device)
+        per_round = max(time.perf_counter() - t0, 1e-9)
+        rounds = int(min(max(budget_s / per_round, 11), max_rounds))
     samples = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():

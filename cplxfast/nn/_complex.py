@@ -37,12 +37,18 @@ class CplxParameter(torch.nn.ParameterDict):
 
     Same layout as cplxmodule's CplxParameter: state_dict keys ``<name>.real``/``<name>.imag``,
     registered imag first (cplxmodule's order, which optimizer state_dicts are keyed by).
+
+    The two Parameters are strided views of ONE interleaved complex buffer, so the ops can hand
+    them to the backend's complex GEMM without building a complex copy (they detect the layout
+    and fall back to a copy for any other). ``module.to()``/``.double()``/``.cuda()`` keep the
+    layout (see ``_apply``).
     """
 
     def __init__(self, real, imag):
         if real.shape != imag.shape:
             raise ValueError(f"CplxParameter: real shape {tuple(real.shape)} != imag shape {tuple(imag.shape)}")
         super().__init__({"imag": torch.nn.Parameter(imag), "real": torch.nn.Parameter(real)})
+        self._interleave()
 
     @classmethod
     def empty(cls, *shape, dtype=None, device=None):
@@ -55,6 +61,27 @@ class CplxParameter(torch.nn.ParameterDict):
     def complex(self):
         """The parameter as one differentiable complex tensor."""
         return torch.complex(self.real, self.imag)
+
+    def is_interleaved(self):
+        re, im = self.real, self.imag
+        return (
+            re.shape == im.shape and re.stride() == im.stride() and re.untyped_storage().data_ptr() == im.untyped_storage().data_ptr()
+            and im.storage_offset() == re.storage_offset() + 1
+        )
+
+    def _interleave(self):
+        """Re-home real and imag as views of one interleaved complex buffer (values kept)."""
+        re, im = self.real, self.imag
+        if re.dtype not in (torch.float32, torch.float64) or re.dtype != im.dtype or self.is_interleaved():
+            return
+        with torch.no_grad():
+            buf = torch.complex(re.detach(), im.detach())
+        re.data, im.data = buf.real, buf.imag
+
+    def _apply(self, fn, recurse=True):
+        result = super()._apply(fn, recurse)
+        self._interleave()
+        return result
 
     def extra_repr(self):
         return ", ".join(map(str, self.real.shape))

@@ -69,6 +69,22 @@ at::Tensor as_matrix(const at::Tensor& t) {
   return t.reshape({c10::multiply_integers(t.sizes().begin(), t.sizes().end() - 1), cols});
 }
 
+// The complex tensor W = re + i im, for the backend's complex GEMM ("4m"). When re and im are
+// the two halves of one interleaved complex buffer (cplxfast.nn layers allocate their real and
+// imag Parameters that way, and functional.linear passes W.real/W.imag views), W is a view of
+// that buffer and nothing is copied; otherwise it is built (one pass).
+at::Tensor complex_of(const at::Tensor& re, const at::Tensor& im) {
+  const bool interleaved = !re.is_neg() && !im.is_neg() && re.is_alias_of(im) &&
+                           re.sizes() == im.sizes() && re.strides() == im.strides() &&
+                           im.storage_offset() == re.storage_offset() + 1 && re.storage_offset() % 2 == 0 &&
+                           std::all_of(re.strides().begin(), re.strides().end(), [](int64_t s) { return s % 2 == 0; });
+  if (!interleaved) return at::complex(re, im);
+  std::vector<int64_t> sizes = re.sizes().vec(), strides = re.strides().vec();
+  sizes.push_back(2);
+  strides.push_back(1);
+  return at::view_as_complex(re.as_strided(sizes, strides, re.storage_offset()));
+}
+
 ComplexPair parts(const at::Tensor& z) { return {at::real(z), at::imag(z)}; }
 
 ComplexPair rows_of(const ComplexPair& p, int64_t r0, int64_t rows) {
@@ -128,9 +144,9 @@ at::Tensor linear_forward(
   at::Tensor y = at::empty({M, N}, x.options().memory_format(at::MemoryFormat::Contiguous));
 
   if (resolve_algorithm(op, algorithm, M, N, K, x.scalar_type(), backend) == Algorithm::k4M) {
-    const at::Tensor weight = at::complex(weight_re, weight_im);
+    const at::Tensor weight = complex_of(weight_re, weight_im);
     if (b_re != nullptr) {
-      at::addmm_out(y, at::complex(*b_re, *b_im), x, weight.t());
+      at::addmm_out(y, complex_of(*b_re, *b_im), x, weight.t());
     } else {
       at::mm_out(y, x, weight.t());
     }
@@ -188,7 +204,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_ba
   if (!need_x && !need_w) return {grad_x, gw_re, gw_im, gb_re, gb_im};
 
   if (resolve_algorithm(op, algorithm, M, N, K, x.scalar_type(), backend) == Algorithm::k4M) {
-    if (need_x) grad_x = at::mm(g, at::complex(weight_re, at::neg(weight_im))).view(x_in.sizes());
+    // conj() is lazy: BLAS applies it (as a conjugate-transposed operand), no copy.
+    if (need_x) grad_x = at::mm(g, complex_of(weight_re, weight_im).conj()).view(x_in.sizes());
     if (need_w) {
       const at::Tensor gw = at::mm(g.t(), x.conj());
       gw_re = at::real(gw).clone(at::MemoryFormat::Contiguous);
