@@ -105,7 +105,7 @@ def main(argv=None):
     devs = args.device or common.devices()
     if args.crossover:
         for device in devs:
-            crossover(device, args.rounds or 7, args.out)
+            crossover(device, args.rounds, args.out)
         return
     cases = QUICK_CASES if args.quick else FULL_CASES
     rounds = args.rounds or (3 if args.quick else None)  # None: fill a time budget per case
@@ -140,24 +140,25 @@ def main(argv=None):
 
 
 def crossover(device, rounds, out):
-    """fwd+bwd time of 3m over 4m for a grid of (M, K=N): where 3M starts to pay."""
+    """fwd+bwd time of CplxLinear with 3m over 4m on a grid of (M, K=N): where 3M starts to pay."""
     rows, table = [], []
     for dtype in (torch.complex64, torch.complex128):
-        for M in (64, 256, 1024, 4096):
+        real_dtype = torch.float32 if dtype == torch.complex64 else torch.float64
+        for M in (64, 256, 512, 1024, 4096):
             for KN in (64, 128, 256, 512, 1024):
                 torch.manual_seed(0)
                 x = torch.randn(M, KN, dtype=dtype, device=device, requires_grad=True)
-                w = torch.randn(KN, KN, dtype=dtype, device=device, requires_grad=True)
                 g = torch.randn(M, KN, dtype=dtype, device=device)
-                fns = {a: (lambda a=a: cplxfast.ops.linear(x, w, None, a).backward(g)) for a in ("3m", "4m")}
-                t = common.time_interleaved(fns, device, rounds=rounds)
+                layers = {a: CplxLinear(KN, KN, algorithm=a, dtype=real_dtype, device=device) for a in ("3m", "4m")}
+                fns = {a: (lambda layer=layer: layer(x).backward(g)) for a, layer in layers.items()}
+                t = common.time_interleaved(fns, device, rounds=rounds, budget_s=1.0)
                 ratio = t["4m"] / t["3m"]
                 rows.append({"dtype": str(dtype), "M": M, "K=N": KN, "ms_3m": t["3m"] * 1e3, "ms_4m": t["4m"] * 1e3, "speedup_3m": ratio})
                 table.append([str(dtype).split(".")[1], M, KN, f"{t['3m']*1e3:.3f}", f"{t['4m']*1e3:.3f}", f"{ratio:.2f}"])
                 common.progress(f"[crossover] {table[-1]}")
     path = common.write_json(os.path.join(out, f"linear-crossover-{device}.json"), "linear-crossover", device, rows)
     common.print_table(["dtype", "M", "K=N", "3m ms", "4m ms", "4m/3m"], table,
-                       title=f"linear 3m vs 4m crossover, fwd+bwd, {device} (JSON: {path})")
+                       title=f"CplxLinear 3m vs 4m crossover, fwd+bwd with bias, {device} (JSON: {path})")
 
 
 if __name__ == "__main__":

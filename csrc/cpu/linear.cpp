@@ -11,14 +11,15 @@
 namespace cplxfast::cpu {
 namespace {
 
-// The crossover measured on the 2-core development CPU (bench/bench_linear.py --crossover,
-// fwd+bwd, MKL; table in bench/RESULTS.md). MKL's cgemm runs at ~3.6x one sgemm, not 4x, so
-// 3M can gain at most ~1.2x, and only where the three GEMMs are big enough to outweigh the
-// plane passes: complex64 won 7-13% from M >= 1024 rows with N, K >= 512, and lost up to 2x on
-// small or short problems (M <= 256: -8% to -50%); complex128 won only at M, N, K >= 1024.
+// The crossover measured on the 2-core development CPU (bench/bench_linear.py --crossover:
+// CplxLinear fwd+bwd with bias, MKL; table in bench/RESULTS.md). MKL's cgemm runs at ~3.6x one
+// sgemm, not 4x, so 3M gains at most ~1.2x, and only where the three GEMMs are big enough to
+// outweigh the plane passes. complex64: 3M won 5-15% from M >= 256 rows with N, K >= 256 and
+// lost 5-33% with M = 64 or N, K <= 128. complex128: 3M won 1-9% only from N, K >= 512 and
+// M >= 256, so it is chosen from N, K >= 1024 (1-9%) where no measured case lost.
 bool prefer_3m(int64_t M, int64_t N, int64_t K, at::ScalarType dtype) {
-  const int64_t min_features = dtype == at::kComplexFloat ? 512 : 1024;
-  return M >= 1024 && std::min(N, K) >= min_features;
+  const int64_t min_features = dtype == at::kComplexFloat ? 256 : 1024;
+  return M >= 256 && std::min(N, K) >= min_features;
 }
 
 const Gemm3mBackend& backend() {
