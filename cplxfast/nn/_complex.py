@@ -58,6 +58,11 @@ class CplxParameter(torch.nn.ParameterDict):
     def shape(self):
         return self.real.shape
 
+    def parts(self):
+        """(real, imag) Parameters; a plain dict lookup, cheaper than two attribute lookups."""
+        p = self._parameters
+        return p["real"], p["imag"]
+
     def complex(self):
         """The parameter as one differentiable complex tensor."""
         return torch.complex(self.real, self.imag)

@@ -53,18 +53,15 @@ class CplxLinear(torch.nn.Module):
         z, rewrap = to_complex(input, type(self).__name__)
         # The op takes the real and imaginary Parameters as they are: no complex copy of the
         # weight is built, and their gradients come back as real tensors.
-        w, b = self.weight, self.bias
-        if z.dtype != _COMPLEX_OF.get(w.real.dtype):
+        w_re, w_im = self.weight.parts()
+        if z.dtype != _COMPLEX_OF.get(w_re.dtype):
             raise TypeError(
                 f"{type(self).__name__}: input is {z.dtype} but the layer's parameters are "
-                f"{w.real.dtype}; convert one with .to() (complex64 goes with float32, "
+                f"{w_re.dtype}; convert one with .to() (complex64 goes with float32, "
                 f"complex128 with float64)"
             )
-        if b is None:
-            y = ops.linear(z, w.real, w.imag, None, None, self.algorithm)
-        else:
-            y = ops.linear(z, w.real, w.imag, b.real, b.imag, self.algorithm)
-        return rewrap(y)
+        b_re, b_im = self.bias.parts() if self.bias is not None else (None, None)
+        return rewrap(ops.linear(z, w_re, w_im, b_re, b_im, self.algorithm))
 
     def extra_repr(self):
         algo = "" if self.algorithm is None else f", algorithm={self.algorithm!r}"
