@@ -1,4 +1,6 @@
 """Public functional API: differentiable complex ops on native complex tensors."""
+import torch
+
 from . import ops as _ops
 
 
@@ -14,4 +16,18 @@ def linear(input, weight, bias=None, algorithm=None):
     return _ops.linear(input, weight.real, weight.imag, bias.real, bias.imag, algorithm)
 
 
-__all__ = ["linear"]
+
+
+
+def modrelu(input, threshold):
+    """cplxmodule's modReLU: input * relu(1 - threshold / max(|input|, 1e-5)), differentiable.
+
+    ``threshold`` is a real tensor (or a float) broadcast against the input's TRAILING dims, e.g.
+    shape [C, 1, 1] for per-channel thresholds on [B, C, H, W]. Arjovsky et al.'s
+    relu(|z| + b) z/|z| is the same map with threshold = -b. Value and gradient at z = 0 are 0.
+    """
+    if not isinstance(threshold, torch.Tensor):
+        real = torch.float64 if input.dtype == torch.complex128 else torch.float32
+        threshold = torch.tensor([float(threshold)], dtype=real, device=input.device)
+    return _ops.modrelu(input, threshold)
+__all__ = ["linear", "modrelu"]

@@ -49,3 +49,28 @@ def _linear_backward_fake(grad, x, weight_re, weight_im, algorithm, output_mask)
     grad_w = [real.new_empty(weight_re.shape) if output_mask[1] else None for _ in range(2)]
     grad_b = [real.new_empty((weight_re.shape[0],)) if output_mask[2] else None for _ in range(2)]
     return grad_x, *grad_w, *grad_b
+
+
+# ---------------------------------------------------------------------------------- modrelu
+def modrelu(input: Tensor, threshold: Tensor) -> Tensor:
+    """out = z * relu(1 - tau / max(|z|, 1e-5)); tau real, broadcast against z's trailing dims."""
+    return _ops.modrelu.default(input, threshold)
+
+
+def modrelu_backward(
+    grad: Tensor, input: Tensor, threshold: Tensor, output_mask: Sequence[bool] = (True, True)
+) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """(grad_input, grad_threshold); None where output_mask (input, threshold) is False."""
+    return _ops.modrelu_backward.default(grad, input, threshold, list(output_mask))
+
+
+@torch.library.register_fake("cplxfast::modrelu")
+def _modrelu_fake(input, threshold):
+    return torch.empty_like(input)
+
+
+@torch.library.register_fake("cplxfast::modrelu_backward")
+def _modrelu_backward_fake(grad, input, threshold, output_mask):
+    grad_input = torch.empty_like(input) if output_mask[0] else None
+    grad_threshold = threshold.new_empty(threshold.shape) if output_mask[1] else None
+    return grad_input, grad_threshold

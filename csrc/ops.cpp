@@ -25,4 +25,12 @@ TORCH_LIBRARY(cplxfast, m) {
   m.def(
       "linear_backward(Tensor grad, Tensor x, Tensor weight_re, Tensor weight_im, str algorithm,"
       " bool[3] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+
+  // ---- modReLU (cplxmodule's form): out = z * relu(1 - tau / max(|z|, 1e-5)), threshold tau
+  // real, broadcast against z's trailing dims. Backward: grad_input (conjugate-Wirtinger) and
+  // grad_threshold summed over the broadcast dims; output_mask (input, threshold).
+  m.def("modrelu(Tensor input, Tensor threshold) -> Tensor");
+  m.def(
+      "modrelu_backward(Tensor grad, Tensor input, Tensor threshold, bool[2] output_mask)"
+      " -> (Tensor, Tensor)");
 }

@@ -3,6 +3,7 @@
 Every layer takes a native complex tensor or a cplxmodule ``Cplx`` and returns the same kind.
 """
 from ._complex import CplxParameter
+from .activation import CplxAdaptiveModReLU, CplxModReLU, ModReLU
 from .linear import CplxLinear
 
-__all__ = ["CplxLinear", "CplxParameter"]
+__all__ = ["CplxAdaptiveModReLU", "CplxLinear", "CplxModReLU", "CplxParameter", "ModReLU"]

@@ -10,6 +10,8 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include "autograd/backward_ops.h"
+
 namespace cplxfast::autograd {
 namespace {
 
@@ -66,31 +68,17 @@ std::array<bool, 5> computed_outputs(std::array<bool, 3> mask) {
   return {mask[0], mask[1], mask[1], mask[2], mask[2]};
 }
 
-// Autograd of the backward op: runs it below autograd, and the grad_fn of its outputs refuses
-// a double backward. Only computed (defined) outputs pass through autograd.Function.
 class LinearBackward : public torch::autograd::Function<LinearBackward> {
  public:
   static variable_list forward(AutogradContext*, const at::Tensor& grad, const at::Tensor& x,
                                const at::Tensor& weight_re, const at::Tensor& weight_im,
                                c10::string_view algorithm, std::array<bool, 3> output_mask) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    const auto grads = linear_backward_op().call(grad, x, weight_re, weight_im, algorithm, output_mask);
-    const std::array<at::Tensor, 5> all{std::get<0>(grads), std::get<1>(grads), std::get<2>(grads),
-                                        std::get<3>(grads), std::get<4>(grads)};
-    const auto computed = computed_outputs(output_mask);
-    variable_list defined;
-    for (size_t i = 0; i < all.size(); ++i) {
-      if (computed[i]) defined.push_back(all[i]);
-    }
-    return defined;
+    const auto [a, b, c, d, e] = linear_backward_op().call(grad, x, weight_re, weight_im, algorithm, output_mask);
+    return defined_only<5>({a, b, c, d, e});
   }
 
-  static variable_list backward(AutogradContext*, variable_list) {
-    TORCH_CHECK(false,
-                "cplxfast.linear_backward: double backward is not supported (the backward is a fused "
-                "kernel, not built from differentiable ops); use the pure-PyTorch reference in "
-                "cplxfast._reference for higher-order derivatives");
-  }
+  static variable_list backward(AutogradContext*, variable_list) { refuse_double_backward("linear_backward"); }
 };
 
 at::Tensor linear_autograd(const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
@@ -101,12 +89,8 @@ at::Tensor linear_autograd(const at::Tensor& x, const at::Tensor& weight_re, con
 Grads linear_backward_autograd(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
                                const at::Tensor& weight_im, c10::string_view algorithm,
                                std::array<bool, 3> output_mask) {
-  const variable_list defined = LinearBackward::apply(grad, x, weight_re, weight_im, algorithm, output_mask);
-  const auto computed = computed_outputs(output_mask);
-  std::array<at::Tensor, 5> out;
-  for (size_t i = 0, j = 0; i < out.size(); ++i) {
-    if (computed[i]) out[i] = defined[j++];
-  }
+  const auto out = in_places<5>(LinearBackward::apply(grad, x, weight_re, weight_im, algorithm, output_mask),
+                                {output_mask[0], output_mask[1], output_mask[1], output_mask[2], output_mask[2]});
   return {out[0], out[1], out[2], out[3], out[4]};
 }
 

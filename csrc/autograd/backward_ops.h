@@ -1,0 +1,40 @@
+// Helpers for the autograd kernels of backward ops. Backward ops are fused kernels, not built
+// from differentiable ops: their autograd.Function runs them below autograd and gives their
+// outputs a grad_fn that refuses a double backward with a clear error (never a silent zero).
+#pragma once
+#include <array>
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+namespace cplxfast::autograd {
+
+[[noreturn]] inline void refuse_double_backward(const char* op) {
+  TORCH_CHECK(false, "cplxfast.", op,
+              ": double backward is not supported (the backward is a fused kernel, not built from "
+              "differentiable ops); use the pure-PyTorch reference in cplxfast._reference for "
+              "higher-order derivatives");
+}
+
+// autograd.Function outputs must be defined: pass only the computed ones through it...
+template <size_t N>
+torch::autograd::variable_list defined_only(const std::array<at::Tensor, N>& all) {
+  torch::autograd::variable_list out;
+  for (const auto& t : all) {
+    if (t.defined()) out.push_back(t);
+  }
+  return out;
+}
+
+// ...and put them back in their places (computed[i] says whether output i was computed).
+template <size_t N>
+std::array<at::Tensor, N> in_places(const torch::autograd::variable_list& defined, const std::array<bool, N>& computed) {
+  std::array<at::Tensor, N> out;
+  for (size_t i = 0, j = 0; i < N; ++i) {
+    if (computed[i]) out[i] = defined[j++];
+  }
+  return out;
+}
+
+}  // namespace cplxfast::autograd

@@ -1,0 +1,300 @@
+"""cplxfast.modrelu: forward, backward, gradcheck, opcheck, broadcasting, strides, z = 0, NaN,
+errors, modules, cplxmodule interop, compile."""
+import math
+
+import pytest
+import torch
+
+from cplxfast import _reference as ref
+from cplxfast import functional as F
+from cplxfast import ops
+from cplxfast.nn import CplxAdaptiveModReLU, CplxModReLU, ModReLU
+from conftest import TOL, crandn, rel_err
+
+DTYPES = [torch.complex64, torch.complex128]
+REAL = {torch.complex64: torch.float32, torch.complex128: torch.float64}
+
+# (input shape, threshold shape): scalar, per channel, trailing, whole trailing block, and a
+# threshold broadcast in the middle of its block ([C, 1, W]).
+CASES = [
+    ((4, 3, 5, 6), (1,)),
+    ((4, 3, 5, 6), (3, 1, 1)),
+    ((4, 3, 5, 6), (6,)),
+    ((4, 3, 5, 6), (3, 5, 6)),
+    ((4, 3, 5, 6), (3, 1, 6)),
+    ((7, 9), (9,)),
+    ((11,), (1,)),
+    ((2, 3, 4), (1, 1, 1)),
+]
+
+
+def make(shape, tau_shape, dtype, device, seed=0):
+    torch.manual_seed(seed)
+    z = crandn(*shape, dtype=dtype, device=device)
+    tau = 0.5 * torch.randn(*tau_shape, dtype=REAL[dtype], device=device)
+    return z, tau
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,tau_shape", CASES)
+def test_forward_matches_reference(device, dtype, shape, tau_shape):
+    z, tau = make(shape, tau_shape, dtype, device)
+    out = ops.modrelu(z, tau)
+    assert out.shape == z.shape and out.dtype == dtype
+    assert rel_err(out, ref.modrelu(z, tau)) < TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,tau_shape", CASES)
+def test_backward_matches_reference(device, dtype, shape, tau_shape):
+    z, tau = make(shape, tau_shape, dtype, device)
+    g = crandn(*shape, dtype=dtype, device=device)
+    zl, tl = z.clone().requires_grad_(), tau.clone().requires_grad_()
+    ops.modrelu(zl, tl).backward(g)
+    zr, tr = z.detach().clone().requires_grad_(), tau.detach().clone().requires_grad_()
+    ref.modrelu(zr, tr).backward(g)
+    assert zl.grad.dtype == dtype and tl.grad.shape == tau.shape and tl.grad.dtype == tau.dtype
+    assert rel_err(zl.grad, zr.grad) < TOL[dtype]
+    assert rel_err(tl.grad, tr.grad) < (1e-5 if dtype == torch.complex64 else 1e-12)
+
+
+def _strided_inputs(device, dtype):
+    torch.manual_seed(2)
+    base = crandn(4, 3, 5, 6, dtype=dtype, device=device)
+    return {
+        "channels_last": base.to(memory_format=torch.channels_last),
+        "transposed": crandn(4, 3, 6, 5, dtype=dtype, device=device).transpose(-1, -2),
+        "sliced": crandn(4, 3, 5, 12, dtype=dtype, device=device)[..., ::2],
+        "conj-view": base.conj(),
+        "expanded": crandn(1, 3, 5, 6, dtype=dtype, device=device).expand(4, 3, 5, 6),
+    }
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["channels_last", "transposed", "sliced", "conj-view", "expanded"])
+@pytest.mark.parametrize("tau_shape", [(3, 1, 1), (1,), (5, 6)])
+def test_strided_inputs(device, dtype, case, tau_shape):
+    z = _strided_inputs(device, dtype)[case]
+    tau = 0.5 * torch.randn(*tau_shape, dtype=REAL[dtype], device=device)
+    out = ops.modrelu(z, tau)
+    assert rel_err(out, ref.modrelu(z, tau)) < TOL[dtype]
+    assert out.stride() == torch.empty_like(z).stride()  # layout as the fake kernel says
+    g = crandn(*z.shape, dtype=dtype, device=device).to(memory_format=torch.channels_last)
+    gz, gt = ops.modrelu_backward(g, z, tau)
+    zr, tr = z.detach().clone().requires_grad_(), tau.clone().requires_grad_()
+    ref.modrelu(zr, tr).backward(g)
+    assert rel_err(gz, zr.grad) < TOL[dtype]
+    assert rel_err(gt, tr.grad) < (1e-5 if dtype == torch.complex64 else 1e-12)
+
+
+def test_channels_last_output_stays_channels_last(device):
+    z = crandn(2, 8, 4, 4, dtype=torch.complex64, device=device).to(memory_format=torch.channels_last)
+    out = ops.modrelu(z, torch.zeros(8, 1, 1, device=device))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def _away_from_kink(shape, tau_shape, device):
+    """Moduli in [0.5, 1.5], |tau| <= 0.2: no element sits near |z| = tau, where modReLU has a kink."""
+    torch.manual_seed(4)
+    phase = torch.rand(*shape, dtype=torch.float64, device=device) * 2 * math.pi
+    modulus = 0.5 + torch.rand(*shape, dtype=torch.float64, device=device)
+    z = torch.polar(modulus, phase)
+    tau = 0.4 * torch.rand(*tau_shape, dtype=torch.float64, device=device) - 0.2
+    return z, tau
+
+
+@pytest.mark.parametrize("shape,tau_shape", [((2, 3, 4), (3, 1)), ((5,), (1,)), ((2, 3, 4), (2, 1, 4))])
+def test_gradcheck(device, shape, tau_shape):
+    z, tau = _away_from_kink(shape, tau_shape, device)
+    assert torch.autograd.gradcheck(ops.modrelu, (z.requires_grad_(), tau.requires_grad_()))
+
+
+def test_gradient_where_scale_is_zero():
+    """Where 1 - tau/|z| <= 0 the output and both gradients are 0."""
+    z = torch.tensor([0.1 + 0.1j, 0.3 - 0.2j], dtype=torch.complex128, requires_grad=True)
+    tau = torch.tensor([0.5], dtype=torch.float64, requires_grad=True)
+    out = ops.modrelu(z, tau)
+    assert torch.equal(out, torch.zeros_like(out))
+    out.abs().sum().backward()
+    assert torch.equal(z.grad, torch.zeros_like(z)) and torch.equal(tau.grad, torch.zeros_like(tau))
+
+
+@pytest.mark.parametrize("tau_value", [-0.3, 0.0, 0.2])
+def test_exact_zero_input(device, tau_value):
+    """z = 0: output 0; gradient as cplxmodule computes it (the factor relu(1 - tau/1e-5), which is
+    0 for tau >= 1e-5 and large for tau < 0), and the threshold gradient 0."""
+    z = torch.zeros(3, dtype=torch.complex128, device=device, requires_grad=True)
+    tau = torch.full((1,), tau_value, dtype=torch.float64, device=device, requires_grad=True)
+    g = torch.tensor([1 + 2j, -1j, 0.5], dtype=torch.complex128, device=device)
+    out = ops.modrelu(z, tau)
+    assert torch.equal(out, torch.zeros_like(out))
+    out.backward(g)
+    factor = max(0.0, 1 - tau_value / 1e-5)
+    torch.testing.assert_close(z.grad, g * factor)
+    assert tau.grad.item() == 0
+
+
+def test_nan_propagates():
+    z = crandn(2, 5, dtype=torch.complex64)
+    z[0, 1] = complex(float("nan"), 0)
+    tau = torch.tensor([0.1])
+    out = ops.modrelu(z, tau)
+    assert torch.isnan(out[0, 1]).all() and not torch.isnan(out[1]).any()
+    torch.testing.assert_close(out, ref.modrelu(z, tau).to(out.dtype), equal_nan=True)
+    g = crandn(2, 5, dtype=torch.complex64)
+    gz, gt = ops.modrelu_backward(g, z, tau)
+    assert torch.isnan(gz[0, 1]).all() and not torch.isnan(gz[1]).any() and torch.isnan(gt).all()
+    g[1, 2] = complex(0, float("inf"))  # Inf in the gradient does not hang or crash either
+    ops.modrelu_backward(g, z, tau)
+
+
+def test_empty_input(device):
+    z = crandn(0, 3, 4, dtype=torch.complex64, device=device).requires_grad_()
+    tau = torch.randn(3, 1, device=device, requires_grad=True)
+    out = ops.modrelu(z, tau)
+    assert out.shape == (0, 3, 4)
+    out.sum().abs().backward()
+    assert z.grad.shape == z.shape and torch.equal(tau.grad, torch.zeros_like(tau))
+
+
+def test_double_backward_raises_clear_error():
+    z, tau = _away_from_kink((4,), (1,), "cpu")
+    z.requires_grad_()
+    (gz,) = torch.autograd.grad(ops.modrelu(z, tau).abs().sum(), z, create_graph=True)
+    with pytest.raises(RuntimeError, match="modrelu_backward: double backward is not supported"):
+        gz.abs().sum().backward()
+
+
+def test_opcheck(device):
+    for dtype in DTYPES:
+        for shape, tau_shape in [((2, 3, 4), (3, 1)), ((5,), (1,))]:
+            z, tau = make(shape, tau_shape, dtype, device)
+            for zz in (z, z.transpose(0, -1)):
+                torch.library.opcheck(torch.ops.cplxfast.modrelu.default, (zz.clone().requires_grad_(), tau.clone().requires_grad_()))
+                for mask in ([True, True], [True, False], [False, True]):
+                    torch.library.opcheck(torch.ops.cplxfast.modrelu_backward.default, (torch.randn_like(zz), zz, tau, mask))
+        cl = crandn(2, 3, 4, 4, dtype=dtype, device=device).to(memory_format=torch.channels_last)
+        torch.library.opcheck(torch.ops.cplxfast.modrelu.default, (cl, torch.rand(3, 1, 1, dtype=REAL[dtype], device=device)))
+
+
+def test_bad_input_errors():
+    z = crandn(2, 3, 4, dtype=torch.complex64)
+    cases = [
+        ((z, torch.zeros(5, 1)), r"threshold of shape \[5, 1\] does not broadcast against the input of shape \[2, 3, 4\]"),
+        ((z, torch.zeros(1, 1, 1, 1)), "has more dims than the input"),
+        ((z.real, torch.zeros(1)), "input must be a complex64 or complex128 tensor"),
+        ((z, torch.zeros(1, dtype=torch.float64)), "threshold must be a real Float tensor"),
+        ((z, torch.zeros(1, dtype=torch.complex64)), "threshold must be a real Float tensor"),
+        ((z.abs().int(), torch.zeros(1)), "input must be a complex64 or complex128 tensor"),
+    ]
+    for args, message in cases:
+        with pytest.raises(RuntimeError, match=message) as info:
+            ops.modrelu(*args)
+        assert "cplxfast.modrelu" in str(info.value)
+    with pytest.raises(RuntimeError, match="grad has shape"):
+        ops.modrelu_backward(crandn(2, 3, dtype=torch.complex64), z, torch.zeros(1))
+
+
+def test_functional_float_threshold():
+    z = crandn(3, 4, dtype=torch.complex128)
+    torch.testing.assert_close(F.modrelu(z, 0.25), ref.modrelu(z, torch.tensor([0.25], dtype=torch.float64)))
+
+
+# ------------------------------------------------------------------------------ modules
+def test_module_parameters():
+    fixed = CplxModReLU(0.3)
+    assert fixed.threshold == 0.3 and list(fixed.state_dict()) == []
+    torch.manual_seed(0)
+    for value in (None, 1):
+        learnable = CplxModReLU(value)
+        assert isinstance(learnable.threshold, torch.nn.Parameter) and learnable.threshold.shape == (1,)
+        assert 0 <= learnable.threshold.item() < 0.25
+        assert list(learnable.state_dict()) == ["threshold"]
+    adaptive = CplxAdaptiveModReLU(64, 1, 1)
+    assert adaptive.threshold.shape == (64, 1, 1) and list(adaptive.state_dict()) == ["threshold"]
+    assert abs(adaptive.threshold.std().item() - 0.02) < 0.01
+    assert CplxAdaptiveModReLU().threshold.shape == (1,)
+    assert repr(CplxAdaptiveModReLU(64, 1, 1)) == "CplxAdaptiveModReLU(64, 1, 1)"
+    arjovsky = ModReLU(8)
+    assert torch.equal(arjovsky.bias, torch.zeros(8)) and list(arjovsky.state_dict()) == ["bias"]
+
+
+def test_modules_compute_modrelu(device):
+    z = crandn(2, 8, 3, 3, dtype=torch.complex64, device=device)
+    torch.testing.assert_close(CplxModReLU(0.4)(z), ref.modrelu(z, torch.tensor([0.4])).to(z.dtype).to(device))
+    adaptive = CplxAdaptiveModReLU(8, 1, 1).to(device)
+    torch.testing.assert_close(adaptive(z), ref.modrelu(z, adaptive.threshold.detach()).to(z.dtype))
+    arjovsky = ModReLU(8).to(device)
+    with torch.no_grad():
+        arjovsky.bias.copy_(torch.linspace(-0.5, 0.5, 8))
+    torch.testing.assert_close(arjovsky(z), ref.modrelu(z, -arjovsky.bias.detach().view(8, 1, 1)).to(z.dtype))
+    # Arjovsky's form: relu(|z| + b) z / |z|
+    b = arjovsky.bias.detach().view(8, 1, 1)
+    torch.testing.assert_close(arjovsky(z), torch.relu(z.abs() + b) * z / z.abs(), rtol=1e-5, atol=1e-6)
+    channels_last = ModReLU(3, dim=-1).to(device)
+    assert channels_last(crandn(2, 4, 3, dtype=torch.complex64, device=device)).shape == (2, 4, 3)
+    with pytest.raises(ValueError, match="ModReLU: expected 8 channels on dim 1"):
+        arjovsky(crandn(2, 5, dtype=torch.complex64, device=device))
+    assert CplxModReLU(0.3)(z.to(torch.complex128)).dtype == torch.complex128  # float threshold follows the input
+
+
+def test_module_errors():
+    with pytest.raises(TypeError, match="CplxAdaptiveModReLU: expected a complex tensor"):
+        CplxAdaptiveModReLU(3)(torch.randn(2, 3))
+    with pytest.raises(RuntimeError, match="does not broadcast"):
+        CplxAdaptiveModReLU(5, 1, 1)(crandn(2, 3, 4, 4, dtype=torch.complex64))
+
+
+cplxmodule = pytest.importorskip("cplxmodule")
+
+
+@pytest.mark.parametrize("kind", ["fixed", "learnable", "adaptive"])
+@pytest.mark.parametrize("tau_sign", [1.0, -1.0])
+def test_matches_cplxmodule(kind, tau_sign):
+    import cplxmodule.nn as theirs_nn
+    from cplxmodule import Cplx
+
+    import cplxfast.nn as ours_nn
+
+    torch.manual_seed(0)
+    if kind == "fixed":
+        theirs, ours = theirs_nn.CplxModReLU(0.7 * tau_sign), ours_nn.CplxModReLU(0.7 * tau_sign)
+    elif kind == "learnable":
+        theirs, ours = theirs_nn.CplxModReLU(None), ours_nn.CplxModReLU(None)
+    else:
+        theirs, ours = theirs_nn.CplxAdaptiveModReLU(4, 1, 1), ours_nn.CplxAdaptiveModReLU(4, 1, 1)
+    if kind != "fixed":
+        with torch.no_grad():
+            theirs.threshold.copy_(tau_sign * (0.2 + torch.rand_like(theirs.threshold)))
+        ours.load_state_dict(theirs.state_dict(), strict=True)
+    re, im = torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
+    re[0, 0, 0, 0] = im[0, 0, 0, 0] = 0.0  # an exact zero
+    x_theirs = Cplx(re.clone().requires_grad_(), im.clone().requires_grad_())
+    x_ours = Cplx(re.clone().requires_grad_(), im.clone().requires_grad_())
+    y_theirs, y_ours = theirs(x_theirs), ours(x_ours)
+    assert isinstance(y_ours, Cplx)
+    torch.testing.assert_close(y_ours.real, y_theirs.real)
+    torch.testing.assert_close(y_ours.imag, y_theirs.imag)
+    g_re, g_im = torch.randn_like(re), torch.randn_like(im)
+    torch.autograd.backward([y_theirs.real, y_theirs.imag], [g_re, g_im])
+    torch.autograd.backward([y_ours.real, y_ours.imag], [g_re, g_im])
+    torch.testing.assert_close(x_ours.real.grad, x_theirs.real.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(x_ours.imag.grad, x_theirs.imag.grad, rtol=1e-4, atol=1e-4)
+    if kind != "fixed":
+        torch.testing.assert_close(ours.threshold.grad, theirs.threshold.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_torch_compile_fullgraph():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(CplxAdaptiveModReLU(4, 1), ModReLU(4), CplxModReLU(0.1))
+    z = crandn(3, 4, 6, dtype=torch.complex64)
+    eager = model(z)
+    eager.abs().sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    torch._dynamo.reset()
+    out = torch.compile(model, fullgraph=True)(z)
+    out.abs().sum().backward()
+    torch.testing.assert_close(out, eager)
+    for p, g in zip(model.parameters(), grads):
+        torch.testing.assert_close(p.grad, g)
