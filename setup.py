@@ -86,7 +86,9 @@ if WITH_CUDA and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.i
 
 DEBUG = os.environ.get("CPLXFAST_DEBUG", "0") == "1"
 opt = ["-O0", "-g"] if DEBUG else ["-O3"]
-cxx_flags = opt + ["-fopenmp"]
+# Elementwise kernels vectorise only if sqrt need not set errno and floating-point ops may be
+# treated as non-trapping (if-conversion of selects); cplxfast reads neither errno nor FP traps.
+cxx_flags = opt + ["-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 nvcc_flags = opt + ["--expt-relaxed-constexpr", "-lineinfo"]
 for inc in find_nvidia_pip_includes(CUDA_HOME) if WITH_CUDA else []:
     # -idirafter: only headers missing from the toolkit (cuBLAS/cuSPARSE) come from here.

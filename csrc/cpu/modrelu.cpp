@@ -1,7 +1,11 @@
 // modReLU on CPU: one pass over z forward; one pass over (z, g) backward that also reduces the
-// threshold gradient (per-thread partial sums, no input-sized temporary). Elements are walked
-// in z's memory order in segments of constant threshold, so the inner loops carry no index
-// arithmetic and vectorise.
+// threshold gradient (per-thread partial sums, no input-sized temporary).
+//
+// Elements are walked in z's memory order in runs that share a threshold (a segment of
+// constant tau), or, when the threshold varies fastest (channels_last per-channel: inner == 1),
+// in rows of T elements with one threshold each. The run kernels are branch-free loops that
+// GCC vectorises; they are compiled for AVX2 and for the x86-64 baseline and picked at load
+// time (target_clones), so the library still runs on any x86-64 CPU.
 #include <algorithm>
 #include <vector>
 
@@ -13,19 +17,129 @@
 
 #include "common/modrelu.h"
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CPLXFAST_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CPLXFAST_VECTOR_CLONES
+#endif
+
 namespace cplxfast::cpu {
 namespace {
 
 constexpr int64_t kGrain = 16384;  // complex elements per task
 
-// Calls body(begin, end, t) for the segments of [begin, end) of constant block index t.
-template <typename F>
-inline void for_each_segment(int64_t begin, int64_t end, int64_t inner, int64_t T, const F& body) {
+// out = z * scale for n interleaved complex values; tau[j * kTauStep] is element j's threshold.
+// Branch-free form of modrelu_math::scale (blends, no early exits) so that it vectorises.
+template <typename T, int kTauStep>
+__attribute__((always_inline)) inline void forward_run(const T* __restrict__ in, T* __restrict__ out, int64_t n,
+                                                       const T* __restrict__ tau) {
+  const T kmin = modrelu_math::min_modulus<T>();
+  for (int64_t j = 0; j < n; ++j) {
+    const T re = in[2 * j], im = in[2 * j + 1];
+    const T r = std::sqrt(re * re + im * im);
+    const T m = r > kmin ? r : kmin;
+    const T s = T(1) - tau[j * kTauStep] / m;
+    T f = s > T(0) ? s : T(0);
+    f = s == s ? f : s;  // NaN threshold
+    f = r == r ? f : r;  // NaN input: both parts NaN, as torch computes it
+    out[2 * j] = re * f;
+    out[2 * j + 1] = im * f;
+  }
+}
+
+// grad_z for n elements (see modrelu_math::grads for the formulas) and the threshold gradient:
+// returned summed (kTauStep == 0) or added per element into dtau[j] (kTauStep == 1).
+template <typename T, int kTauStep>
+__attribute__((always_inline)) inline T backward_run(const T* __restrict__ in, const T* __restrict__ g, T* __restrict__ gz,
+                                                     int64_t n, const T* __restrict__ tau, T* __restrict__ dtau) {
+  const T kmin = modrelu_math::min_modulus<T>();
+  T sum = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const T re = in[2 * j], im = in[2 * j + 1], gr = g[2 * j], gi = g[2 * j + 1];
+    const T th = tau[j * kTauStep];
+    const T r = std::sqrt(re * re + im * im);
+    const bool large = r > kmin;
+    const T inv_m = T(1) / (large ? r : kmin);
+    const T s = T(1) - th * inv_m;
+    const bool on = s > T(0);
+    // |z| > 1e-5: grad_z = g - k (g - conj(g) u^2), u = z/|z|, k = tau / (2|z|)
+    const T ur = re * inv_m, ui = im * inv_m;
+    const T u2r = ur * ur - ui * ui, u2i = T(2) * ur * ui;
+    const T cr = gr * u2r + gi * u2i, ci = gr * u2i - gi * u2r;
+    const T k = T(0.5) * th * inv_m;
+    T dre = large ? gr - k * (gr - cr) : gr * s;  // |z| <= 1e-5: grad_z = g s
+    T dim = large ? gi - k * (gi - ci) : gi * s;
+    T dt = -(gr * re + gi * im) * inv_m;  // -Re(g conj(z)) / max(|z|, 1e-5)
+    dre = on ? dre : T(0);
+    dim = on ? dim : T(0);
+    dt = on ? dt : T(0);
+    const T nan = (r - r) + (s - s) + (gr - gr) + (gi - gi);  // 0, or NaN if anything is NaN
+    dre += nan;
+    dim += nan;
+    dt += nan;
+    gz[2 * j] = dre;
+    gz[2 * j + 1] = dim;
+    if (kTauStep == 0) {
+      sum += dt;
+    } else {
+      dtau[j] += dt;
+    }
+  }
+  return sum;
+}
+
+// The entry points the clones are made of (target_clones needs plain functions).
+#define CPLXFAST_RUNS(T, SUFFIX)                                                                          \
+  CPLXFAST_VECTOR_CLONES void forward_const_##SUFFIX(const T* in, T* out, int64_t n, const T* tau) {    \
+    forward_run<T, 0>(in, out, n, tau);                                                                  \
+  }                                                                                                      \
+  CPLXFAST_VECTOR_CLONES void forward_each_##SUFFIX(const T* in, T* out, int64_t n, const T* tau) {     \
+    forward_run<T, 1>(in, out, n, tau);                                                                  \
+  }                                                                                                      \
+  CPLXFAST_VECTOR_CLONES T backward_const_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, const T* tau) { \
+    return backward_run<T, 0>(in, g, gz, n, tau, nullptr);                                               \
+  }                                                                                                      \
+  CPLXFAST_VECTOR_CLONES void backward_each_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, const T* tau, \
+                                                     T* dtau) {                                          \
+    backward_run<T, 1>(in, g, gz, n, tau, dtau);                                                         \
+  }
+CPLXFAST_RUNS(float, f32)
+CPLXFAST_RUNS(double, f64)
+#undef CPLXFAST_RUNS
+
+template <typename T>
+struct RunsOf;
+template <>
+struct RunsOf<float> {
+  static constexpr auto forward_const = &forward_const_f32;
+  static constexpr auto forward_each = &forward_each_f32;
+  static constexpr auto backward_const = &backward_const_f32;
+  static constexpr auto backward_each = &backward_each_f32;
+};
+template <>
+struct RunsOf<double> {
+  static constexpr auto forward_const = &forward_const_f64;
+  static constexpr auto forward_each = &forward_each_f64;
+  static constexpr auto backward_const = &backward_const_f64;
+  static constexpr auto backward_each = &backward_each_f64;
+};
+
+// Calls body(begin, end, t) over [begin, end) in runs sharing block index t (inner > 1), or
+// each_row(begin, end, t0) over pieces of rows where element i has index t0 + (i - begin).
+template <typename Const, typename Each>
+inline void for_each_run(int64_t begin, int64_t end, int64_t inner, int64_t T, const Const& body, const Each& each_row) {
   for (int64_t i = begin; i < end;) {
-    const int64_t row = i / inner;
-    const int64_t stop = std::min(end, (row + 1) * inner);
-    body(i, stop, row % T);
-    i = stop;
+    if (inner == 1) {
+      const int64_t t = i % T;
+      const int64_t stop = std::min(end, i + (T - t));
+      each_row(i, stop, t);
+      i = stop;
+    } else {
+      const int64_t row = i / inner;
+      const int64_t stop = std::min(end, (row + 1) * inner);
+      body(i, stop, row % T);
+      i = stop;
+    }
   }
 }
 
@@ -35,19 +149,14 @@ at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold) {
   if (L.numel == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(L.tau_block.scalar_type(), "cplxfast_modrelu_cpu", [&] {
     using T = scalar_t;
-    const T* in = reinterpret_cast<const T*>(L.z.data_ptr());
-    T* o = reinterpret_cast<T*>(out.data_ptr());
+    const T* in = static_cast<const T*>(L.z.data_ptr());
+    T* o = static_cast<T*>(out.data_ptr());
     const T* tau = L.tau_block.data_ptr<T>();
     at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
-      for_each_segment(begin, end, L.inner, L.T, [&](int64_t b, int64_t e, int64_t t) {
-        const T th = tau[t];
-        for (int64_t j = b; j < e; ++j) {
-          const T re = in[2 * j], im = in[2 * j + 1];
-          const T f = modrelu_math::scale(re, im, th);
-          o[2 * j] = re * f;
-          o[2 * j + 1] = im * f;
-        }
-      });
+      for_each_run(
+          begin, end, L.inner, L.T,
+          [&](int64_t b, int64_t e, int64_t t) { RunsOf<T>::forward_const(in + 2 * b, o + 2 * b, e - b, tau + t); },
+          [&](int64_t b, int64_t e, int64_t t) { RunsOf<T>::forward_each(in + 2 * b, o + 2 * b, e - b, tau + t); });
     });
   });
   return out;
@@ -60,48 +169,49 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
   TORCH_CHECK(grad.sizes() == z.sizes(), op, ": grad has shape ", grad.sizes(), " but the input has shape ", z.sizes());
   TORCH_CHECK(grad.scalar_type() == z.scalar_type(), op, ": grad has dtype ", grad.scalar_type(), " but the input ", z.scalar_type());
   const at::Tensor g = same_layout_as(grad, L);
-  at::Tensor grad_z = mask[0] ? empty_like_dense(L) : at::Tensor();
+  // The run kernels always write grad_z (a branch in the loop would stop it vectorising); when
+  // only the threshold's gradient is wanted, it goes to a scratch tensor that is dropped.
+  at::Tensor grad_z = empty_like_dense(L);
   at::Tensor grad_tau;
   if (L.numel == 0) {
     if (mask[1]) grad_tau = at::zeros_like(threshold, at::MemoryFormat::Contiguous);
-    return {grad_z, grad_tau};
+    return {mask[0] ? grad_z : at::Tensor(), grad_tau};
   }
   AT_DISPATCH_FLOATING_TYPES(L.tau_block.scalar_type(), "cplxfast_modrelu_backward_cpu", [&] {
     using T = scalar_t;
-    using Acc = at::acc_type<T, /*is_cuda=*/false>;  // double
-    const T* in = reinterpret_cast<const T*>(L.z.data_ptr());
-    const T* gp = reinterpret_cast<const T*>(g.data_ptr());
-    T* gz = mask[0] ? reinterpret_cast<T*>(grad_z.data_ptr()) : nullptr;
+    const T* in = static_cast<const T*>(L.z.data_ptr());
+    const T* gp = static_cast<const T*>(g.data_ptr());
+    T* gz = static_cast<T*>(grad_z.data_ptr());
     const T* tau = L.tau_block.data_ptr<T>();
+    // Per-thread partial sums of the threshold gradient: in T within one run (at most one row
+    // of `inner` or T elements), in double across runs and threads.
     const int threads = at::get_num_threads();
-    std::vector<Acc> partial(mask[1] ? static_cast<size_t>(threads) * L.T : 0, Acc(0));
+    std::vector<double> partial(static_cast<size_t>(threads) * L.T, 0.0);
+    std::vector<std::vector<T>> row_sums(threads);
     at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
-      Acc* sums = mask[1] ? partial.data() + static_cast<size_t>(at::get_thread_num()) * L.T : nullptr;
-      for_each_segment(begin, end, L.inner, L.T, [&](int64_t b, int64_t e, int64_t t) {
-        const T th = tau[t];
-        Acc seg = 0;
-        for (int64_t j = b; j < e; ++j) {
-          T dre, dim, dtau;
-          modrelu_math::grads(in[2 * j], in[2 * j + 1], th, gp[2 * j], gp[2 * j + 1], dre, dim, dtau);
-          if (gz != nullptr) {
-            gz[2 * j] = dre;
-            gz[2 * j + 1] = dim;
-          }
-          seg += dtau;
-        }
-        if (sums != nullptr) sums[t] += seg;
-      });
+      double* sums = partial.data() + static_cast<size_t>(at::get_thread_num()) * L.T;
+      std::vector<T>& row = row_sums[at::get_thread_num()];
+      for_each_run(
+          begin, end, L.inner, L.T,
+          [&](int64_t b, int64_t e, int64_t t) {
+            sums[t] += RunsOf<T>::backward_const(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, tau + t);
+          },
+          [&](int64_t b, int64_t e, int64_t t) {
+            row.assign(e - b, T(0));
+            RunsOf<T>::backward_each(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, tau + t, row.data());
+            for (int64_t j = 0; j < e - b; ++j) sums[t + j] += row[j];
+          });
     });
     if (mask[1]) {
-      at::Tensor block = at::zeros({L.T}, L.tau_block.options().dtype(c10::CppTypeToScalarType<Acc>::value));
-      Acc* bp = block.data_ptr<Acc>();
+      at::Tensor block = at::zeros({L.T}, L.tau_block.options().dtype(at::kDouble));
+      double* bp = block.data_ptr<double>();
       for (int th = 0; th < threads; ++th) {
         for (int64_t t = 0; t < L.T; ++t) bp[t] += partial[static_cast<size_t>(th) * L.T + t];
       }
       grad_tau = grad_threshold_from_block(L, block, threshold);
     }
   });
-  return {grad_z, grad_tau};
+  return {mask[0] ? grad_z : at::Tensor(), grad_tau};
 }
 
 }  // namespace

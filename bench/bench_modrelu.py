@@ -1,0 +1,127 @@
+"""modReLU (adaptive, per-channel threshold), fwd and fwd+bwd, side by side: cplxfast, the same
+formula in native torch complex ops, cplxmodule's CplxAdaptiveModReLU, and a real ReLU over the
+same bytes. Also the achieved fraction of the measured copy bandwidth.
+
+    python bench/bench_modrelu.py [--quick] [--device cpu|cuda] [--out DIR]
+"""
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import common  # noqa: E402
+
+from cplxfast import _reference as ref  # noqa: E402
+from cplxfast.nn import CplxAdaptiveModReLU  # noqa: E402
+
+FULL_CASES = [(32, 64, 32, 32), (16, 128, 56, 56)]
+QUICK_CASES = [(8, 16, 16, 16)]
+
+
+def torch_composite(z, tau):
+    return z * torch.relu(1.0 - tau / torch.clamp(z.abs(), min=1e-5))
+
+
+def copy_bandwidth(device, nbytes=256 << 20):
+    """Bytes per second of a large device-to-device copy (read + write counted), median; large
+    enough to measure memory, not cache."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    t = common.time_interleaved({"copy": lambda: dst.copy_(src)}, device, budget_s=1.0)["copy"]
+    return 2 * nbytes / t
+
+
+def build_impls(shape, device):
+    B, C, H, W = shape
+    torch.manual_seed(0)
+    z = torch.randn(*shape, dtype=torch.complex64, device=device)
+    g = torch.randn_like(z)
+    layer = CplxAdaptiveModReLU(C, 1, 1).to(device)
+    with torch.no_grad():
+        layer.threshold.copy_(0.5 * torch.rand(C, 1, 1))
+    tau = layer.threshold.detach().clone()
+    impls = {}
+    zg = z.clone().requires_grad_()
+    impls["cplxfast"] = ((lambda: layer(z)), (lambda: layer(zg).backward(g)), (lambda: layer(z)))
+    tau_t = tau.clone().requires_grad_()
+    impls["torch complex ops"] = ((lambda: torch_composite(z, tau_t)), (lambda: torch_composite(zg, tau_t).backward(g)),
+                                  (lambda: torch_composite(z, tau_t)))
+    if common.have_cplxmodule():
+        from cplxmodule import Cplx
+        from cplxmodule.nn import CplxAdaptiveModReLU as Theirs
+
+        theirs = Theirs(C, 1, 1).to(device)
+        with torch.no_grad():
+            theirs.threshold.copy_(tau)
+        xc = Cplx(z.real.clone().requires_grad_(), z.imag.clone().requires_grad_())
+        Xc = Cplx(z.real.contiguous(), z.imag.contiguous())
+
+        def theirs_fwd_bwd():
+            y = theirs(xc)
+            torch.autograd.backward([y.real, y.imag], [g.real, g.imag])
+
+        def theirs_out():
+            y = theirs(Xc)
+            return torch.complex(y.real, y.imag)
+        impls["cplxmodule"] = ((lambda: theirs(Xc)), theirs_fwd_bwd, theirs_out)
+    xr = torch.randn(2 * z.numel(), device=device, requires_grad=True)  # same bytes, real
+    gr = torch.randn_like(xr)
+    impls["real ReLU (same bytes)"] = ((lambda: torch.relu(xr.detach())), (lambda: torch.relu(xr).backward(gr)), None)
+    return impls, z, tau
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--device", choices=["cpu", "cuda"], action="append")
+    p.add_argument("--rounds", type=int)
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
+    args = p.parse_args(argv)
+    cases = QUICK_CASES if args.quick else FULL_CASES
+    rounds = args.rounds or (3 if args.quick else None)
+    for device in args.device or common.devices():
+        rows, table = [], []
+        for shape in cases:
+            common.progress(f"[bench_modrelu] {device} {shape} ...")
+            impls, z, tau = build_impls(shape, device)
+            want = ref.modrelu(z, tau)
+            errors = {n: ((o().to(torch.complex128) - want).norm() / want.norm()).item()
+                      for n, (_, _, o) in impls.items() if o is not None}
+            with torch.no_grad():
+                fwd = common.time_interleaved({n: f for n, (f, _, _) in impls.items()}, device, rounds=rounds)
+            both = common.time_interleaved({n: fb for n, (_, fb, _) in impls.items()}, device, rounds=rounds)
+            # The bytes the fused kernels must move: forward reads z, writes out (16 B per
+            # complex64); backward reads z and g, writes grad_z (24 B).
+            nbytes = 40 * z.numel()
+            bandwidth = copy_bandwidth(device)
+            relu = both["real ReLU (same bytes)"]
+            for name in both:
+                row = {
+                    "case": "x".join(map(str, shape)), "impl": name, "fwd_ms": fwd[name] * 1e3,
+                    "fwd_bwd_ms": both[name] * 1e3, "vs_real_relu": both[name] / relu,
+                    "speedup_vs_cplxmodule": both["cplxmodule"] / both[name] if "cplxmodule" in both else None,
+                    "fraction_of_copy_bandwidth": nbytes / both[name] / bandwidth if name == "cplxfast" else None,
+                    "rel_err_vs_fp64": errors.get(name),
+                }
+                rows.append(row)
+                table.append([
+                    row["case"], name, f"{row['fwd_ms']:.2f}", f"{row['fwd_bwd_ms']:.2f}", f"{row['vs_real_relu']:.2f}",
+                    "-" if row["speedup_vs_cplxmodule"] is None else f"{row['speedup_vs_cplxmodule']:.1f}x",
+                    "-" if row["fraction_of_copy_bandwidth"] is None else f"{100 * row['fraction_of_copy_bandwidth']:.0f}%",
+                    "-" if row["rel_err_vs_fp64"] is None else f"{row['rel_err_vs_fp64']:.1e}",
+                ])
+            common.progress(f"[bench_modrelu] copy bandwidth {bandwidth / 1e9:.1f} GB/s")
+        path = common.write_json(os.path.join(args.out, f"modrelu-{device}.json"), "modrelu", device, rows)
+        if not common.have_cplxmodule():
+            print("(cplxmodule not installed: its column is left out)")
+        common.print_table(
+            ["case", "impl", "fwd ms", "fwd+bwd ms", "/ real ReLU", "vs cplxmodule", "of copy BW", "rel err"], table,
+            title=f"adaptive modReLU (per-channel threshold), complex64, {device}: {common.machine(device)} (medians; JSON: {path})",
+        )
+
+
+if __name__ == "__main__":
+    main()
