@@ -45,6 +45,7 @@ rm -rf build cplxfast/_C*.so cplxfast/_build_info.py
 step build 300 env MAX_JOBS="$(nproc)" "$PY" setup.py build_ext --inplace || { echo "build failed"; exit 1; }
 step tests 150 "$PY" -m pytest -q -x --junitxml="$OUT/tests.xml" tests
 step bench_linear 120 "$PY" bench/bench_linear.py --device cuda --out "$OUT"
-step bench_linear_crossover 60 "$PY" bench/bench_linear.py --device cuda --crossover --rounds 5 --out "$OUT"
+step bench_linear_crossover 90 "$PY" bench/bench_linear.py --device cuda --crossover --rounds 5 --out "$OUT"
+step bench_modrelu 60 "$PY" bench/bench_modrelu.py --device cuda --out "$OUT"
 cat "$OUT/summary.txt"
 exit $status
