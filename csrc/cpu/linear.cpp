@@ -12,14 +12,14 @@ namespace cplxfast::cpu {
 namespace {
 
 // The crossover measured on the 2-core development CPU (bench/bench_linear.py --crossover:
-// CplxLinear fwd+bwd with bias, MKL; table in bench/RESULTS.md). MKL's cgemm runs at ~3.6x one
-// sgemm, not 4x, so 3M gains at most ~1.2x, and only where the three GEMMs are big enough to
-// outweigh the plane passes. complex64: 3M won 5-15% from M >= 256 rows with N, K >= 256 and
-// lost 5-33% with M = 64 or N, K <= 128. complex128: 3M won 1-9% only from N, K >= 512 and
-// M >= 256, so it is chosen from N, K >= 1024 (1-9%) where no measured case lost.
+// CplxLinear fwd+bwd with bias, MKL; two runs in bench/RESULTS.md). MKL's cgemm runs at ~3.6x
+// one sgemm, not 4x, so 3M gains at most ~1.2x, and only where the three GEMMs are big enough
+// to outweigh the plane passes. The shared VM's noise moved the break-even between runs:
+// complex64 at M = 256 won 5-10% in one run and lost 2-17% in the other, while M, N, K >= 512
+// won 7-21% in both; complex128 won only from N, K >= 1024 (M >= 256: 1-15% in both runs).
 bool prefer_3m(int64_t M, int64_t N, int64_t K, at::ScalarType dtype) {
-  const int64_t min_features = dtype == at::kComplexFloat ? 256 : 1024;
-  return M >= 256 && std::min(N, K) >= min_features;
+  return dtype == at::kComplexFloat ? M >= 512 && std::min(N, K) >= 512
+                                     : M >= 256 && std::min(N, K) >= 1024;
 }
 
 const Gemm3mBackend& backend() {

@@ -15,8 +15,8 @@ namespace {
 // Not yet measured on a GPU: bench/gpu_check.sh runs bench_linear.py --crossover there. Until
 // a GPU run says otherwise, the CPU's measured rule (csrc/cpu/linear.cpp).
 bool prefer_3m(int64_t M, int64_t N, int64_t K, at::ScalarType dtype) {
-  const int64_t min_features = dtype == at::kComplexFloat ? 256 : 1024;
-  return M >= 256 && std::min(N, K) >= min_features;
+  return dtype == at::kComplexFloat ? M >= 512 && std::min(N, K) >= 512
+                                     : M >= 256 && std::min(N, K) >= 1024;
 }
 
 const Gemm3mBackend& backend() {
