@@ -37,3 +37,42 @@ def modrelu(z, threshold):
     modulus = torch.where(sq > 0, torch.sqrt(safe), torch.zeros_like(sq))
     scale = torch.relu(1.0 - tau / torch.clamp(modulus, min=1e-5))
     return torch.complex(zr * scale, zi * scale)
+
+
+def batch_norm(z, weight=None, bias=None, running_mean=None, running_var=None, training=True, eps=1e-5):
+    """cplxmodule's complex batch norm with 2x2 whitening, per channel (dim 1).
+
+    Returns (out, mean [2, C], cov [2, 2, C]); in training the batch statistics (cov with eps on
+    the diagonal), in eval the running statistics as given.
+    """
+    zr, zi = _parts(z)
+    C = z.shape[1]
+    axes = [d for d in range(z.dim()) if d != 1]
+    shape = [1, C] + [1] * (z.dim() - 2)
+    if training:
+        mr, mi = zr.mean(axes), zi.mean(axes)
+        xr, xi = zr - mr.view(shape), zi - mi.view(shape)
+        a = (xr * xr).mean(axes) + eps
+        d = (xi * xi).mean(axes) + eps
+        b = c = (xr * xi).mean(axes)
+    else:
+        rm, rv = running_mean.to(torch.float64), running_var.to(torch.float64)
+        mr, mi = rm[0], rm[1]
+        xr, xi = zr - mr.view(shape), zi - mi.view(shape)
+        a, b, c, d = rv[0, 0], rv[0, 1], rv[1, 0], rv[1, 1]
+    s = torch.sqrt(a * d - b * c)
+    t = torch.sqrt(a + d + 2 * s)
+    k = 1 / (s * t)
+    p00, p01, p10, p11 = k * (d + s), -k * b, -k * c, k * (a + s)
+    wr = p00.view(shape) * xr + p01.view(shape) * xi
+    wi = p10.view(shape) * xr + p11.view(shape) * xi
+    if weight is not None:
+        W = weight.to(torch.float64)
+        wr, wi = (W[0, 0].view(shape) * wr + W[0, 1].view(shape) * wi,
+                  W[1, 0].view(shape) * wr + W[1, 1].view(shape) * wi)
+    if bias is not None:
+        B = bias.to(torch.float64)
+        wr, wi = wr + B[0].view(shape), wi + B[1].view(shape)
+    mean = torch.stack([mr, mi])
+    cov = torch.stack([torch.stack([a, b]), torch.stack([c, d])])
+    return torch.complex(wr, wi), mean, cov

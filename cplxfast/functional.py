@@ -30,4 +30,24 @@ def modrelu(input, threshold):
         real = torch.float64 if input.dtype == torch.complex128 else torch.float32
         threshold = torch.tensor([float(threshold)], dtype=real, device=input.device)
     return _ops.modrelu(input, threshold)
-__all__ = ["linear", "modrelu"]
+
+
+def batch_norm(input, running_mean=None, running_var=None, weight=None, bias=None, training=True, momentum=0.1,
+               eps=1e-5):
+    """cplxmodule's complex batch norm (2x2 whitening per channel of [B, C, *] input).
+
+    Uses the batch statistics when training (or when no running statistics are given) and then
+    updates running_mean [2, C] and running_var [2, 2, C] in place with ``momentum``; otherwise
+    normalises with the running statistics. weight [2, 2, C] and bias [2, C] are optional.
+    """
+    if training or running_mean is None:
+        out, mean, cov = _ops.batch_norm(input, weight, bias, None, None, True, eps)
+        if running_mean is not None and running_var is not None:
+            with torch.no_grad():
+                running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+                running_var.lerp_(cov.to(running_var.dtype), momentum)
+        return out
+    return _ops.batch_norm(input, weight, bias, running_mean, running_var, False, eps)[0]
+
+
+__all__ = ["batch_norm", "linear", "modrelu"]

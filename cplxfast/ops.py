@@ -74,3 +74,50 @@ def _modrelu_backward_fake(grad, input, threshold, output_mask):
     grad_input = torch.empty_like(input) if output_mask[0] else None
     grad_threshold = threshold.new_empty(threshold.shape) if output_mask[1] else None
     return grad_input, grad_threshold
+
+
+# ---------------------------------------------------------------------------------- batch_norm
+def batch_norm(
+    input: Tensor, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
+    running_mean: Optional[Tensor] = None, running_var: Optional[Tensor] = None, training: bool = True,
+    eps: float = 1e-5,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Complex batch norm with 2x2 whitening: (out, batch mean [2, C], batch covariance [2, 2, C]).
+
+    training=True uses the batch statistics (returned, covariance with eps on its diagonal, for a
+    running-statistics update); training=False uses running_mean/running_var as they are and
+    returns empty statistics. weight [2, 2, C], bias [2, C] real, optional.
+    """
+    return _ops.batch_norm.default(input, weight, bias, running_mean, running_var, training, eps)
+
+
+def batch_norm_backward(
+    grad: Tensor, input: Tensor, weight: Optional[Tensor], mean: Tensor, covariance: Tensor, training: bool,
+    output_mask: Sequence[bool] = (True, True, True),
+) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    return _ops.batch_norm_backward.default(grad, input, weight, mean, covariance, training, list(output_mask))
+
+
+def _real_of(t):
+    return torch.float64 if t.dtype == torch.complex128 else torch.float32
+
+
+@torch.library.register_fake("cplxfast::batch_norm")
+def _batch_norm_fake(input, weight, bias, running_mean, running_var, training, eps):
+    torch._check(input.dim() >= 2, lambda: "cplxfast.batch_norm: input must be [B, C, *]")
+    C = input.shape[1]
+    real = _real_of(input)
+    if training:
+        return torch.empty_like(input), input.new_empty((2, C), dtype=real), input.new_empty((2, 2, C), dtype=real)
+    return torch.empty_like(input), input.new_empty((0,), dtype=real), input.new_empty((0,), dtype=real)
+
+
+@torch.library.register_fake("cplxfast::batch_norm_backward")
+def _batch_norm_backward_fake(grad, input, weight, mean, covariance, training, output_mask):
+    C = input.shape[1]
+    real = _real_of(input)
+    return (
+        torch.empty_like(input) if output_mask[0] else None,
+        input.new_empty((2, 2, C), dtype=real) if output_mask[1] else None,
+        input.new_empty((2, C), dtype=real) if output_mask[2] else None,
+    )

@@ -33,4 +33,15 @@ TORCH_LIBRARY(cplxfast, m) {
   m.def(
       "modrelu_backward(Tensor grad, Tensor input, Tensor threshold, bool[2] output_mask)"
       " -> (Tensor, Tensor)");
+
+  // ---- complex batch norm with 2x2 whitening (cplxmodule's maths). Training: batch statistics,
+  // returned as (mean [2, C], covariance [2, 2, C] with eps on the diagonal) for the module's
+  // running-statistics update; eval: running_mean/running_var as they are (statistics outputs
+  // empty). Backward takes the statistics the forward used; output_mask (input, weight, bias).
+  m.def(
+      "batch_norm(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var,"
+      " bool training, float eps) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "batch_norm_backward(Tensor grad, Tensor input, Tensor? weight, Tensor mean, Tensor covariance,"
+      " bool training, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
 }

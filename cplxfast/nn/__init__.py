@@ -4,6 +4,10 @@ Every layer takes a native complex tensor or a cplxmodule ``Cplx`` and returns t
 """
 from ._complex import CplxParameter
 from .activation import CplxAdaptiveModReLU, CplxModReLU, ModReLU
+from .batchnorm import CplxBatchNorm1d, CplxBatchNorm2d, CplxBatchNorm3d
 from .linear import CplxLinear
 
-__all__ = ["CplxAdaptiveModReLU", "CplxLinear", "CplxModReLU", "CplxParameter", "ModReLU"]
+__all__ = [
+    "CplxAdaptiveModReLU", "CplxBatchNorm1d", "CplxBatchNorm2d", "CplxBatchNorm3d", "CplxLinear", "CplxModReLU",
+    "CplxParameter", "ModReLU",
+]

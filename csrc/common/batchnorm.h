@@ -2,10 +2,10 @@
 //
 // Per channel, with x' = z - mu and the eps-included biased covariance C = [[a, b], [b, d]]:
 //   P = C^(-1/2) = 1/(s t) [[d + s, -b], [-b, a + s]],  s = sqrt(ad - b^2), t = sqrt(a + d + 2s)
-//   out = W P x' + bias = A z + c,  A = W P,  c = bias - A mu     (W: 2x2 affine weight)
+//   out = W P x' + bias = A (z - mu) + bias,  A = W P     (W: 2x2 affine weight)
 // Backward (g = dL/dout as a 2-vector per element, sums over the channel's N elements):
 //   grad_bias = sum g,  grad_W = S P  with S = sum g x'^T
-//   grad_z = B g + D z + e,  B = P W^T,  D = Q / N (training only), e = -B mean(g) - D mu (training)
+//   grad_z = B g + D (z - mu) + e,  B = P W^T,  D = Q / N, e = -B mean(g) (both training only)
 // where Q holds the gradient through the covariance: Q = [[2 dL/da, dL/db], [dL/db, 2 dL/dd]],
 // from G_P = W^T S through the closed form of P. In eval (running statistics) the map is affine
 // with constant A: grad_z = A^T g.
@@ -13,7 +13,9 @@
 // The per-channel coefficient maths is shared by CPU (a loop) and CUDA (one thread per channel).
 #pragma once
 #include <cmath>
+#include <array>
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -34,34 +36,32 @@ C10_HOST_DEVICE inline Mat2 mul(const Mat2& x, const Mat2& y) {
 
 C10_HOST_DEVICE inline Mat2 transpose(const Mat2& x) { return {x.m00, x.m10, x.m01, x.m11}; }
 
-// P = C^(-1/2) of the symmetric 2x2 C = [[a, b], [b, d]] in closed form.
-C10_HOST_DEVICE inline Mat2 inverse_sqrt(double a, double b, double d) {
-  const double s = std::sqrt(a * d - b * b), t = std::sqrt(a + d + 2 * s), k = 1 / (s * t);
-  return {k * (d + s), -k * b, -k * b, k * (a + s)};
+// P = C^(-1/2) of C = [[a, b], [c, d]] in closed form (cplxmodule's; C is symmetric for batch
+// statistics, and running statistics stay symmetric unless set by hand).
+C10_HOST_DEVICE inline Mat2 inverse_sqrt(const double cov[4]) {
+  const double a = cov[0], b = cov[1], c = cov[2], d = cov[3];
+  const double s = std::sqrt(a * d - b * c), t = std::sqrt(a + d + 2 * s), k = 1 / (s * t);
+  return {k * (d + s), -k * b, -k * c, k * (a + s)};
 }
 
-// Forward coefficients of one channel: out = A z + c.
-C10_HOST_DEVICE inline void forward_coeffs(const double mu[2], const double cov[3] /* a, b, d */,
-                                           const Mat2& W, const double bias[2], Mat2& A, double c[2]) {
-  A = mul(W, inverse_sqrt(cov[0], cov[1], cov[2]));
-  c[0] = bias[0] - (A.m00 * mu[0] + A.m01 * mu[1]);
-  c[1] = bias[1] - (A.m10 * mu[0] + A.m11 * mu[1]);
-}
+// Forward coefficients of one channel: out = A (z - mu) + bias.
+C10_HOST_DEVICE inline Mat2 forward_coeffs(const double cov[4], const Mat2& W) { return mul(W, inverse_sqrt(cov)); }
 
 // Backward coefficients of one channel. sums: sum g_re, sum g_im, then S = sum g x'^T as
 // S00 = sum g_re x'_re, S01 = sum g_re x'_im, S10 = sum g_im x'_re, S11 = sum g_im x'_im.
-C10_HOST_DEVICE inline void backward_coeffs(const double mu[2], const double cov[3], const Mat2& W, const double sums[6],
+// Training uses batch statistics, where C is symmetric (b = c).
+C10_HOST_DEVICE inline void backward_coeffs(const double cov[4], const Mat2& W, const double sums[6],
                                             double n, bool training, Mat2& B, Mat2& D, double e[2], Mat2& grad_W) {
-  const double a = cov[0], b = cov[1], d = cov[2];
-  const double s = std::sqrt(a * d - b * b), t = std::sqrt(a + d + 2 * s), k = 1 / (s * t);
-  const Mat2 P{k * (d + s), -k * b, -k * b, k * (a + s)};
+  const Mat2 P = inverse_sqrt(cov);
   const Mat2 S{sums[2], sums[3], sums[4], sums[5]};
-  grad_W = mul(S, P);
-  B = mul(P, transpose(W));
+  grad_W = mul(S, transpose(P));  // sum g w^T with w = P x'
+  B = transpose(mul(W, P));       // grad_z = (W P)^T g (+ the terms through the statistics)
   D = {0, 0, 0, 0};
   e[0] = e[1] = 0;
   if (!training) return;
   // Through P = k [[d + s, -b], [-b, a + s]], k = 1/(s t), t = sqrt(a + d + 2s), s = sqrt(ad - b^2).
+  const double a = cov[0], b = cov[1], d = cov[3];
+  const double s = std::sqrt(a * d - b * b), t = std::sqrt(a + d + 2 * s), k = 1 / (s * t);
   const Mat2 G = mul(transpose(W), S);  // dL/dP
   const double g_off = G.m01 + G.m10;
   const double dk = G.m00 * (d + s) + G.m11 * (a + s) - g_off * b;
@@ -72,8 +72,8 @@ C10_HOST_DEVICE inline void backward_coeffs(const double mu[2], const double cov
   const double db = -k * g_off - ds * b / s;
   D = {2 * da / n, db / n, db / n, 2 * dd / n};
   const double mg0 = sums[0] / n, mg1 = sums[1] / n;
-  e[0] = -(B.m00 * mg0 + B.m01 * mg1) - (D.m00 * mu[0] + D.m01 * mu[1]);
-  e[1] = -(B.m10 * mg0 + B.m11 * mg1) - (D.m10 * mu[0] + D.m11 * mu[1]);
+  e[0] = -(B.m00 * mg0 + B.m01 * mg1);
+  e[1] = -(B.m10 * mg0 + B.m11 * mg1);
 }
 
 }  // namespace bn_math
@@ -84,6 +84,68 @@ struct BatchNormLayout {
   at::Tensor z;  // dense view (or copy) of the input
   int64_t C = 0, inner = 1, numel = 0, per_channel = 0;
 };
+
+// The per-backend kernels; the device-agnostic driver (batchnorm.cpp) sequences them.
+// Per-channel tensors are double, [C, k], on the input's device.
+constexpr int64_t kBnCoeffs = 14;  // A (4), D (4), c (2), su (2), sv (2)
+
+// Fills one channel's coefficient row (see BatchNormBackend::apply).
+C10_HOST_DEVICE inline void store_coeffs(double* k, const bn_math::Mat2& A, const bn_math::Mat2& D, const double c[2],
+                                         const double su[2], const double sv[2]) {
+  const double v[kBnCoeffs] = {A.m00, A.m01, A.m10, A.m11, D.m00, D.m01, D.m10, D.m11, c[0], c[1], su[0], su[1], sv[0], sv[1]};
+  for (int i = 0; i < kBnCoeffs; ++i) k[i] = v[i];
+}
+
+// One channel's forward row: out = A (z - mu) + bias.
+C10_HOST_DEVICE inline void forward_row(const double mu[2], const double cov[4], const double W[4], const double bias[2],
+                                        double* k) {
+  const double zero[2] = {0, 0};
+  store_coeffs(k, bn_math::forward_coeffs(cov, {W[0], W[1], W[2], W[3]}), {0, 0, 0, 0}, bias, mu, zero);
+}
+
+// One channel's backward row: grad_z = B g + D (z - mu) + e; and grad_W.
+C10_HOST_DEVICE inline void backward_row(const double mu[2], const double cov[4], const double W[4], const double sums[6],
+                                         double n, bool training, double* k, double* grad_W) {
+  bn_math::Mat2 B, D, G;
+  double e[2];
+  const double zero[2] = {0, 0};
+  bn_math::backward_coeffs(cov, {W[0], W[1], W[2], W[3]}, sums, n, training, B, D, e, G);
+  store_coeffs(k, B, D, e, zero, mu);
+  grad_W[0] = G.m00, grad_W[1] = G.m01, grad_W[2] = G.m10, grad_W[3] = G.m11;
+}
+
+struct BatchNormBackend {
+  // [C, 5]: mean re, mean im, then the biased central moments E[x'r^2], E[x'r x'i], E[x'i^2].
+  at::Tensor (*moments)(const BatchNormLayout& layout);
+  // [C, 6]: sum g re, sum g im, S00, S01, S10, S11 with S = sum g x'^T, x' = z - mean ([C, 2]).
+  at::Tensor (*grad_sums)(const BatchNormLayout& layout, const at::Tensor& g, const at::Tensor& mean);
+  // out = A (u - su) + D (v - sv) + c per channel, in double, with coeffs [C, 14] =
+  // (A 2x2, D 2x2, c 2, su 2, sv 2); v may be undefined (then D is ignored). Subtracting the
+  // channel mean in double first keeps fp32 data with a large mean (1e3 + noise) accurate.
+  // u, v and out are laid out like layout.z.
+  void (*apply)(const BatchNormLayout& layout, const at::Tensor& u, const at::Tensor& v, const at::Tensor& coeffs,
+                const at::Tensor& out);
+  // Per-channel maths (bn_math) over [C] rows: coeffs [C, 14] from mean [C, 2], cov [C, 4]
+  // (a, b, c, d), W [C, 4], bias [C, 2].
+  void (*forward_coeffs)(const at::Tensor& mean, const at::Tensor& cov, const at::Tensor& W, const at::Tensor& bias,
+                         const at::Tensor& coeffs);
+  // coeffs [C, 14] = (B, D, e, 0, mean) and grad_W [C, 4] from mean, cov, W, sums [C, 6].
+  void (*backward_coeffs)(const at::Tensor& mean, const at::Tensor& cov, const at::Tensor& W, const at::Tensor& sums,
+                          double n, bool training, const at::Tensor& coeffs, const at::Tensor& grad_W);
+};
+
+// (out, batch mean [2, C], batch covariance [2, 2, C] eps included) in training; in eval the
+// running statistics are used as they are and the returned statistics are empty.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
+    const at::Tensor& input, const c10::optional<at::Tensor>& weight, const c10::optional<at::Tensor>& bias,
+    const c10::optional<at::Tensor>& running_mean, const c10::optional<at::Tensor>& running_var, bool training,
+    double eps, const BatchNormBackend& backend);
+
+// (grad_input, grad_weight [2, 2, C], grad_bias [2, C]) where output_mask says. mean/cov: the
+// statistics the forward used (batch statistics in training, running statistics in eval).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
+    const at::Tensor& grad, const at::Tensor& input, const c10::optional<at::Tensor>& weight, const at::Tensor& mean,
+    const at::Tensor& cov, bool training, std::array<bool, 3> output_mask, const BatchNormBackend& backend);
 
 // Validates input (complex, [B, C, *]), weight [2, 2, C], bias [2, C], stats and plans the layout.
 BatchNormLayout plan_batch_norm(const char* op, const at::Tensor& input);

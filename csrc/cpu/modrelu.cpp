@@ -16,6 +16,7 @@
 #include <torch/library.h>
 
 #include "common/modrelu.h"
+#include "cpu/runs.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define CPLXFAST_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
@@ -123,25 +124,6 @@ struct RunsOf<double> {
   static constexpr auto backward_const = &backward_const_f64;
   static constexpr auto backward_each = &backward_each_f64;
 };
-
-// Calls body(begin, end, t) over [begin, end) in runs sharing block index t (inner > 1), or
-// each_row(begin, end, t0) over pieces of rows where element i has index t0 + (i - begin).
-template <typename Const, typename Each>
-inline void for_each_run(int64_t begin, int64_t end, int64_t inner, int64_t T, const Const& body, const Each& each_row) {
-  for (int64_t i = begin; i < end;) {
-    if (inner == 1) {
-      const int64_t t = i % T;
-      const int64_t stop = std::min(end, i + (T - t));
-      each_row(i, stop, t);
-      i = stop;
-    } else {
-      const int64_t row = i / inner;
-      const int64_t stop = std::min(end, (row + 1) * inner);
-      body(i, stop, row % T);
-      i = stop;
-    }
-  }
-}
 
 at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold) {
   const ModReLULayout L = plan_modrelu("cplxfast.modrelu", z, threshold);

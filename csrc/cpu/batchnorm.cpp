@@ -1,0 +1,240 @@
+// Complex batch norm on CPU: the device-agnostic driver (common/batchnorm.cpp) with CPU kernels.
+// Training forward: one pass for the per-channel moments, one apply pass; backward: one pass
+// for the per-channel gradient sums, one apply pass. Reductions keep per-thread partial sums
+// in double; within a run of one channel, eight float lanes accumulate blocks of elements (so
+// the loop vectorises without reassociating a single sum) and are flushed to double.
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "common/batchnorm.h"
+#include "cpu/runs.h"
+
+namespace cplxfast::cpu {
+namespace {
+
+constexpr int64_t kGrain = 16384;  // complex elements per task
+constexpr int kLanes = 8;
+constexpr int64_t kFlush = 4096;   // elements per float block before flushing to double
+
+// Per-thread [C, K] double partial sums, reduced at the end.
+template <int K>
+struct Partials {
+  explicit Partials(int64_t C) : C(C), data(static_cast<size_t>(at::get_num_threads()) * C * K, 0.0) {}
+  double* mine() { return data.data() + static_cast<size_t>(at::get_thread_num()) * C * K; }
+  at::Tensor total(const at::TensorOptions& opts) const {
+    at::Tensor out = at::zeros({C, K}, opts.dtype(at::kDouble));
+    double* o = out.data_ptr<double>();
+    for (size_t i = 0; i < data.size(); ++i) o[i % (C * K)] += data[i];
+    return out;
+  }
+  int64_t C;
+  std::vector<double> data;
+};
+
+// Sums over one run of one channel of f(xr, xi, yr, yi) -> K values, in kLanes float lanes.
+// x is shifted by (sx0, sx1); y (may be null) is not.
+template <typename T, int K, typename F>
+inline void run_sums(const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc, const F& f) {
+  for (int64_t b = 0; b < n; b += kFlush) {
+    const int64_t m = std::min(kFlush, n - b);
+    T lanes[K][kLanes] = {};
+    int64_t j = 0;
+    for (; j + kLanes <= m; j += kLanes) {
+      for (int l = 0; l < kLanes; ++l) {
+        const int64_t e = b + j + l;
+        T v[K];
+        f(x[2 * e] - sx0, x[2 * e + 1] - sx1, y ? y[2 * e] : T(0), y ? y[2 * e + 1] : T(0), v);
+        for (int k = 0; k < K; ++k) lanes[k][l] += v[k];
+      }
+    }
+    for (; j < m; ++j) {
+      const int64_t e = b + j;
+      T v[K];
+      f(x[2 * e] - sx0, x[2 * e + 1] - sx1, y ? y[2 * e] : T(0), y ? y[2 * e + 1] : T(0), v);
+      for (int k = 0; k < K; ++k) lanes[k][0] += v[k];
+    }
+    for (int k = 0; k < K; ++k) {
+      double s = 0;
+      for (int l = 0; l < kLanes; ++l) s += lanes[k][l];
+      acc[k] += s;
+    }
+  }
+}
+
+// Per-channel sums of f over the whole tensor: [C, K] double. shift[c] (2 per channel) is
+// subtracted from x first.
+template <typename T, int K, typename F>
+at::Tensor channel_sums(const BatchNormLayout& L, const T* x, const T* y, const std::vector<T>& shift, const F& f) {
+  Partials<K> partials(L.C);
+  at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
+    double* acc = partials.mine();
+    for_each_run(
+        begin, end, L.inner, L.C,
+        [&](int64_t b, int64_t e, int64_t c) {
+          run_sums<T, K>(x + 2 * b, y ? y + 2 * b : nullptr, e - b, shift[2 * c], shift[2 * c + 1], acc + c * K, f);
+        },
+        [&](int64_t b, int64_t e, int64_t c0) {
+          for (int64_t i = b; i < e; ++i) {
+            const int64_t c = c0 + (i - b);
+            T v[K];
+            f(x[2 * i] - shift[2 * c], x[2 * i + 1] - shift[2 * c + 1], y ? y[2 * i] : T(0), y ? y[2 * i + 1] : T(0), v);
+            for (int k = 0; k < K; ++k) acc[c * K + k] += v[k];
+          }
+        });
+  });
+  return partials.total(L.z.options());
+}
+
+at::Tensor moments(const BatchNormLayout& L) {
+  at::Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(L.z.scalar_type()), "cplxfast_bn_moments_cpu", [&] {
+    using T = scalar_t;
+    const T* x = static_cast<const T*>(L.z.data_ptr());
+    // Shift each channel by its first element: sums of shifted values keep fp32 data with a
+    // large mean (1e3 + noise) accurate, where raw sums of squares would cancel.
+    std::vector<T> shift(2 * L.C);
+    for (int64_t c = 0; c < L.C; ++c) {
+      shift[2 * c] = x[2 * c * L.inner];
+      shift[2 * c + 1] = x[2 * c * L.inner + 1];
+    }
+    const at::Tensor s = channel_sums<T, 5>(L, x, nullptr, shift, [](T r, T i, T, T, T* v) {
+      v[0] = r;
+      v[1] = i;
+      v[2] = r * r;
+      v[3] = r * i;
+      v[4] = i * i;
+    });
+    // mean = shift + E[x - shift]; central moments from the shifted ones.
+    out = at::empty({L.C, 5}, s.options());
+    const double* sp = s.data_ptr<double>();
+    double* o = out.data_ptr<double>();
+    const double n = static_cast<double>(L.per_channel);
+    for (int64_t c = 0; c < L.C; ++c) {
+      const double mr = sp[5 * c] / n, mi = sp[5 * c + 1] / n;
+      o[5 * c] = shift[2 * c] + mr;
+      o[5 * c + 1] = shift[2 * c + 1] + mi;
+      o[5 * c + 2] = sp[5 * c + 2] / n - mr * mr;
+      o[5 * c + 3] = sp[5 * c + 3] / n - mr * mi;
+      o[5 * c + 4] = sp[5 * c + 4] / n - mi * mi;
+    }
+  });
+  return out;
+}
+
+at::Tensor grad_sums(const BatchNormLayout& L, const at::Tensor& g, const at::Tensor& mean) {
+  at::Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(L.z.scalar_type()), "cplxfast_bn_grad_sums_cpu", [&] {
+    using T = scalar_t;
+    const double* m = mean.data_ptr<double>();
+    std::vector<T> shift(m, m + 2 * L.C);
+    out = channel_sums<T, 6>(L, static_cast<const T*>(L.z.data_ptr()), static_cast<const T*>(g.data_ptr()), shift,
+                             [](T xr, T xi, T gr, T gi, T* v) {
+                               v[0] = gr;
+                               v[1] = gi;
+                               v[2] = gr * xr;
+                               v[3] = gr * xi;
+                               v[4] = gi * xr;
+                               v[5] = gi * xi;
+                             });
+  });
+  return out;
+}
+
+// out = A (u - su) + D (v - sv) + c for one run, in double; coefficient row k (kStep 0: one
+// channel for the whole run, kBnCoeffs: one row per element).
+template <typename T, int kStep, bool kHasV>
+inline void apply_run(const T* __restrict__ u, const T* __restrict__ v, const double* __restrict__ k, int64_t n,
+                      T* __restrict__ out) {
+  for (int64_t j = 0; j < n; ++j) {
+    const double* q = k + j * kStep;
+    const double ur = double(u[2 * j]) - q[10], ui = double(u[2 * j + 1]) - q[11];
+    double r = q[0] * ur + q[1] * ui + q[8];
+    double i = q[2] * ur + q[3] * ui + q[9];
+    if (kHasV) {
+      const double vr = double(v[2 * j]) - q[12], vi = double(v[2 * j + 1]) - q[13];
+      r += q[4] * vr + q[5] * vi;
+      i += q[6] * vr + q[7] * vi;
+    }
+    out[2 * j] = T(r);
+    out[2 * j + 1] = T(i);
+  }
+}
+
+void apply(const BatchNormLayout& L, const at::Tensor& u, const at::Tensor& v, const at::Tensor& coeffs,
+           const at::Tensor& out) {
+  AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(L.z.scalar_type()), "cplxfast_bn_apply_cpu", [&] {
+    using T = scalar_t;
+    constexpr int K = kBnCoeffs;
+    const double* kp = coeffs.data_ptr<double>();
+    const T* up = static_cast<const T*>(u.data_ptr());
+    const T* vp = v.defined() ? static_cast<const T*>(v.data_ptr()) : nullptr;
+    T* op = static_cast<T*>(out.data_ptr());
+    at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
+      for_each_run(
+          begin, end, L.inner, L.C,
+          [&](int64_t b, int64_t e, int64_t c) {
+            if (vp) {
+              apply_run<T, 0, true>(up + 2 * b, vp + 2 * b, kp + K * c, e - b, op + 2 * b);
+            } else {
+              apply_run<T, 0, false>(up + 2 * b, nullptr, kp + K * c, e - b, op + 2 * b);
+            }
+          },
+          [&](int64_t b, int64_t e, int64_t c0) {
+            if (vp) {
+              apply_run<T, K, true>(up + 2 * b, vp + 2 * b, kp + K * c0, e - b, op + 2 * b);
+            } else {
+              apply_run<T, K, false>(up + 2 * b, nullptr, kp + K * c0, e - b, op + 2 * b);
+            }
+          });
+    });
+  });
+}
+
+void forward_coeffs(const at::Tensor& mean, const at::Tensor& cov, const at::Tensor& W, const at::Tensor& bias,
+                    const at::Tensor& coeffs) {
+  const double *mp = mean.data_ptr<double>(), *cp = cov.data_ptr<double>(), *wp = W.data_ptr<double>(),
+               *bp = bias.data_ptr<double>();
+  double* k = coeffs.data_ptr<double>();
+  for (int64_t c = 0; c < coeffs.size(0); ++c) forward_row(mp + 2 * c, cp + 4 * c, wp + 4 * c, bp + 2 * c, k + kBnCoeffs * c);
+}
+
+void backward_coeffs(const at::Tensor& mean, const at::Tensor& cov, const at::Tensor& W, const at::Tensor& sums,
+                     double n, bool training, const at::Tensor& coeffs, const at::Tensor& grad_W) {
+  const double *mp = mean.data_ptr<double>(), *cp = cov.data_ptr<double>(), *wp = W.data_ptr<double>(),
+               *sp = sums.data_ptr<double>();
+  double *k = coeffs.data_ptr<double>(), *gw = grad_W.data_ptr<double>();
+  for (int64_t c = 0; c < coeffs.size(0); ++c) {
+    backward_row(mp + 2 * c, cp + 4 * c, wp + 4 * c, sp + 6 * c, n, training, k + kBnCoeffs * c, gw + 4 * c);
+  }
+}
+
+const BatchNormBackend& backend() {
+  static const BatchNormBackend b{&moments, &grad_sums, &apply, &forward_coeffs, &backward_coeffs};
+  return b;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm(
+    const at::Tensor& input, const c10::optional<at::Tensor>& weight, const c10::optional<at::Tensor>& bias,
+    const c10::optional<at::Tensor>& running_mean, const c10::optional<at::Tensor>& running_var, bool training,
+    double eps) {
+  return batch_norm_forward(input, weight, bias, running_mean, running_var, training, eps, backend());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
+    const at::Tensor& grad, const at::Tensor& input, const c10::optional<at::Tensor>& weight, const at::Tensor& mean,
+    const at::Tensor& cov, bool training, std::array<bool, 3> output_mask) {
+  return cplxfast::batch_norm_backward(grad, input, weight, mean, cov, training, output_mask, backend());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(cplxfast, CPU, m) {
+  m.impl("batch_norm", &batch_norm);
+  m.impl("batch_norm_backward", &batch_norm_backward);
+}
+
+}  // namespace cplxfast::cpu
