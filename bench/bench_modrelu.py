@@ -25,15 +25,6 @@ def torch_composite(z, tau):
     return z * torch.relu(1.0 - tau / torch.clamp(z.abs(), min=1e-5))
 
 
-def copy_bandwidth(device, nbytes=256 << 20):
-    """Bytes per second of a large device-to-device copy (read + write counted), median; large
-    enough to measure memory, not cache."""
-    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
-    dst = torch.empty_like(src)
-    t = common.time_interleaved({"copy": lambda: dst.copy_(src)}, device, budget_s=1.0)["copy"]
-    return 2 * nbytes / t
-
-
 def build_impls(shape, device):
     B, C, H, W = shape
     torch.manual_seed(0)
@@ -96,7 +87,7 @@ def main(argv=None):
             # The bytes the fused kernels must move: forward reads z, writes out (16 B per
             # complex64); backward reads z and g, writes grad_z (24 B).
             nbytes = 40 * z.numel()
-            bandwidth = copy_bandwidth(device)
+            bandwidth = common.copy_bandwidth(device)
             relu = both["real ReLU (same bytes)"]
             for name in both:
                 row = {

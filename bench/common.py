@@ -47,6 +47,15 @@ def time_interleaved(fns, device, rounds=None, warmup=3, budget_s=2.0, max_round
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
+def copy_bandwidth(device, nbytes=256 << 20):
+    """Bytes per second of a large device-to-device copy (read + write counted), median; large
+    enough to measure memory, not cache."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    t = time_interleaved({"copy": lambda: dst.copy_(src)}, device, budget_s=1.0)["copy"]
+    return 2 * nbytes / t
+
+
 def progress(msg):
     print(msg, file=sys.stderr, flush=True)
 

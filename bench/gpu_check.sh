@@ -2,7 +2,7 @@
 # The ONE prepared GPU run: build cplxfast against the machine's torch with all cores, run the
 # whole test suite (CUDA cases included), run the CUDA benchmarks, and write logs and JSON into
 # OUTDIR. Runs from a fresh copy of the repo on a machine with torch, nvcc and ninja but no
-# network; each step has its own timeout, together under 8 minutes (460 s).
+# network; each step has its own timeout, together under 8 minutes (470 s).
 #
 #   bash bench/gpu_check.sh [OUTDIR]
 #
@@ -45,7 +45,8 @@ rm -rf build cplxfast/_C*.so cplxfast/_build_info.py
 step build 180 env MAX_JOBS="$(nproc)" "$PY" setup.py build_ext --inplace || { echo "build failed"; exit 1; }
 step tests 120 "$PY" -m pytest -q --junitxml="$OUT/tests.xml" tests
 step bench_linear 60 "$PY" bench/bench_linear.py --device cuda --out "$OUT"
-step bench_linear_crossover 60 "$PY" bench/bench_linear.py --device cuda --crossover --rounds 5 --out "$OUT"
+step bench_linear_crossover 50 "$PY" bench/bench_linear.py --device cuda --crossover --rounds 5 --out "$OUT"
 step bench_modrelu 40 "$PY" bench/bench_modrelu.py --device cuda --out "$OUT"
+step bench_batchnorm 40 "$PY" bench/bench_batchnorm.py --device cuda --out "$OUT"
 cat "$OUT/summary.txt"
 exit $status

@@ -12,6 +12,7 @@
 
 #include "common/batchnorm.h"
 #include "cpu/runs.h"
+#include "cpu/vectorize.h"
 
 namespace cplxfast::cpu {
 namespace {
@@ -144,32 +145,75 @@ at::Tensor grad_sums(const BatchNormLayout& L, const at::Tensor& g, const at::Te
   return out;
 }
 
-// out = A (u - su) + D (v - sv) + c for one run, in double; coefficient row k (kStep 0: one
-// channel for the whole run, kBnCoeffs: one row per element).
+// One channel's apply coefficients in the data's precision: A, D, c, and the two shifts each
+// split as hi + lo, so that (u - su_hi) - su_lo is as accurate as a subtraction in double
+// (u - su_hi is exact when u is near su_hi) while the loop runs in T at full vector width.
+constexpr int kRow = 18;
+
+template <typename T>
+void to_rows(const double* k, int64_t C, T* rows) {
+  for (int64_t c = 0; c < C; ++c) {
+    const double* q = k + kBnCoeffs * c;
+    T* r = rows + kRow * c;
+    for (int i = 0; i < 10; ++i) r[i] = T(q[i]);
+    for (int i = 0; i < 4; ++i) {
+      const T hi = T(q[10 + i]);
+      r[10 + 2 * i] = hi;
+      r[11 + 2 * i] = T(q[10 + i] - double(hi));
+    }
+  }
+}
+
+// out = A (u - su) + D (v - sv) + c for one run; rows advance by kStep per element (0: one
+// channel for the whole run).
 template <typename T, int kStep, bool kHasV>
-inline void apply_run(const T* __restrict__ u, const T* __restrict__ v, const double* __restrict__ k, int64_t n,
-                      T* __restrict__ out) {
+__attribute__((always_inline)) inline void apply_run(const T* __restrict__ u, const T* __restrict__ v,
+                                                     const T* __restrict__ rows, int64_t n, T* __restrict__ out) {
   for (int64_t j = 0; j < n; ++j) {
-    const double* q = k + j * kStep;
-    const double ur = double(u[2 * j]) - q[10], ui = double(u[2 * j + 1]) - q[11];
-    double r = q[0] * ur + q[1] * ui + q[8];
-    double i = q[2] * ur + q[3] * ui + q[9];
+    const T* q = rows + j * kStep;
+    const T ur = (u[2 * j] - q[10]) - q[11], ui = (u[2 * j + 1] - q[12]) - q[13];
+    T r = q[0] * ur + q[1] * ui + q[8];
+    T i = q[2] * ur + q[3] * ui + q[9];
     if (kHasV) {
-      const double vr = double(v[2 * j]) - q[12], vi = double(v[2 * j + 1]) - q[13];
+      const T vr = (v[2 * j] - q[14]) - q[15], vi = (v[2 * j + 1] - q[16]) - q[17];
       r += q[4] * vr + q[5] * vi;
       i += q[6] * vr + q[7] * vi;
     }
-    out[2 * j] = T(r);
-    out[2 * j + 1] = T(i);
+    out[2 * j] = r;
+    out[2 * j + 1] = i;
   }
 }
+
+#define CPLXFAST_APPLY_RUNS(T, SUFFIX)                                                                               \
+  CPLXFAST_VECTOR_CLONES void apply_const_##SUFFIX(const T* u, const T* v, const T* rows, int64_t n, T* out) {      \
+    if (v) {                                                                                                         \
+      apply_run<T, 0, true>(u, v, rows, n, out);                                                                     \
+    } else {                                                                                                         \
+      apply_run<T, 0, false>(u, v, rows, n, out);                                                                    \
+    }                                                                                                                \
+  }                                                                                                                  \
+  CPLXFAST_VECTOR_CLONES void apply_each_##SUFFIX(const T* u, const T* v, const T* rows, int64_t n, T* out) {       \
+    if (v) {                                                                                                         \
+      apply_run<T, kRow, true>(u, v, rows, n, out);                                                                  \
+    } else {                                                                                                         \
+      apply_run<T, kRow, false>(u, v, rows, n, out);                                                                 \
+    }                                                                                                                \
+  }
+CPLXFAST_APPLY_RUNS(float, f32)
+CPLXFAST_APPLY_RUNS(double, f64)
+#undef CPLXFAST_APPLY_RUNS
+
+void apply_const(const float* u, const float* v, const float* rows, int64_t n, float* out) { apply_const_f32(u, v, rows, n, out); }
+void apply_const(const double* u, const double* v, const double* rows, int64_t n, double* out) { apply_const_f64(u, v, rows, n, out); }
+void apply_each(const float* u, const float* v, const float* rows, int64_t n, float* out) { apply_each_f32(u, v, rows, n, out); }
+void apply_each(const double* u, const double* v, const double* rows, int64_t n, double* out) { apply_each_f64(u, v, rows, n, out); }
 
 void apply(const BatchNormLayout& L, const at::Tensor& u, const at::Tensor& v, const at::Tensor& coeffs,
            const at::Tensor& out) {
   AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(L.z.scalar_type()), "cplxfast_bn_apply_cpu", [&] {
     using T = scalar_t;
-    constexpr int K = kBnCoeffs;
-    const double* kp = coeffs.data_ptr<double>();
+    std::vector<T> rows(static_cast<size_t>(kRow) * L.C);
+    to_rows<T>(coeffs.data_ptr<double>(), L.C, rows.data());
     const T* up = static_cast<const T*>(u.data_ptr());
     const T* vp = v.defined() ? static_cast<const T*>(v.data_ptr()) : nullptr;
     T* op = static_cast<T*>(out.data_ptr());
@@ -177,18 +221,10 @@ void apply(const BatchNormLayout& L, const at::Tensor& u, const at::Tensor& v, c
       for_each_run(
           begin, end, L.inner, L.C,
           [&](int64_t b, int64_t e, int64_t c) {
-            if (vp) {
-              apply_run<T, 0, true>(up + 2 * b, vp + 2 * b, kp + K * c, e - b, op + 2 * b);
-            } else {
-              apply_run<T, 0, false>(up + 2 * b, nullptr, kp + K * c, e - b, op + 2 * b);
-            }
+            apply_const(up + 2 * b, vp ? vp + 2 * b : nullptr, rows.data() + kRow * c, e - b, op + 2 * b);
           },
           [&](int64_t b, int64_t e, int64_t c0) {
-            if (vp) {
-              apply_run<T, K, true>(up + 2 * b, vp + 2 * b, kp + K * c0, e - b, op + 2 * b);
-            } else {
-              apply_run<T, K, false>(up + 2 * b, nullptr, kp + K * c0, e - b, op + 2 * b);
-            }
+            apply_each(up + 2 * b, vp ? vp + 2 * b : nullptr, rows.data() + kRow * c0, e - b, op + 2 * b);
           });
     });
   });

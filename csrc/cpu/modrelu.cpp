@@ -4,8 +4,7 @@
 // Elements are walked in z's memory order in runs that share a threshold (a segment of
 // constant tau), or, when the threshold varies fastest (channels_last per-channel: inner == 1),
 // in rows of T elements with one threshold each. The run kernels are branch-free loops that
-// GCC vectorises; they are compiled for AVX2 and for the x86-64 baseline and picked at load
-// time (target_clones), so the library still runs on any x86-64 CPU.
+// GCC vectorises (cpu/vectorize.h).
 #include <algorithm>
 #include <vector>
 
@@ -17,12 +16,7 @@
 
 #include "common/modrelu.h"
 #include "cpu/runs.h"
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CPLXFAST_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define CPLXFAST_VECTOR_CLONES
-#endif
+#include "cpu/vectorize.h"
 
 namespace cplxfast::cpu {
 namespace {
