@@ -93,9 +93,22 @@ def batch_norm(
 
 def batch_norm_backward(
     grad: Tensor, input: Tensor, weight: Optional[Tensor], mean: Tensor, covariance: Tensor, training: bool,
-    output_mask: Sequence[bool] = (True, True, True),
+    output_mask: Sequence[bool] = (True, True, True), grad_sums: Optional[Tensor] = None, count: int = -1,
 ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
-    return _ops.batch_norm_backward.default(grad, input, weight, mean, covariance, training, list(output_mask))
+    """(grad_input, grad_weight, grad_bias). grad_sums [6, C] float64 and count, when given, replace the
+    local per-channel gradient sums and element count (statistics spanning several processes)."""
+    return _ops.batch_norm_backward.default(grad, input, weight, mean, covariance, training, list(output_mask),
+                                            grad_sums, count)
+
+
+def batch_norm_stats(input: Tensor) -> Tuple[Tensor, Tensor]:
+    """Local per-channel (mean [2, C], biased covariance [2, 2, C] without eps), float64; not differentiable."""
+    return _ops.batch_norm_stats.default(input)
+
+
+def batch_norm_grad_sums(grad: Tensor, input: Tensor, mean: Tensor) -> Tensor:
+    """Local per-channel gradient sums [6, C] float64: sum g re, sum g im, sum g x'^T (x' = input - mean)."""
+    return _ops.batch_norm_grad_sums.default(grad, input, mean)
 
 
 def _real_of(t):
@@ -112,8 +125,19 @@ def _batch_norm_fake(input, weight, bias, running_mean, running_var, training, e
     return torch.empty_like(input), input.new_empty((0,), dtype=real), input.new_empty((0,), dtype=real)
 
 
+@torch.library.register_fake("cplxfast::batch_norm_stats")
+def _batch_norm_stats_fake(input):
+    C = input.shape[1]
+    return input.new_empty((2, C), dtype=torch.float64), input.new_empty((2, 2, C), dtype=torch.float64)
+
+
+@torch.library.register_fake("cplxfast::batch_norm_grad_sums")
+def _batch_norm_grad_sums_fake(grad, input, mean):
+    return input.new_empty((6, input.shape[1]), dtype=torch.float64)
+
+
 @torch.library.register_fake("cplxfast::batch_norm_backward")
-def _batch_norm_backward_fake(grad, input, weight, mean, covariance, training, output_mask):
+def _batch_norm_backward_fake(grad, input, weight, mean, covariance, training, output_mask, grad_sums=None, count=-1):
     C = input.shape[1]
     real = _real_of(input)
     return (

@@ -43,5 +43,12 @@ TORCH_LIBRARY(cplxfast, m) {
       " bool training, float eps) -> (Tensor, Tensor, Tensor)");
   m.def(
       "batch_norm_backward(Tensor grad, Tensor input, Tensor? weight, Tensor mean, Tensor covariance,"
-      " bool training, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+      " bool training, bool[3] output_mask, Tensor? grad_sums=None, int count=-1) -> (Tensor, Tensor, Tensor)");
+  // Pieces for a batch norm whose statistics span processes (CplxSyncBatchNorm): the local
+  // per-channel mean [2, C] and biased covariance [2, 2, C] (no eps), and the local gradient
+  // sums [6, C] (sum g re, sum g im, sum g x'^T with x' = input - mean), all float64. Passing
+  // all-reduced grad_sums and their element count to batch_norm_backward gives the gradient
+  // through statistics over all processes. Not differentiable: their outputs are constants.
+  m.def("batch_norm_stats(Tensor input) -> (Tensor, Tensor)");
+  m.def("batch_norm_grad_sums(Tensor grad, Tensor input, Tensor mean) -> Tensor");
 }

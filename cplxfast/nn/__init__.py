@@ -4,10 +4,10 @@ Every layer takes a native complex tensor or a cplxmodule ``Cplx`` and returns t
 """
 from ._complex import CplxParameter
 from .activation import CplxAdaptiveModReLU, CplxModReLU, ModReLU
-from .batchnorm import CplxBatchNorm1d, CplxBatchNorm2d, CplxBatchNorm3d
+from .batchnorm import CplxBatchNorm1d, CplxBatchNorm2d, CplxBatchNorm3d, CplxSyncBatchNorm, convert_sync_batchnorm
 from .linear import CplxLinear
 
 __all__ = [
     "CplxAdaptiveModReLU", "CplxBatchNorm1d", "CplxBatchNorm2d", "CplxBatchNorm3d", "CplxLinear", "CplxModReLU",
-    "CplxParameter", "ModReLU",
+    "CplxParameter", "CplxSyncBatchNorm", "ModReLU", "convert_sync_batchnorm",
 ]

@@ -1,5 +1,6 @@
 """Complex batch norm with 2x2 whitening: drop-ins for cplxmodule's CplxBatchNorm1d/2d/3d."""
 import torch
+import torch.distributed as dist
 
 from .. import ops
 from ._complex import to_complex
@@ -102,3 +103,105 @@ class CplxBatchNorm3d(_CplxBatchNorm):
     """Complex batch norm over [B, F, D, H, W] input."""
 
     _ranks = (5,)
+
+
+class CplxSyncBatchNorm(_CplxBatchNorm):
+    """Complex batch norm whose batch statistics span the processes of a torch.distributed group
+    (forward and backward), as torch.nn.SyncBatchNorm does for real batch norm: each process
+    normalises its part of the batch with the statistics of the whole batch. Takes any [B, C, *]
+    input. Outside an initialised process group (or with one process) it is CplxBatchNorm.
+
+    Parameter gradients are each process's own contribution (DistributedDataParallel averages
+    them); the input gradient accounts for every process's share of the statistics.
+    """
+
+    _ranks = (2, 3, 4, 5)
+
+    def __init__(self, num_features, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True, process_group=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
+        self.process_group = process_group
+
+    def forward(self, input):
+        use_batch_stats = self.training or not self.track_running_stats
+        group = self.process_group or (dist.group.WORLD if dist.is_available() and dist.is_initialized() else None)
+        if not use_batch_stats or group is None or dist.get_world_size(group) == 1:
+            return super().forward(input)
+        z, rewrap = to_complex(input, type(self).__name__)
+        self._check_input(z)
+        out, mean, cov = _SyncBatchNorm.apply(z, self.weight, self.bias, self.eps, group)
+        if self.training and self.track_running_stats:
+            self._update_running_stats(mean, cov)
+        return rewrap(out)
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module, process_group=None):
+        """Replace every CplxBatchNorm1d/2d/3d in module (recursively) by a CplxSyncBatchNorm with
+        the same parameters, buffers and train/eval mode; returns the (new) module."""
+        converted = module
+        if isinstance(module, _CplxBatchNorm) and not isinstance(module, CplxSyncBatchNorm):
+            converted = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
+                            process_group)
+            # Share the Parameters and buffers themselves (device, values, optimizer references).
+            for name in ("weight", "bias"):
+                setattr(converted, name, getattr(module, name))
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                setattr(converted, name, getattr(module, name))
+            converted.train(module.training)
+        for name, child in module.named_children():
+            converted.add_module(name, cls.convert_sync_batchnorm(child, process_group))
+        return converted
+
+
+def convert_sync_batchnorm(module, process_group=None):
+    """CplxSyncBatchNorm.convert_sync_batchnorm, as a function."""
+    return CplxSyncBatchNorm.convert_sync_batchnorm(module, process_group)
+
+
+class _SyncBatchNorm(torch.autograd.Function):
+    """Forward: local statistics -> all_gather -> combined in float64 -> normalise with them.
+    Backward: local gradient sums -> all_reduce -> input gradient through the global statistics."""
+
+    @staticmethod
+    def forward(ctx, z, weight, bias, eps, group):
+        C = z.shape[1]
+        n_local = z.numel() // C
+        mean_l, cov_l = ops.batch_norm_stats(z)
+        packed = torch.cat([torch.full((1, C), float(n_local), dtype=torch.float64, device=z.device), mean_l,
+                            cov_l.reshape(4, C)])
+        gathered = [torch.empty_like(packed) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(gathered, packed, group=group)
+        parts = torch.stack(gathered)  # [P, 7, C]
+        n = parts[:, 0]  # [P, C]
+        count = n.sum(0)  # [C]
+        if bool((count <= 1).any()):
+            raise ValueError(f"Expected more than 1 value per channel when training, got {int(count.min())} over all processes")
+        mean = (n.unsqueeze(1) * parts[:, 1:3]).sum(0) / count  # [2, C]
+        # Chan et al.: pooled covariance = sum n_p (cov_p + d_p d_p^T) / N with d_p = mean_p - mean.
+        d = parts[:, 1:3] - mean  # [P, 2, C]
+        outer = d.unsqueeze(2) * d.unsqueeze(1)  # [P, 2, 2, C]
+        cov = (n.view(-1, 1, 1, C) * (parts[:, 3:7].reshape(-1, 2, 2, C) + outer)).sum(0) / count
+        cov = cov + eps * torch.eye(2, dtype=torch.float64, device=z.device).unsqueeze(-1)
+        out = ops.batch_norm(z, weight, bias, mean, cov, False, eps)[0]
+        ctx.save_for_backward(z, weight, mean, cov)
+        ctx.group, ctx.count = group, int(count[0])
+        real = torch.float64 if z.dtype == torch.complex128 else torch.float32
+        mean_out, cov_out = mean.to(real), cov.to(real)
+        ctx.mark_non_differentiable(mean_out, cov_out)
+        return out, mean_out, cov_out
+
+    @staticmethod
+    def backward(ctx, grad, _grad_mean, _grad_cov):
+        z, weight, mean, cov = ctx.saved_tensors
+        need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
+        local = ops.batch_norm_grad_sums(grad, z, mean)
+        grad_weight = grad_bias = None
+        if need_weight or need_bias:  # this process's contribution, from its local sums
+            _, grad_weight, grad_bias = ops.batch_norm_backward(
+                grad, z, weight, mean, cov, True, (False, need_weight, need_bias), local, z.numel() // z.shape[1])
+        grad_input = None
+        if need_input:
+            total = local.clone()
+            dist.all_reduce(total, group=ctx.group)
+            grad_input, _, _ = ops.batch_norm_backward(grad, z, weight, mean, cov, True, (True, False, False), total,
+                                                       ctx.count)
+        return grad_input, grad_weight, grad_bias, None, None

@@ -19,7 +19,7 @@ using Triple = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
 using BatchNormSig = Triple(const at::Tensor&, const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
                             bool, double);
 using BatchNormBackwardSig = Triple(const at::Tensor&, const at::Tensor&, const OptTensor&, const at::Tensor&,
-                                    const at::Tensor&, bool, std::array<bool, 3>);
+                                    const at::Tensor&, bool, std::array<bool, 3>, const OptTensor&, int64_t);
 
 const c10::TypedOperatorHandle<BatchNormSig>& batch_norm_op() {
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::batch_norm", "").typed<BatchNormSig>();
@@ -56,7 +56,7 @@ class BatchNorm : public torch::autograd::Function<BatchNorm> {
                                    ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)};
     const OptTensor weight = saved[1].defined() ? OptTensor(saved[1]) : std::nullopt;
     auto [grad_input, grad_weight, grad_bias] =
-        batch_norm_backward_op().call(grads[0], saved[0], weight, saved[2], saved[3], training, mask);
+        batch_norm_backward_op().call(grads[0], saved[0], weight, saved[2], saved[3], training, mask, std::nullopt, -1);
     return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
@@ -65,9 +65,10 @@ class BatchNormBackward : public torch::autograd::Function<BatchNormBackward> {
  public:
   static variable_list forward(AutogradContext*, const at::Tensor& grad, const at::Tensor& input, const OptTensor& weight,
                                const at::Tensor& mean, const at::Tensor& cov, bool training,
-                               std::array<bool, 3> output_mask) {
+                               std::array<bool, 3> output_mask, const OptTensor& grad_sums, int64_t count) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    const auto [a, b, c] = batch_norm_backward_op().call(grad, input, weight, mean, cov, training, output_mask);
+    const auto [a, b, c] =
+        batch_norm_backward_op().call(grad, input, weight, mean, cov, training, output_mask, grad_sums, count);
     return defined_only<3>({a, b, c});
   }
 
@@ -82,9 +83,9 @@ Triple batch_norm_autograd(const at::Tensor& input, const OptTensor& weight, con
 
 Triple batch_norm_backward_autograd(const at::Tensor& grad, const at::Tensor& input, const OptTensor& weight,
                                     const at::Tensor& mean, const at::Tensor& cov, bool training,
-                                    std::array<bool, 3> output_mask) {
-  const auto out = in_places<3>(BatchNormBackward::apply(grad, input, weight, mean, cov, training, output_mask),
-                                output_mask);
+                                    std::array<bool, 3> output_mask, const OptTensor& grad_sums, int64_t count) {
+  const auto out = in_places<3>(
+      BatchNormBackward::apply(grad, input, weight, mean, cov, training, output_mask, grad_sums, count), output_mask);
   return {out[0], out[1], out[2]};
 }
 
@@ -93,6 +94,9 @@ Triple batch_norm_backward_autograd(const at::Tensor& grad, const at::Tensor& in
 TORCH_LIBRARY_IMPL(cplxfast, Autograd, m) {
   m.impl("batch_norm", &batch_norm_autograd);
   m.impl("batch_norm_backward", &batch_norm_backward_autograd);
+  // Statistics helpers of CplxSyncBatchNorm: not differentiable (documented in ops.cpp).
+  m.impl("batch_norm_stats", torch::CppFunction::makeFallthrough());
+  m.impl("batch_norm_grad_sums", torch::CppFunction::makeFallthrough());
 }
 
 }  // namespace cplxfast::autograd

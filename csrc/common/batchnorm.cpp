@@ -47,8 +47,11 @@ void check_bn_params(const char* op, const at::Tensor& input, const c10::optiona
 
 void check_bn_stats(const char* op, const at::Tensor& input, const at::Tensor& mean, const at::Tensor& cov) {
   const int64_t C = input.size(1);
-  check_real_part(op, "mean", mean, input);
-  check_real_part(op, "covariance", cov, input);
+  // Statistics may also be float64 (CplxSyncBatchNorm combines them across processes in float64).
+  if (mean.scalar_type() != at::kDouble) check_real_part(op, "mean", mean, input);
+  if (cov.scalar_type() != at::kDouble) check_real_part(op, "covariance", cov, input);
+  TORCH_CHECK(mean.device() == input.device() && cov.device() == input.device(), op,
+              ": the statistics must be on the input's device (", input.device(), ")");
   TORCH_CHECK(mean.sizes() == at::IntArrayRef({2, C}), op, ": mean (running_mean) must have shape [2, ", C,
               "], got ", mean.sizes());
   TORCH_CHECK(cov.sizes() == at::IntArrayRef({2, 2, C}), op, ": covariance (running_var) must have shape [2, 2, ",
@@ -132,7 +135,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
     const at::Tensor& grad, const at::Tensor& input, const c10::optional<at::Tensor>& weight, const at::Tensor& mean_in,
-    const at::Tensor& cov_in, bool training, std::array<bool, 3> output_mask, const BatchNormBackend& backend) {
+    const at::Tensor& cov_in, bool training, std::array<bool, 3> output_mask, const c10::optional<at::Tensor>& grad_sums,
+    int64_t count, const BatchNormBackend& backend) {
   const char* op = "cplxfast.batch_norm_backward";
   const BatchNormLayout L = plan_batch_norm(op, input);
   check_bn_params(op, input, weight, c10::nullopt);
@@ -146,11 +150,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
   const at::Tensor mean = mean_rows(mean_in), cov = cov_rows(cov_in);
   // The per-channel sums feed grad_bias, grad_weight, and grad_input through the statistics.
   const bool need_sums = training || output_mask[1] || output_mask[2];
-  const at::Tensor sums = need_sums && L.numel > 0 ? backend.grad_sums(L, g, mean) : at::zeros({L.C, 6}, mean.options());
+  at::Tensor sums;
+  double n = static_cast<double>(L.per_channel);
+  if (const at::Tensor* given = present(grad_sums)) {
+    TORCH_CHECK(given->sizes() == at::IntArrayRef({6, L.C}) && given->scalar_type() == at::kDouble, op,
+                ": grad_sums must be a float64 tensor of shape [6, ", L.C, "], got ", given->scalar_type(), " ",
+                given->sizes());
+    TORCH_CHECK(count > 0, op, ": count (elements per channel behind grad_sums) must be positive, got ", count);
+    sums = given->to(input.device()).t().contiguous();
+    n = static_cast<double>(count);
+  } else {
+    sums = need_sums && L.numel > 0 ? backend.grad_sums(L, g, mean) : at::zeros({L.C, 6}, mean.options());
+  }
   at::Tensor coeffs = at::empty({L.C, kBnCoeffs}, mean.options());
   at::Tensor grad_w_rows = at::empty({L.C, 4}, mean.options());
-  backend.backward_coeffs(mean, cov, weight_rows(weight, L), sums, static_cast<double>(L.per_channel), training, coeffs,
-                          grad_w_rows);
+  backend.backward_coeffs(mean, cov, weight_rows(weight, L), sums, n, training, coeffs, grad_w_rows);
   at::Tensor grad_input, grad_weight, grad_bias;
   if (output_mask[0]) {
     grad_input = empty_like_layout(L);
@@ -159,6 +173,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
   if (output_mask[1]) grad_weight = grad_w_rows.t().reshape({2, 2, L.C}).to(real).contiguous();
   if (output_mask[2]) grad_bias = sums.narrow(1, 0, 2).t().to(real).contiguous();
   return {grad_input, grad_weight, grad_bias};
+}
+
+std::tuple<at::Tensor, at::Tensor> batch_norm_stats(const at::Tensor& input, const BatchNormBackend& backend) {
+  const BatchNormLayout L = plan_batch_norm("cplxfast.batch_norm_stats", input);
+  TORCH_CHECK(L.per_channel > 0, "cplxfast.batch_norm_stats: the input has no elements per channel: ", input.sizes());
+  const at::Tensor m = backend.moments(L);  // [C, 5]
+  const at::Tensor mean = m.narrow(1, 0, 2).t().contiguous();
+  const at::Tensor cov = at::stack({m.select(1, 2), m.select(1, 3), m.select(1, 3), m.select(1, 4)}).view({2, 2, L.C});
+  return {mean, cov};
+}
+
+at::Tensor batch_norm_grad_sums(const at::Tensor& grad, const at::Tensor& input, const at::Tensor& mean,
+                                const BatchNormBackend& backend) {
+  const char* op = "cplxfast.batch_norm_grad_sums";
+  const BatchNormLayout L = plan_batch_norm(op, input);
+  check_complex(op, "grad", grad);
+  TORCH_CHECK(grad.sizes() == input.sizes() && grad.scalar_type() == input.scalar_type(), op,
+              ": grad must match the input's shape and dtype");
+  TORCH_CHECK(mean.sizes() == at::IntArrayRef({2, L.C}), op, ": mean must have shape [2, ", L.C, "], got ", mean.sizes());
+  if (L.numel == 0) return at::zeros({6, L.C}, mean.options().dtype(at::kDouble));
+  return backend.grad_sums(L, like_layout(grad, L), mean_rows(mean)).t().contiguous();
 }
 
 }  // namespace cplxfast

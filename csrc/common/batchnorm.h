@@ -143,9 +143,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
 
 // (grad_input, grad_weight [2, 2, C], grad_bias [2, C]) where output_mask says. mean/cov: the
 // statistics the forward used (batch statistics in training, running statistics in eval).
+// grad_sums ([6, C] float64) and count, when given, replace the local gradient sums and element
+// count per channel (statistics over several processes).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
     const at::Tensor& grad, const at::Tensor& input, const c10::optional<at::Tensor>& weight, const at::Tensor& mean,
-    const at::Tensor& cov, bool training, std::array<bool, 3> output_mask, const BatchNormBackend& backend);
+    const at::Tensor& cov, bool training, std::array<bool, 3> output_mask, const c10::optional<at::Tensor>& grad_sums,
+    int64_t count, const BatchNormBackend& backend);
+
+// Local statistics for CplxSyncBatchNorm: (mean [2, C], biased covariance [2, 2, C]), float64.
+std::tuple<at::Tensor, at::Tensor> batch_norm_stats(const at::Tensor& input, const BatchNormBackend& backend);
+// Local gradient sums [6, C], float64.
+at::Tensor batch_norm_grad_sums(const at::Tensor& grad, const at::Tensor& input, const at::Tensor& mean,
+                                const BatchNormBackend& backend);
 
 // Validates input (complex, [B, C, *]), weight [2, 2, C], bias [2, C], stats and plans the layout.
 BatchNormLayout plan_batch_norm(const char* op, const at::Tensor& input);

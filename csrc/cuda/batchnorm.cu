@@ -211,9 +211,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm(
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
     const at::Tensor& grad, const at::Tensor& input, const c10::optional<at::Tensor>& weight, const at::Tensor& mean,
-    const at::Tensor& cov, bool training, std::array<bool, 3> output_mask) {
+    const at::Tensor& cov, bool training, std::array<bool, 3> output_mask, const c10::optional<at::Tensor>& grad_sums,
+    int64_t count) {
   const c10::cuda::CUDAGuard guard(input.device());
-  return cplxfast::batch_norm_backward(grad, input, weight, mean, cov, training, output_mask, backend());
+  return cplxfast::batch_norm_backward(grad, input, weight, mean, cov, training, output_mask, grad_sums, count,
+                                       backend());
+}
+
+std::tuple<at::Tensor, at::Tensor> batch_norm_stats(const at::Tensor& input) {
+  const c10::cuda::CUDAGuard guard(input.device());
+  return cplxfast::batch_norm_stats(input, backend());
+}
+
+at::Tensor batch_norm_grad_sums(const at::Tensor& grad, const at::Tensor& input, const at::Tensor& mean) {
+  const c10::cuda::CUDAGuard guard(input.device());
+  return cplxfast::batch_norm_grad_sums(grad, input, mean, backend());
 }
 
 }  // namespace
@@ -221,6 +233,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
 TORCH_LIBRARY_IMPL(cplxfast, CUDA, m) {
   m.impl("batch_norm", &batch_norm);
   m.impl("batch_norm_backward", &batch_norm_backward);
+  m.impl("batch_norm_stats", &batch_norm_stats);
+  m.impl("batch_norm_grad_sums", &batch_norm_grad_sums);
 }
 
 }  // namespace cplxfast::cuda
