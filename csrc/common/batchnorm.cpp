@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include "common/checks.h"
+#include "common/layout.h"
 
 namespace cplxfast {
 
@@ -56,17 +57,6 @@ void check_bn_stats(const char* op, const at::Tensor& input, const at::Tensor& m
               "], got ", mean.sizes());
   TORCH_CHECK(cov.sizes() == at::IntArrayRef({2, 2, C}), op, ": covariance (running_var) must have shape [2, 2, ",
               C, "], got ", cov.sizes());
-}
-
-at::Tensor like_layout(const at::Tensor& t, const BatchNormLayout& layout) {
-  if (t.strides() == layout.z.strides() && !t.is_conj() && !t.is_neg()) return t;
-  at::Tensor copy = at::empty_strided(layout.z.sizes(), layout.z.strides(), t.options());
-  copy.copy_(t);
-  return copy;
-}
-
-at::Tensor empty_like_layout(const BatchNormLayout& layout) {
-  return at::empty_strided(layout.z.sizes(), layout.z.strides(), layout.z.options());
 }
 
 at::Tensor weight_rows(const c10::optional<at::Tensor>& weight, const BatchNormLayout& layout) {
@@ -128,7 +118,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
   }
   at::Tensor coeffs = at::empty({L.C, kBnCoeffs}, mean.options());
   backend.forward_coeffs(mean, cov, weight_rows(weight, L), bias_rows(bias, L), coeffs);
-  at::Tensor out = empty_like_layout(L);
+  at::Tensor out = empty_with_layout_of(L.z);
   if (L.numel > 0) backend.apply(L, L.z, at::Tensor(), coeffs, out);
   return {out, mean_out, cov_out};
 }
@@ -146,7 +136,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
   TORCH_CHECK(grad.scalar_type() == input.scalar_type(), op, ": grad has dtype ", grad.scalar_type(), " but the input ",
               input.scalar_type());
   const auto real = c10::toRealValueType(input.scalar_type());
-  const at::Tensor g = like_layout(grad, L);
+  const at::Tensor g = with_layout_of(grad, L.z);
   const at::Tensor mean = mean_rows(mean_in), cov = cov_rows(cov_in);
   // The per-channel sums feed grad_bias, grad_weight, and grad_input through the statistics.
   const bool need_sums = training || output_mask[1] || output_mask[2];
@@ -167,7 +157,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
   backend.backward_coeffs(mean, cov, weight_rows(weight, L), sums, n, training, coeffs, grad_w_rows);
   at::Tensor grad_input, grad_weight, grad_bias;
   if (output_mask[0]) {
-    grad_input = empty_like_layout(L);
+    grad_input = empty_with_layout_of(L.z);
     if (L.numel > 0) backend.apply(L, g, training ? L.z : at::Tensor(), coeffs, grad_input);
   }
   if (output_mask[1]) grad_weight = grad_w_rows.t().reshape({2, 2, L.C}).to(real).contiguous();
@@ -193,7 +183,7 @@ at::Tensor batch_norm_grad_sums(const at::Tensor& grad, const at::Tensor& input,
               ": grad must match the input's shape and dtype");
   TORCH_CHECK(mean.sizes() == at::IntArrayRef({2, L.C}), op, ": mean must have shape [2, ", L.C, "], got ", mean.sizes());
   if (L.numel == 0) return at::zeros({6, L.C}, mean.options().dtype(at::kDouble));
-  return backend.grad_sums(L, like_layout(grad, L), mean_rows(mean)).t().contiguous();
+  return backend.grad_sums(L, with_layout_of(grad, L.z), mean_rows(mean)).t().contiguous();
 }
 
 }  // namespace cplxfast

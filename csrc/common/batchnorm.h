@@ -162,10 +162,6 @@ void check_bn_params(const char* op, const at::Tensor& input, const c10::optiona
                      const c10::optional<at::Tensor>& bias);
 void check_bn_stats(const char* op, const at::Tensor& input, const at::Tensor& mean, const at::Tensor& cov);
 
-// t laid out like the layout's z (so one flat index reads both), copying only if needed.
-at::Tensor like_layout(const at::Tensor& t, const BatchNormLayout& layout);
-at::Tensor empty_like_layout(const BatchNormLayout& layout);
-
 // [C, 4] (W00, W01, W10, W11) and [C, 2] as double on the input's device; identity/zero if absent.
 at::Tensor weight_rows(const c10::optional<at::Tensor>& weight, const BatchNormLayout& layout);
 at::Tensor bias_rows(const c10::optional<at::Tensor>& bias, const BatchNormLayout& layout);

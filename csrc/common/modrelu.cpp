@@ -73,17 +73,6 @@ ModReLULayout plan_modrelu(const char* op, const at::Tensor& z_in, const at::Ten
   return L;
 }
 
-at::Tensor same_layout_as(const at::Tensor& t, const ModReLULayout& layout) {
-  if (t.strides() == layout.z.strides() && !t.is_conj() && !t.is_neg()) return t;
-  at::Tensor copy = at::empty_strided(layout.z.sizes(), layout.z.strides(), t.options());
-  copy.copy_(t);
-  return copy;
-}
-
-at::Tensor empty_like_dense(const ModReLULayout& layout) {
-  return at::empty_strided(layout.z.sizes(), layout.z.strides(), layout.z.options());
-}
-
 at::Tensor grad_threshold_from_block(const ModReLULayout& L, const at::Tensor& block_sums, const at::Tensor& threshold) {
   if (L.numel == 0) return at::zeros_like(threshold, at::MemoryFormat::Contiguous);
   const int64_t n = L.z.dim();

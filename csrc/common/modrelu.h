@@ -83,13 +83,6 @@ struct ModReLULayout {
 // dims) and plans the layout. op names the op in error messages.
 ModReLULayout plan_modrelu(const char* op, const at::Tensor& z, const at::Tensor& threshold);
 
-// t itself if it has z's (dense) strides and no lazy conj/neg bit, else a copy laid out like z,
-// so kernels read t and z with the same index.
-at::Tensor same_layout_as(const at::Tensor& t, const ModReLULayout& layout);
-
-// An output of z's shape and strides (z is dense), so channels_last stays channels_last.
-at::Tensor empty_like_dense(const ModReLULayout& layout);
-
 // The [T] per-block sums of the element gradients of tau, summed to threshold's shape.
 at::Tensor grad_threshold_from_block(const ModReLULayout& layout, const at::Tensor& block_sums,
                                      const at::Tensor& threshold);

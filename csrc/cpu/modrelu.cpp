@@ -14,6 +14,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "common/layout.h"
 #include "common/modrelu.h"
 #include "cpu/runs.h"
 #include "cpu/vectorize.h"
@@ -121,7 +122,7 @@ struct RunsOf<double> {
 
 at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold) {
   const ModReLULayout L = plan_modrelu("cplxfast.modrelu", z, threshold);
-  at::Tensor out = empty_like_dense(L);
+  at::Tensor out = empty_with_layout_of(L.z);
   if (L.numel == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(L.tau_block.scalar_type(), "cplxfast_modrelu_cpu", [&] {
     using T = scalar_t;
@@ -144,10 +145,10 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
   const ModReLULayout L = plan_modrelu(op, z, threshold);
   TORCH_CHECK(grad.sizes() == z.sizes(), op, ": grad has shape ", grad.sizes(), " but the input has shape ", z.sizes());
   TORCH_CHECK(grad.scalar_type() == z.scalar_type(), op, ": grad has dtype ", grad.scalar_type(), " but the input ", z.scalar_type());
-  const at::Tensor g = same_layout_as(grad, L);
+  const at::Tensor g = with_layout_of(grad, L.z);
   // The run kernels always write grad_z (a branch in the loop would stop it vectorising); when
   // only the threshold's gradient is wanted, it goes to a scratch tensor that is dropped.
-  at::Tensor grad_z = empty_like_dense(L);
+  at::Tensor grad_z = empty_with_layout_of(L.z);
   at::Tensor grad_tau;
   if (L.numel == 0) {
     if (mask[1]) grad_tau = at::zeros_like(threshold, at::MemoryFormat::Contiguous);

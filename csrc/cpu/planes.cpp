@@ -3,6 +3,7 @@
 // vectorises (-O3; the common column strides, 2 for interleaved complex and 1 for planar real,
 // are compile-time constants); no ATen calls inside the loops.
 #include "cpu/planes.h"
+#include "common/layout.h"
 
 #include <algorithm>
 
@@ -14,20 +15,6 @@ namespace {
 
 // Enough columns per task that waking a second thread pays for itself.
 int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(cols, 1)); }
-
-// A real [rows, cols] view: raw pointer, strides, and the sign of its neg bit.
-template <typename T>
-struct View {
-  T* data;
-  int64_t row_stride, col_stride;
-  T sign;
-};
-
-template <typename T>
-View<T> view_of(const at::Tensor& t) {
-  return {static_cast<T*>(t.data_ptr()), t.dim() == 2 ? t.stride(0) : 0, t.stride(t.dim() - 1),
-          t.is_neg() ? T(-1) : T(1)};
-}
 
 // kStride > 0: both views have that column stride, known at compile time.
 template <typename T, int kStride>

@@ -11,6 +11,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "common/layout.h"
 #include "common/modrelu.h"
 
 namespace cplxfast::cuda {
@@ -87,7 +88,7 @@ __global__ void modrelu_backward_kernel(const Pair<T>* __restrict__ z, const Pai
 at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold) {
   const c10::cuda::CUDAGuard guard(z.device());
   const ModReLULayout L = plan_modrelu("cplxfast.modrelu", z, threshold);
-  at::Tensor out = empty_like_dense(L);
+  at::Tensor out = empty_with_layout_of(L.z);
   if (L.numel == 0) return out;
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(L.tau_block.scalar_type(), "cplxfast_modrelu_cuda", [&] {
@@ -106,8 +107,8 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
   const ModReLULayout L = plan_modrelu(op, z, threshold);
   TORCH_CHECK(grad.sizes() == z.sizes(), op, ": grad has shape ", grad.sizes(), " but the input has shape ", z.sizes());
   TORCH_CHECK(grad.scalar_type() == z.scalar_type(), op, ": grad has dtype ", grad.scalar_type(), " but the input ", z.scalar_type());
-  const at::Tensor g = same_layout_as(grad, L);
-  at::Tensor grad_z = mask[0] ? empty_like_dense(L) : at::Tensor();
+  const at::Tensor g = with_layout_of(grad, L.z);
+  at::Tensor grad_z = mask[0] ? empty_with_layout_of(L.z) : at::Tensor();
   at::Tensor grad_tau;
   if (L.numel == 0) {
     if (mask[1]) grad_tau = at::zeros_like(threshold, at::MemoryFormat::Contiguous);

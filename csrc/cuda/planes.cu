@@ -3,6 +3,7 @@
 // coalesced, and an interleaved complex operand is read and written as whole (re, im) pairs
 // (8-byte complex64 / 16-byte complex128 accesses).
 #include "cuda/planes.h"
+#include "common/layout.h"
 
 #include <algorithm>
 
@@ -19,20 +20,6 @@ constexpr int kThreads = 256;
 int64_t blocks_for(int64_t n) {
   const int64_t max_blocks = int64_t{at::cuda::getCurrentDeviceProperties()->multiProcessorCount} * 32;
   return std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, max_blocks));
-}
-
-// A real [rows, cols] view: raw pointer, strides, and the sign of its neg bit.
-template <typename T>
-struct View {
-  T* data;
-  int64_t row_stride, col_stride;
-  T sign;
-};
-
-template <typename T>
-View<T> view_of(const at::Tensor& t) {
-  return {static_cast<T*>(t.data_ptr()), t.dim() == 2 ? t.stride(0) : 0, t.stride(t.dim() - 1),
-          t.is_neg() ? T(-1) : T(1)};
 }
 
 template <typename T>
