@@ -259,3 +259,23 @@ def test_torch_compile_fullgraph():
         torch.testing.assert_close(p.grad, g)
     for t, s in zip(model.buffers(), stats):
         torch.testing.assert_close(t, s)
+
+
+@pytest.mark.parametrize("affine,track", [(False, True), (True, False), (False, False)])
+def test_matches_cplxmodule_affine_and_tracking_options(affine, track):
+    import cplxmodule.nn as theirs_nn
+    from cplxmodule import Cplx
+
+    theirs = theirs_nn.CplxBatchNorm1d(3, affine=affine, track_running_stats=track)
+    ours = CplxBatchNorm1d(3, affine=affine, track_running_stats=track)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    torch.manual_seed(0)
+    for mode in ("train", "eval"):
+        theirs.train(mode == "train"), ours.train(mode == "train")
+        re, im = torch.randn(10, 3, 4) + 1, torch.randn(10, 3, 4)
+        y_theirs, y_ours = theirs(Cplx(re, im)), ours(Cplx(re, im))
+        torch.testing.assert_close(y_ours.real, y_theirs.real, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(y_ours.imag, y_theirs.imag, rtol=1e-4, atol=1e-5)
+    for (name, mine), theirs_buffer in zip(ours.state_dict().items(), theirs.state_dict().values()):
+        torch.testing.assert_close(mine, theirs_buffer, msg=name)
