@@ -7,10 +7,14 @@ PY     := $(VENV)/bin/python
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
 STAMP  := $(VENV)/.deps-installed
 
-.PHONY: test bench bench-quick build venv clean
+.PHONY: test bench bench-quick fuzz build venv clean
 
 test: build
 	$(PY) -m pytest -q tests
+
+# Many more random cases than the test suite's bounded run, new ones each time.
+fuzz: build
+	CPLXFAST_FUZZ_EXAMPLES=$${CPLXFAST_FUZZ_EXAMPLES:-2000} $(PY) -m pytest -q tests/test_fuzz.py
 
 bench: build
 	$(PY) bench/run_all.py $(BENCH_ARGS)
