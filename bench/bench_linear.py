@@ -5,7 +5,6 @@ nn.Linear(dtype=cfloat), cplxmodule's CplxLinear, and a real nn.Linear of the sa
 
 --crossover times 3m against 4m over a grid of sizes: the measurement behind "auto"'s threshold.
 """
-import argparse
 import math
 import os
 import sys
@@ -95,12 +94,8 @@ def run_case(M, K, N, device, rounds):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small sizes, few rounds (CI smoke run)")
-    p.add_argument("--device", choices=["cpu", "cuda"], action="append")
+    p = common.arg_parser(__doc__)
     p.add_argument("--crossover", action="store_true", help="time 3m vs 4m over a size grid")
-    p.add_argument("--rounds", type=int)
-    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
     args = p.parse_args(argv)
     devs = args.device or common.devices()
     if args.crossover:

@@ -4,7 +4,6 @@ same bytes. Also the achieved fraction of the measured copy bandwidth.
 
     python bench/bench_modrelu.py [--quick] [--device cpu|cuda] [--out DIR]
 """
-import argparse
 import os
 import sys
 
@@ -65,11 +64,7 @@ def build_impls(shape, device):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--device", choices=["cpu", "cuda"], action="append")
-    p.add_argument("--rounds", type=int)
-    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
+    p = common.arg_parser(__doc__)
     args = p.parse_args(argv)
     cases = QUICK_CASES if args.quick else FULL_CASES
     rounds = args.rounds or (3 if args.quick else None)

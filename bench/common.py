@@ -3,6 +3,7 @@
 Implementations of one case are timed round-robin in the same process (A B C A B C ...), so
 drift on a shared machine hits them alike; each reports the median of its rounds.
 """
+import argparse
 import json
 import os
 import platform
@@ -12,6 +13,17 @@ import sys
 import time
 
 import torch
+
+
+def arg_parser(doc):
+    """The options every bench script takes: --quick, --device (repeatable), --rounds, --out."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes, few rounds (a smoke run)")
+    p.add_argument("--device", choices=["cpu", "cuda"], action="append", help="default: every device present")
+    p.add_argument("--rounds", type=int, help="timing rounds per case (default: fill a time budget)")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"),
+                   help="folder for the JSON results")
+    return p
 
 
 def sync(device):
