@@ -225,9 +225,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_ba
 
   at::Tensor grad_x, gw_re, gw_im, gb_re, gb_im;
   if (need_b) {
-    const at::Tensor gb = g.sum(0);
-    gb_re = at::real(gb).clone(at::MemoryFormat::Contiguous);
-    gb_im = at::imag(gb).clone(at::MemoryFormat::Contiguous);
+    const at::Tensor gb = g.sum(0).view({1, N});
+    gb_re = at::empty({N}, opts);
+    gb_im = at::empty({N}, opts);
+    backend.copy_parts(parts(gb), {gb_re.view({1, N}), gb_im.view({1, N})});
   }
   if (!need_x && !need_w) return {grad_x, gw_re, gw_im, gb_re, gb_im};
 
@@ -236,8 +237,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_ba
     if (need_x) grad_x = at::mm(g, complex_of(weight_re, weight_im).conj()).view(x_in.sizes());
     if (need_w) {
       const at::Tensor gw = at::mm(g.t(), x.conj());
-      gw_re = at::real(gw).clone(at::MemoryFormat::Contiguous);
-      gw_im = at::imag(gw).clone(at::MemoryFormat::Contiguous);
+      gw_re = at::empty({N, K}, opts);
+      gw_im = at::empty({N, K}, opts);
+      backend.copy_parts(parts(gw), {gw_re, gw_im});
     }
     return {grad_x, gw_re, gw_im, gb_re, gb_im};
   }

@@ -36,6 +36,9 @@ struct Gemm3mBackend {
   // [3, rows, cols] tensor, out two real [rows, cols] views (any strides), and bias two real
   // [cols] views or undefined tensors.
   void (*combine)(const at::Tensor& products, const ComplexPair& bias, const ComplexPair& out);
+  // dst.re <- src.re, dst.im <- src.im for [rows, cols] views (neg bits of src applied): one
+  // pass that de-interleaves a complex result into two real tensors.
+  void (*copy_parts)(const ComplexPair& src, const ComplexPair& dst);
   // Rows of the long operand processed per step: bounds the plane buffers so that they stay
   // in cache-friendly, reused memory (0: no chunking).
   int64_t chunk_rows;

@@ -97,7 +97,42 @@ void combine_impl(const at::Tensor& products, const ComplexPair& bias, const Com
   });
 }
 
+template <typename T, int kSrcStride>
+inline void copy_row(const T* __restrict__ re, const T* __restrict__ im, int64_t src_cs, T sre, T sim, int64_t cols,
+                     T* __restrict__ o_re, T* __restrict__ o_im) {
+  const int64_t s = kSrcStride > 0 ? kSrcStride : src_cs;
+  for (int64_t c = 0; c < cols; ++c) {
+    o_re[c] = sre * re[c * s];
+    o_im[c] = sim * im[c * s];
+  }
+}
+
+template <typename T>
+void copy_parts_impl(const ComplexPair& src, const ComplexPair& dst) {
+  const int64_t rows = src.re.size(0), cols = src.re.size(1);
+  const View<T> re = view_of<T>(src.re), im = view_of<T>(src.im);
+  const View<T> o_re = view_of<T>(dst.re), o_im = view_of<T>(dst.im);
+  TORCH_INTERNAL_ASSERT(o_re.col_stride == 1 && o_im.col_stride == 1 && re.col_stride == im.col_stride);
+  at::parallel_for(0, rows, row_grain(cols), [&](int64_t r_begin, int64_t r_end) {
+    for (int64_t r = r_begin; r < r_end; ++r) {
+      const T* a = re.data + r * re.row_stride;
+      const T* b = im.data + r * im.row_stride;
+      T* x = o_re.data + r * o_re.row_stride;
+      T* y = o_im.data + r * o_im.row_stride;
+      if (re.col_stride == 2) {
+        copy_row<T, 2>(a, b, 2, re.sign, im.sign, cols, x, y);
+      } else {
+        copy_row<T, 0>(a, b, re.col_stride, re.sign, im.sign, cols, x, y);
+      }
+    }
+  });
+}
+
 }  // namespace
+
+void copy_parts(const ComplexPair& src, const ComplexPair& dst) {
+  AT_DISPATCH_FLOATING_TYPES(dst.re.scalar_type(), "cplxfast_copy_parts_cpu", [&] { copy_parts_impl<scalar_t>(src, dst); });
+}
 
 void split_planes(const ComplexPair& s, bool conj, const at::Tensor& planes) {
   AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "cplxfast_split_planes_cpu", [&] {

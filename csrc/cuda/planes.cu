@@ -78,7 +78,40 @@ __global__ void combine_kernel(const T* __restrict__ P, View<T> bre, View<T> bim
   }
 }
 
+template <typename T>
+__global__ void copy_parts_kernel(View<T> re, View<T> im, int64_t rows, int64_t cols, View<T> o_re, View<T> o_im) {
+  const int64_t n = rows * cols;
+  const bool pairs = interleaved(re, im);
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = i / cols, c = i - r * cols;
+    T a, b;
+    if (pairs) {
+      const Pair<T> v = *reinterpret_cast<const Pair<T>*>(re.data + r * re.row_stride + 2 * c);
+      a = v.re;
+      b = v.im;
+    } else {
+      a = re.data[r * re.row_stride + c * re.col_stride];
+      b = im.data[r * im.row_stride + c * im.col_stride];
+    }
+    o_re.data[r * o_re.row_stride + c * o_re.col_stride] = re.sign * a;
+    o_im.data[r * o_im.row_stride + c * o_im.col_stride] = im.sign * b;
+  }
+}
+
 }  // namespace
+
+void copy_parts(const ComplexPair& src, const ComplexPair& dst) {
+  const int64_t rows = src.re.size(0), cols = src.re.size(1), n = rows * cols;
+  if (n == 0) return;
+  const c10::cuda::CUDAGuard guard(dst.re.device());
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(dst.re.scalar_type(), "cplxfast_copy_parts_cuda", [&] {
+    copy_parts_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
+        view_of<scalar_t>(src.re), view_of<scalar_t>(src.im), rows, cols, view_of<scalar_t>(dst.re),
+        view_of<scalar_t>(dst.im));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
 
 void split_planes(const ComplexPair& s, bool conj, const at::Tensor& planes) {
   const int64_t rows = s.re.size(0), cols = s.re.size(1), n = rows * cols;

@@ -5,6 +5,7 @@
 namespace cplxfast::cuda {
 
 void split_planes(const ComplexPair& s, bool conj, const at::Tensor& planes);
+void copy_parts(const ComplexPair& src, const ComplexPair& dst);
 void combine_planes(const at::Tensor& products, const ComplexPair& bias, const ComplexPair& out);
 
 }  // namespace cplxfast::cuda
