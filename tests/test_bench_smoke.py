@@ -1,0 +1,23 @@
+"""The benchmarks still run (smoke sizes): `make bench` must not rot. Nothing here is timed."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("script,title", [
+    ("bench_linear.py", "linear, complex64, cpu"),
+    ("bench_modrelu.py", "adaptive modReLU"),
+    ("bench_batchnorm.py", "complex batch norm 2d"),
+])
+def test_bench_script_runs_quick(tmp_path, script, title):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", script), "--quick", "--device", "cpu", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert title in result.stdout and "cplxfast" in result.stdout
+    assert len(list(tmp_path.glob("*.json"))) == 1
