@@ -411,3 +411,22 @@ def test_torch_compile_fullgraph_forward_backward():
     torch.testing.assert_close(out, eager)
     for p, g in zip(model.parameters(), eager_grads):
         torch.testing.assert_close(p.grad, g)
+
+
+def test_cplx_parameter_keeps_one_interleaved_buffer():
+    """CplxLinear's real and imag Parameters are views of one complex buffer (so "4m" needs no
+    copy of the weight); .to()/.double() and load_state_dict keep that layout and the values."""
+    layer = CplxLinear(6, 4)
+    assert layer.weight.is_interleaved() and layer.bias.is_interleaved()
+    w = layer.weight.complex().detach().clone()
+    assert torch.equal(w.real, layer.weight.real) and torch.equal(w.imag, layer.weight.imag)
+    layer = layer.double()
+    assert layer.weight.real.dtype == torch.float64 and layer.weight.is_interleaved()
+    torch.testing.assert_close(layer.weight.complex().detach(), w.to(torch.complex128))
+    other = CplxLinear(6, 4)
+    layer.load_state_dict(other.state_dict())
+    assert layer.weight.is_interleaved()
+    assert torch.equal(layer.weight.real, other.weight.real.double())
+    # gradients still reach both Parameters
+    layer(crandn(3, 6)).abs().sum().backward()
+    assert layer.weight.real.grad is not None and layer.weight.imag.grad is not None

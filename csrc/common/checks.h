@@ -23,10 +23,6 @@ inline void check_same_dtype_device(
       " but the input is on ", like.device(), "; move them to the same device");
 }
 
-}  // namespace cplxfast
-
-namespace cplxfast {
-
 // A real tensor holding the real or imaginary part of a complex operand `like`.
 inline void check_real_part(const char* op, const char* name, const at::Tensor& t, const at::Tensor& like) {
   TORCH_CHECK(t.defined(), op, ": ", name, " is undefined");
