@@ -33,6 +33,19 @@ __device__ __forceinline__ bool interleaved(const View<T>& re, const View<T>& im
   return im.data == re.data + 1 && re.col_stride == 2 && im.col_stride == 2 && re.row_stride == im.row_stride;
 }
 
+// Element (r, c) of the pair (re, im), without its neg-bit signs.
+template <typename T>
+__device__ __forceinline__ void load(const View<T>& re, const View<T>& im, bool pairs, int64_t r, int64_t c, T& a, T& b) {
+  if (pairs) {
+    const Pair<T> v = *reinterpret_cast<const Pair<T>*>(re.data + r * re.row_stride + 2 * c);
+    a = v.re;
+    b = v.im;
+  } else {
+    a = re.data[r * re.row_stride + c * re.col_stride];
+    b = im.data[r * im.row_stride + c * im.col_stride];
+  }
+}
+
 template <typename T>
 __global__ void split_kernel(View<T> re, View<T> im, T sim, int64_t rows, int64_t cols, T* __restrict__ planes) {
   const int64_t n = rows * cols;
@@ -40,14 +53,7 @@ __global__ void split_kernel(View<T> re, View<T> im, T sim, int64_t rows, int64_
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = i / cols, c = i - r * cols;
     T a, b;
-    if (pairs) {
-      const Pair<T> v = *reinterpret_cast<const Pair<T>*>(re.data + r * re.row_stride + 2 * c);
-      a = v.re;
-      b = v.im;
-    } else {
-      a = re.data[r * re.row_stride + c * re.col_stride];
-      b = im.data[r * im.row_stride + c * im.col_stride];
-    }
+    load(re, im, pairs, r, c, a, b);
     a *= re.sign;
     b *= sim;
     planes[i] = a;
@@ -85,14 +91,7 @@ __global__ void copy_parts_kernel(View<T> re, View<T> im, int64_t rows, int64_t 
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = i / cols, c = i - r * cols;
     T a, b;
-    if (pairs) {
-      const Pair<T> v = *reinterpret_cast<const Pair<T>*>(re.data + r * re.row_stride + 2 * c);
-      a = v.re;
-      b = v.im;
-    } else {
-      a = re.data[r * re.row_stride + c * re.col_stride];
-      b = im.data[r * im.row_stride + c * im.col_stride];
-    }
+    load(re, im, pairs, r, c, a, b);
     o_re.data[r * o_re.row_stride + c * o_re.col_stride] = re.sign * a;
     o_im.data[r * o_im.row_stride + c * o_im.col_stride] = im.sign * b;
   }
