@@ -23,6 +23,33 @@ def linear(x, weight, bias=None):
     return torch.complex(re, im)
 
 
+def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, transposed=False, output_padding=0):
+    """Complex (transposed) convolution with torch's real convolution in float64 and the 4M formula:
+    Re = conv(xr, Wr) - conv(xi, Wi) (+ br), Im = conv(xr, Wi) + conv(xi, Wr) (+ bi). padding: ints or
+    "same"/"valid" (torch's meaning, zero padding)."""
+    F = torch.nn.functional
+    n = x.dim() - 2
+    if transposed:
+        fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[n - 1]
+
+        def op(a, w):
+            return fn(a, w, None, stride, padding, output_padding, groups, dilation)
+    else:
+        fn = (F.conv1d, F.conv2d, F.conv3d)[n - 1]
+
+        def op(a, w):
+            return fn(a, w, None, stride, padding, dilation, groups)
+    xr, xi = _parts(x)
+    wr, wi = _parts(weight)
+    re = op(xr, wr) - op(xi, wi)
+    im = op(xr, wi) + op(xi, wr)
+    if bias is not None:
+        br, bi = _parts(bias)
+        shape = [1, -1] + [1] * n
+        re, im = re + br.view(shape), im + bi.view(shape)
+    return torch.complex(re, im)
+
+
 def modrelu(z, threshold):
     """cplxmodule's modReLU: z * relu(1 - tau / max(|z|, 1e-5)), tau broadcast on trailing dims.
 

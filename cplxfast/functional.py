@@ -1,5 +1,6 @@
 """Public functional API: differentiable complex ops on native complex tensors."""
 import torch
+import torch.nn.functional as F
 
 from . import ops as _ops
 
@@ -15,6 +16,118 @@ def linear(input, weight, bias=None, algorithm=None):
         return _ops.linear(input, weight.real, weight.imag, None, None, algorithm)
     return _ops.linear(input, weight.real, weight.imag, bias.real, bias.imag, algorithm)
 
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _ntuple(value, n, name):
+    if isinstance(value, int):
+        return (value,) * n
+    value = tuple(value)
+    if len(value) != n or not all(isinstance(v, int) for v in value):
+        raise ValueError(f"{name} must be an int or {n} ints, got {value!r}")
+    return value
+
+
+def conv_padding(input, kernel_size, stride, padding, dilation, padding_mode="zeros"):
+    """(input, symmetric zero padding) for the conv op, with torch's conv padding semantics.
+
+    ``padding``: ints, "valid" or "same" (stride 1 only; when the total padding of a dim is odd the
+    extra element goes to the end, as in torch). ``padding_mode`` "reflect", "replicate" or "circular"
+    pads ``input`` here (torch's meaning of each mode); "zeros" leaves symmetric padding to the op and
+    pads here only the odd remainder of "same".
+    """
+    n = len(kernel_size)
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = [(0, 0)] * n
+        elif padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+            pads = []
+            for d, k in zip(dilation, kernel_size):
+                total = d * (k - 1)
+                pads.append((total // 2, total - total // 2))
+        else:
+            raise ValueError(f"padding must be an int, a tuple of ints, 'valid' or 'same', got {padding!r}")
+    else:
+        pads = [(p, p) for p in _ntuple(padding, n, "padding")]
+        if any(p < 0 for p, _ in pads):
+            raise ValueError(f"padding must be non-negative, got {padding!r}")
+    if padding_mode == "zeros":
+        symmetric = [min(lo, hi) for lo, hi in pads]
+        extra = [(lo - m, hi - m) for (lo, hi), m in zip(pads, symmetric)]
+        if any(lo or hi for lo, hi in extra):
+            input = F.pad(input, [v for lo_hi in reversed(extra) for v in lo_hi])
+        return input, list(symmetric)
+    return F.pad(input, [v for lo_hi in reversed(pads) for v in lo_hi], mode=padding_mode), [0] * n
+
+
+def _check_conv_input(input, n, name):
+    if not isinstance(input, torch.Tensor) or not input.is_complex():
+        raise TypeError(f"{name}: expected a complex tensor, got {getattr(input, 'dtype', type(input).__name__)}")
+    if input.dim() != n + 2:
+        raise ValueError(f"{name}: expected a {n + 2}-D input [batch, channels, *{n} spatial dims], got shape "
+                         f"{tuple(input.shape)}")
+
+
+def _conv(n, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm):
+    name = f"conv{n}d"
+    _check_conv_input(input, n, name)
+    stride, dilation = _ntuple(stride, n, "stride"), _ntuple(dilation, n, "dilation")
+    input, pad = conv_padding(input, weight.shape[2:], stride, padding, dilation, padding_mode)
+    b_re, b_im = (None, None) if bias is None else (bias.real, bias.imag)
+    return _ops.conv(input, weight.real, weight.imag, b_re, b_im, stride, pad, dilation, False, (0,) * n, groups,
+                     algorithm)
+
+
+def _conv_transpose(n, input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm):
+    _check_conv_input(input, n, f"conv_transpose{n}d")
+    b_re, b_im = (None, None) if bias is None else (bias.real, bias.imag)
+    return _ops.conv(input, weight.real, weight.imag, b_re, b_im, _ntuple(stride, n, "stride"),
+                     _ntuple(padding, n, "padding"), _ntuple(dilation, n, "dilation"), True,
+                     _ntuple(output_padding, n, "output_padding"), groups, algorithm)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
+           algorithm=None):
+    """Complex 1-d convolution with torch.nn.functional.conv1d's semantics (complex input, weight, bias)."""
+    return _conv(1, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
+           algorithm=None):
+    """Complex 2-d convolution with torch.nn.functional.conv2d's semantics (complex input, weight, bias).
+
+    ``padding_mode`` as in torch.nn.Conv2d; ``algorithm`` "auto", "3m" or "4m" (None: the global default).
+    """
+    return _conv(2, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
+           algorithm=None):
+    """Complex 3-d convolution with torch.nn.functional.conv3d's semantics (complex input, weight, bias)."""
+    return _conv(3, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm)
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     algorithm=None):
+    """Complex 1-d transposed convolution with torch.nn.functional.conv_transpose1d's semantics."""
+    return _conv_transpose(1, input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     algorithm=None):
+    """Complex 2-d transposed convolution with torch.nn.functional.conv_transpose2d's semantics."""
+    return _conv_transpose(2, input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     algorithm=None):
+    """Complex 3-d transposed convolution with torch.nn.functional.conv_transpose3d's semantics."""
+    return _conv_transpose(3, input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm)
 
 
 
@@ -50,4 +163,7 @@ def batch_norm(input, running_mean=None, running_var=None, weight=None, bias=Non
     return _ops.batch_norm(input, weight, bias, running_mean, running_var, False, eps)[0]
 
 
-__all__ = ["batch_norm", "linear", "modrelu"]
+__all__ = [
+    "batch_norm", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "linear",
+    "modrelu",
+]

@@ -7,6 +7,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+from torch._prims_common import suggest_memory_format
 
 from . import _config
 
@@ -48,6 +49,69 @@ def _linear_backward_fake(grad, x, weight_re, weight_im, algorithm, output_mask)
     grad_x = x.new_empty(x.shape) if output_mask[0] else None
     grad_w = [real.new_empty(weight_re.shape) if output_mask[1] else None for _ in range(2)]
     grad_b = [real.new_empty((weight_re.shape[0],)) if output_mask[2] else None for _ in range(2)]
+    return grad_x, *grad_w, *grad_b
+
+
+# ---------------------------------------------------------------------------------- conv
+def conv(
+    x: Tensor, weight_re: Tensor, weight_im: Tensor, bias_re: Optional[Tensor] = None,
+    bias_im: Optional[Tensor] = None, stride: Sequence[int] = (1,), padding: Sequence[int] = (0,),
+    dilation: Sequence[int] = (1,), transposed: bool = False, output_padding: Sequence[int] = (0,), groups: int = 1,
+    algorithm: Optional[str] = None,
+) -> Tensor:
+    """Complex (transposed) convolution of x [B, C_in, *S] with W = weight_re + i weight_im and
+    b = bias_re + i bias_im (real parts); stride/padding/dilation/output_padding one int per spatial dim,
+    symmetric zero padding."""
+    return _ops.conv.default(
+        x, weight_re, weight_im, bias_re, bias_im, list(stride), list(padding), list(dilation), transposed,
+        list(output_padding), groups, _config.resolve(algorithm),
+    )
+
+
+def conv_backward(
+    grad: Tensor, x: Tensor, weight_re: Tensor, weight_im: Tensor, stride: Sequence[int], padding: Sequence[int],
+    dilation: Sequence[int], transposed: bool, output_padding: Sequence[int], groups: int,
+    algorithm: Optional[str] = None, output_mask: Sequence[bool] = (True, True, True),
+) -> Tuple[Optional[Tensor], ...]:
+    """(grad_x, grad_weight_re, grad_weight_im, grad_bias_re, grad_bias_im); None where output_mask
+    (x, weight, bias) is False."""
+    return _ops.conv_backward.default(
+        grad, x, weight_re, weight_im, list(stride), list(padding), list(dilation), transposed, list(output_padding),
+        groups, _config.resolve(algorithm), list(output_mask),
+    )
+
+
+def _activation_format(x):
+    """The memory format of conv's results: channels_last when x suggests it (4-D/5-D), as the kernels do."""
+    return suggest_memory_format(x) if x.dim() >= 4 else torch.contiguous_format
+
+
+def _conv_output_shape(x, weight, stride, padding, dilation, transposed, output_padding, groups):
+    shape = [x.shape[0], weight.shape[1] * groups if transposed else weight.shape[0]]
+    for i in range(x.dim() - 2):
+        span = dilation[i] * (weight.shape[i + 2] - 1) + 1
+        if transposed:
+            shape.append((x.shape[i + 2] - 1) * stride[i] - 2 * padding[i] + span + output_padding[i])
+        else:
+            shape.append((x.shape[i + 2] + 2 * padding[i] - span) // stride[i] + 1)
+    return shape
+
+
+@torch.library.register_fake("cplxfast::conv")
+def _conv_fake(x, weight_re, weight_im, bias_re, bias_im, stride, padding, dilation, transposed, output_padding,
+               groups, algorithm):
+    torch._check(x.dim() == weight_re.dim(), lambda: "cplxfast.conv: input and weight ranks differ")
+    shape = _conv_output_shape(x, weight_re, stride, padding, dilation, transposed, output_padding, groups)
+    return x.new_empty(shape).contiguous(memory_format=_activation_format(x))
+
+
+@torch.library.register_fake("cplxfast::conv_backward")
+def _conv_backward_fake(grad, x, weight_re, weight_im, stride, padding, dilation, transposed, output_padding, groups,
+                        algorithm, output_mask):
+    grad_x = x.new_empty(x.shape).contiguous(memory_format=_activation_format(x)) if output_mask[0] else None
+    grad_w = [weight_re.new_empty(weight_re.shape) if output_mask[1] else None for _ in range(2)]
+    c_out = weight_re.shape[1] * groups if transposed else weight_re.shape[0]
+    grad_b = [weight_re.new_empty((c_out,)) if output_mask[2] else None for _ in range(2)]
     return grad_x, *grad_w, *grad_b
 
 

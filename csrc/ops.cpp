@@ -26,6 +26,21 @@ TORCH_LIBRARY(cplxfast, m) {
       "linear_backward(Tensor grad, Tensor x, Tensor weight_re, Tensor weight_im, str algorithm,"
       " bool[3] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 
+  // ---- convolution (1d/2d/3d, transposed): torch's conv semantics on complex x [B, C_in, *S]
+  // with W = weight_re + i weight_im ([C_out, C_in / groups, *k], or [C_in, C_out / groups, *k]
+  // when transposed) and b = bias_re + i bias_im [C_out], as real parts. padding is symmetric
+  // zero padding (other modes and "same" are applied by the Python layer). algorithm: "3m"
+  // (Gauss, one grouped real convolution), "4m" (real block form) or "auto". Backward:
+  // grad_x = conv's input gradient of (g, conj W), grad_W = its weight gradient of (g, conj x),
+  // grad_b = sum of g over batch and space; output_mask (x, weight, bias).
+  m.def(
+      "conv(Tensor x, Tensor weight_re, Tensor weight_im, Tensor? bias_re, Tensor? bias_im, int[] stride,"
+      " int[] padding, int[] dilation, bool transposed, int[] output_padding, int groups, str algorithm) -> Tensor");
+  m.def(
+      "conv_backward(Tensor grad, Tensor x, Tensor weight_re, Tensor weight_im, int[] stride, int[] padding,"
+      " int[] dilation, bool transposed, int[] output_padding, int groups, str algorithm, bool[3] output_mask)"
+      " -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+
   // ---- modReLU (cplxmodule's form): out = z * relu(1 - tau / max(|z|, 1e-5)), threshold tau
   // real, broadcast against z's trailing dims. Backward: grad_input (conjugate-Wirtinger) and
   // grad_threshold summed over the broadcast dims; output_mask (input, threshold).

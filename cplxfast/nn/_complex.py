@@ -28,6 +28,18 @@ def to_complex(input, layer):
     return torch.complex(re, im), lambda out: kind(out.real, out.imag)
 
 
+_COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+
+
+def check_dtype(layer, z, real_param):
+    """TypeError unless complex input z matches the precision of the layer's real parameter."""
+    if z.dtype != _COMPLEX_OF.get(real_param.dtype):
+        raise TypeError(
+            f"{layer}: input is {z.dtype} but the layer's parameters are {real_param.dtype}; convert one "
+            f"with .to() (complex64 goes with float32, complex128 with float64)"
+        )
+
+
 def _identity(out):
     return out
 

@@ -4,9 +4,7 @@ import math
 import torch
 
 from .. import _config, ops
-from ._complex import CplxParameter, to_complex
-
-_COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+from ._complex import CplxParameter, check_dtype, to_complex
 
 
 def cplx_kaiming_uniform_(param, a=0.0):
@@ -54,12 +52,7 @@ class CplxLinear(torch.nn.Module):
         # The op takes the real and imaginary Parameters as they are: no complex copy of the
         # weight is built, and their gradients come back as real tensors.
         w_re, w_im = self.weight.parts()
-        if z.dtype != _COMPLEX_OF.get(w_re.dtype):
-            raise TypeError(
-                f"{type(self).__name__}: input is {z.dtype} but the layer's parameters are "
-                f"{w_re.dtype}; convert one with .to() (complex64 goes with float32, "
-                f"complex128 with float64)"
-            )
+        check_dtype(type(self).__name__, z, w_re)
         b_re, b_im = self.bias.parts() if self.bias is not None else (None, None)
         return rewrap(ops.linear(z, w_re, w_im, b_re, b_im, self.algorithm))
 

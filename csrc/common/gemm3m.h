@@ -5,15 +5,9 @@
 // Conjugating an operand only flips the sign of its imaginary plane, so conj(B) costs nothing:
 // its planes are (Br, -Bi, Br - Bi) and the recombination stays the same.
 //
-// Complex operands are handled as a pair of real strided views (re, im): at::real/at::imag of
-// an interleaved complex tensor, or two separate real tensors (a layer's weight.real and
-// weight.imag Parameters), with no copy either way. A lazily conjugated or negated complex
-// tensor yields views with the neg bit set; kernels read raw memory and fold that bit into signs.
-//
 // The driver (gemm3m.cpp) owns the algorithm: validation, chunking, the real GEMMs through ATen
-// (MKL on CPU, cuBLAS on CUDA). The two memory-bound passes around the GEMMs (split an operand
-// into its three planes; recombine the three products, add the bias and write the result) are
-// backend kernels, passed in as a Gemm3mBackend.
+// (MKL on CPU, cuBLAS on CUDA). The memory-bound passes around the GEMMs (common/planes.h) are
+// backend kernels, passed in with the Gemm3mBackend.
 #pragma once
 #include <array>
 #include <tuple>
@@ -21,24 +15,12 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/string_view.h>
 
+#include "common/planes.h"
+
 namespace cplxfast {
 
-// A complex matrix as two real [rows, cols] views with any strides (neg bits allowed).
-struct ComplexPair {
-  at::Tensor re, im;
-};
-
 struct Gemm3mBackend {
-  // planes [3, rows, cols] (real, contiguous) <- Re s, sgn Im s, Re s + sgn Im s, with
-  // sgn = -1 if conj else +1 (neg bits of s.re / s.im are applied on top).
-  void (*split)(const ComplexPair& s, bool conj, const at::Tensor& planes);
-  // out <- (P0 - P1) + i (P2 - P0 - P1) + bias[col], where products is a real contiguous
-  // [3, rows, cols] tensor, out two real [rows, cols] views (any strides), and bias two real
-  // [cols] views or undefined tensors.
-  void (*combine)(const at::Tensor& products, const ComplexPair& bias, const ComplexPair& out);
-  // dst.re <- src.re, dst.im <- src.im for [rows, cols] views (neg bits of src applied): one
-  // pass that de-interleaves a complex result into two real tensors.
-  void (*copy_parts)(const ComplexPair& src, const ComplexPair& dst);
+  PlaneKernels planes;
   // Rows of the long operand processed per step: bounds the plane buffers so that they stay
   // in cache-friendly, reused memory (0: no chunking).
   int64_t chunk_rows;

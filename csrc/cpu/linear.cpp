@@ -28,7 +28,7 @@ const Gemm3mBackend& backend() {
   // 0.98-1.15x; MKL wants tall panels, and small buffers are reused instead of page-faulting
   // fresh memory on every call. One batched bmm of the three products ran at 0.75-0.90x of 4m,
   // against 1.13-1.17x for three mm calls.
-  static const Gemm3mBackend b{&split_planes, &combine_planes, &copy_parts, /*chunk_rows=*/1024,
+  static const Gemm3mBackend b{plane_kernels(), /*chunk_rows=*/1024,
                                /*batched=*/false, &prefer_3m};
   return b;
 }

@@ -1,4 +1,4 @@
-// CPU kernels for the two memory-bound passes of the fused 3M GEMM (see common/gemm3m.h):
+// CPU kernels for the two memory-bound passes of the fused 3M GEMM (see common/planes.h):
 // rows in parallel (at::parallel_for), plain inner loops over columns that the compiler
 // vectorises (-O3; the common column strides, 2 for interleaved complex and 1 for planar real,
 // are compile-time constants); no ATen calls inside the loops.
@@ -16,11 +16,36 @@ namespace {
 // Enough columns per task that waking a second thread pays for itself.
 int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(cols, 1)); }
 
-// kStride > 0: both views have that column stride, known at compile time.
+// Long rows are cut into blocks of this many columns, so that a few long rows (a conv's
+// [batch, channels x pixels] planes) still spread over all threads.
+constexpr int64_t kColBlock = 8192;
+
+// f(r, c0, c1) over every row r and column block [c0, c1), in parallel.
+template <typename F>
+void for_each_row_block(int64_t rows, int64_t cols, const F& f) {
+  const int64_t blocks = std::max<int64_t>(1, (cols + kColBlock - 1) / kColBlock);
+  const int64_t width = blocks == 1 ? cols : kColBlock;
+  at::parallel_for(0, rows * blocks, blocks == 1 ? row_grain(cols) : 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t r = i / blocks, c0 = (i - r * blocks) * width;
+      f(r, c0, std::min(cols, c0 + width));
+    }
+  });
+}
+
+// kStride > 0: both views have that column stride, known at compile time. o2 == nullptr: the
+// two-plane split (re, im) of the 4M path.
 template <typename T, int kStride>
 inline void split_row(const T* __restrict__ re, const T* __restrict__ im, int64_t re_cs, int64_t im_cs,
                       T sre, T sim, int64_t cols, T* __restrict__ o0, T* __restrict__ o1, T* __restrict__ o2) {
   const int64_t rs = kStride > 0 ? kStride : re_cs, is = kStride > 0 ? kStride : im_cs;
+  if (o2 == nullptr) {
+    for (int64_t c = 0; c < cols; ++c) {
+      o0[c] = sre * re[c * rs];
+      o1[c] = sim * im[c * is];
+    }
+    return;
+  }
   for (int64_t c = 0; c < cols; ++c) {
     const T a = sre * re[c * rs], b = sim * im[c * is];
     o0[c] = a;
@@ -29,10 +54,18 @@ inline void split_row(const T* __restrict__ re, const T* __restrict__ im, int64_
   }
 }
 
+// q2 == nullptr: the planes already are (re, im) (the 4M path); else the Gauss recombination.
 template <typename T, int kStride>
 inline void combine_row(const T* __restrict__ q0, const T* __restrict__ q1, const T* __restrict__ q2,
                         T* __restrict__ re, T* __restrict__ im, int64_t out_cs, int64_t cols) {
   const int64_t s = kStride > 0 ? kStride : out_cs;
+  if (q2 == nullptr) {
+    for (int64_t c = 0; c < cols; ++c) {
+      re[c * s] = q0[c];
+      im[c * s] = q1[c];
+    }
+    return;
+  }
   for (int64_t c = 0; c < cols; ++c) {
     const T a = q0[c], b = q1[c];
     re[c * s] = a - b;
@@ -40,26 +73,36 @@ inline void combine_row(const T* __restrict__ q0, const T* __restrict__ q1, cons
   }
 }
 
+// Element offsets of a [P, rows, cols] planes view (column stride 1).
+struct PlaneStrides {
+  int64_t plane, row;
+  explicit PlaneStrides(const at::Tensor& planes) : plane(planes.stride(0)), row(planes.stride(1)) {
+    TORCH_INTERNAL_ASSERT(planes.size(0) == 2 || planes.size(0) == 3);
+    TORCH_INTERNAL_ASSERT(planes.size(2) <= 1 || planes.stride(2) == 1);
+  }
+};
+
 template <typename T>
 void split_impl(const ComplexPair& s, bool conj, const at::Tensor& planes) {
   const int64_t rows = s.re.size(0), cols = s.re.size(1);
   const View<T> re = view_of<T>(s.re), im = view_of<T>(s.im);
   const T sim = conj ? -im.sign : im.sign;
+  const PlaneStrides ps(planes);
+  const bool with_sum = planes.size(0) == 3;
   T* p = planes.data_ptr<T>();
-  at::parallel_for(0, rows, row_grain(cols), [&](int64_t r_begin, int64_t r_end) {
-    for (int64_t r = r_begin; r < r_end; ++r) {
-      const T* a = re.data + r * re.row_stride;
-      const T* b = im.data + r * im.row_stride;
-      T* o0 = p + r * cols;
-      T* o1 = o0 + rows * cols;
-      T* o2 = o1 + rows * cols;
-      if (re.col_stride == 2 && im.col_stride == 2) {  // interleaved complex
-        split_row<T, 2>(a, b, 2, 2, re.sign, sim, cols, o0, o1, o2);
-      } else if (re.col_stride == 1 && im.col_stride == 1) {  // planar (a layer's weight)
-        split_row<T, 1>(a, b, 1, 1, re.sign, sim, cols, o0, o1, o2);
-      } else {
-        split_row<T, 0>(a, b, re.col_stride, im.col_stride, re.sign, sim, cols, o0, o1, o2);
-      }
+  for_each_row_block(rows, cols, [&](int64_t r, int64_t c0, int64_t c1) {
+    const T* a = re.data + r * re.row_stride + c0 * re.col_stride;
+    const T* b = im.data + r * im.row_stride + c0 * im.col_stride;
+    T* o0 = p + r * ps.row + c0;
+    T* o1 = o0 + ps.plane;
+    T* o2 = with_sum ? o1 + ps.plane : nullptr;
+    const int64_t n = c1 - c0;
+    if (re.col_stride == 2 && im.col_stride == 2) {  // interleaved complex
+      split_row<T, 2>(a, b, 2, 2, re.sign, sim, n, o0, o1, o2);
+    } else if (re.col_stride == 1 && im.col_stride == 1) {  // planar (a layer's weight)
+      split_row<T, 1>(a, b, 1, 1, re.sign, sim, n, o0, o1, o2);
+    } else {
+      split_row<T, 0>(a, b, re.col_stride, im.col_stride, re.sign, sim, n, o0, o1, o2);
     }
   });
 }
@@ -69,29 +112,30 @@ void combine_impl(const at::Tensor& products, const ComplexPair& bias, const Com
   const int64_t rows = out.re.size(0), cols = out.re.size(1);
   const View<T> re = view_of<T>(out.re), im = view_of<T>(out.im);
   TORCH_INTERNAL_ASSERT(re.col_stride == im.col_stride && re.sign == 1 && im.sign == 1);
+  const PlaneStrides ps(products);
+  const bool gauss = products.size(0) == 3;
   const T* P = products.data_ptr<T>();
   const bool has_bias = bias.re.defined();
   const View<T> bre = has_bias ? view_of<T>(bias.re) : View<T>{nullptr, 0, 0, 1};
   const View<T> bim = has_bias ? view_of<T>(bias.im) : View<T>{nullptr, 0, 0, 1};
-  at::parallel_for(0, rows, row_grain(cols), [&](int64_t r_begin, int64_t r_end) {
-    for (int64_t r = r_begin; r < r_end; ++r) {
-      const T* q0 = P + r * cols;
-      const T* q1 = q0 + rows * cols;
-      const T* q2 = q1 + rows * cols;
-      T* o_re = re.data + r * re.row_stride;
-      T* o_im = im.data + r * im.row_stride;
-      if (re.col_stride == 2) {
-        combine_row<T, 2>(q0, q1, q2, o_re, o_im, 2, cols);
-      } else if (re.col_stride == 1) {
-        combine_row<T, 1>(q0, q1, q2, o_re, o_im, 1, cols);
-      } else {
-        combine_row<T, 0>(q0, q1, q2, o_re, o_im, re.col_stride, cols);
-      }
-      if (has_bias) {  // a second sweep over a row that is still in L1
-        for (int64_t c = 0; c < cols; ++c) {
-          o_re[c * re.col_stride] += bre.sign * bre.data[c * bre.col_stride];
-          o_im[c * im.col_stride] += bim.sign * bim.data[c * bim.col_stride];
-        }
+  for_each_row_block(rows, cols, [&](int64_t r, int64_t c0, int64_t c1) {
+    const T* q0 = P + r * ps.row + c0;
+    const T* q1 = q0 + ps.plane;
+    const T* q2 = gauss ? q1 + ps.plane : nullptr;
+    T* o_re = re.data + r * re.row_stride + c0 * re.col_stride;
+    T* o_im = im.data + r * im.row_stride + c0 * im.col_stride;
+    const int64_t n = c1 - c0;
+    if (re.col_stride == 2) {
+      combine_row<T, 2>(q0, q1, q2, o_re, o_im, 2, n);
+    } else if (re.col_stride == 1) {
+      combine_row<T, 1>(q0, q1, q2, o_re, o_im, 1, n);
+    } else {
+      combine_row<T, 0>(q0, q1, q2, o_re, o_im, re.col_stride, n);
+    }
+    if (has_bias) {  // a second sweep over a row that is still in L1
+      for (int64_t c = c0; c < c1; ++c) {
+        o_re[(c - c0) * re.col_stride] += bre.sign * bre.data[c * bre.col_stride];
+        o_im[(c - c0) * im.col_stride] += bim.sign * bim.data[c * bim.col_stride];
       }
     }
   });
@@ -128,7 +172,6 @@ void copy_parts_impl(const ComplexPair& src, const ComplexPair& dst) {
   });
 }
 
-}  // namespace
 
 void copy_parts(const ComplexPair& src, const ComplexPair& dst) {
   AT_DISPATCH_FLOATING_TYPES(dst.re.scalar_type(), "cplxfast_copy_parts_cpu", [&] { copy_parts_impl<scalar_t>(src, dst); });
@@ -144,6 +187,13 @@ void combine_planes(const at::Tensor& products, const ComplexPair& bias, const C
   AT_DISPATCH_FLOATING_TYPES(products.scalar_type(), "cplxfast_combine_planes_cpu", [&] {
     combine_impl<scalar_t>(products, bias, out);
   });
+}
+
+}  // namespace
+
+const PlaneKernels& plane_kernels() {
+  static const PlaneKernels k{&split_planes, &combine_planes, &copy_parts};
+  return k;
 }
 
 }  // namespace cplxfast::cpu

@@ -22,7 +22,7 @@ bool prefer_3m(int64_t M, int64_t N, int64_t K, at::ScalarType dtype) {
 const Gemm3mBackend& backend() {
   // No chunking: the caching allocator reuses device memory, so full-size planes cost no page
   // faults. One strided-batched GEMM for the three products: one launch instead of three.
-  static const Gemm3mBackend b{&split_planes, &combine_planes, &copy_parts, /*chunk_rows=*/0,
+  static const Gemm3mBackend b{plane_kernels(), /*chunk_rows=*/0,
                                /*batched=*/true, &prefer_3m};
   return b;
 }

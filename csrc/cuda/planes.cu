@@ -1,4 +1,4 @@
-// CUDA kernels for the two memory-bound passes of the fused 3M GEMM (see common/gemm3m.h).
+// CUDA kernels for the two memory-bound passes of the fused 3M GEMM (see common/planes.h).
 // One element per thread, 64-bit indexing, grid-stride loops; plane reads and writes are
 // coalesced, and an interleaved complex operand is read and written as whole (re, im) pairs
 // (8-byte complex64 / 16-byte complex128 accesses).
@@ -46,8 +46,21 @@ __device__ __forceinline__ void load(const View<T>& re, const View<T>& im, bool 
   }
 }
 
+// Element offsets of a [P, rows, cols] planes view (column stride 1).
+struct PlaneStrides {
+  int64_t plane, row;
+};
+
+PlaneStrides plane_strides(const at::Tensor& planes) {
+  TORCH_INTERNAL_ASSERT(planes.size(0) == 2 || planes.size(0) == 3);
+  TORCH_INTERNAL_ASSERT(planes.size(2) <= 1 || planes.stride(2) == 1);
+  return {planes.stride(0), planes.stride(1)};
+}
+
+// with_sum: the three 3M planes; else the two 4M planes (re, im).
 template <typename T>
-__global__ void split_kernel(View<T> re, View<T> im, T sim, int64_t rows, int64_t cols, T* __restrict__ planes) {
+__global__ void split_kernel(View<T> re, View<T> im, T sim, int64_t rows, int64_t cols, T* __restrict__ planes,
+                             PlaneStrides ps, bool with_sum) {
   const int64_t n = rows * cols;
   const bool pairs = interleaved(re, im);
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
@@ -56,21 +69,24 @@ __global__ void split_kernel(View<T> re, View<T> im, T sim, int64_t rows, int64_
     load(re, im, pairs, r, c, a, b);
     a *= re.sign;
     b *= sim;
-    planes[i] = a;
-    planes[n + i] = b;
-    planes[2 * n + i] = a + b;
+    T* o = planes + r * ps.row + c;
+    o[0] = a;
+    o[ps.plane] = b;
+    if (with_sum) o[2 * ps.plane] = a + b;
   }
 }
 
+// gauss: (P0 - P1) + i (P2 - P0 - P1); else P0 + i P1.
 template <typename T>
-__global__ void combine_kernel(const T* __restrict__ P, View<T> bre, View<T> bim, int64_t rows, int64_t cols,
-                               View<T> re, View<T> im) {
+__global__ void combine_kernel(const T* __restrict__ P, PlaneStrides ps, bool gauss, View<T> bre, View<T> bim,
+                               int64_t rows, int64_t cols, View<T> re, View<T> im) {
   const int64_t n = rows * cols;
   const bool pairs = interleaved(re, im);
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = i / cols, c = i - r * cols;
-    const T a = P[i], b = P[n + i];
-    T out_re = a - b, out_im = P[2 * n + i] - a - b;
+    const T* q = P + r * ps.row + c;
+    const T a = q[0], b = q[ps.plane];
+    T out_re = gauss ? a - b : a, out_im = gauss ? q[2 * ps.plane] - a - b : b;
     if (bre.data != nullptr) {
       out_re += bre.sign * bre.data[c * bre.col_stride];
       out_im += bim.sign * bim.data[c * bim.col_stride];
@@ -97,7 +113,6 @@ __global__ void copy_parts_kernel(View<T> re, View<T> im, int64_t rows, int64_t 
   }
 }
 
-}  // namespace
 
 void copy_parts(const ComplexPair& src, const ComplexPair& dst) {
   const int64_t rows = src.re.size(0), cols = src.re.size(1), n = rows * cols;
@@ -120,7 +135,8 @@ void split_planes(const ComplexPair& s, bool conj, const at::Tensor& planes) {
   AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "cplxfast_split_planes_cuda", [&] {
     const View<scalar_t> re = view_of<scalar_t>(s.re), im = view_of<scalar_t>(s.im);
     split_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
-        re, im, conj ? -im.sign : im.sign, rows, cols, planes.data_ptr<scalar_t>());
+        re, im, conj ? -im.sign : im.sign, rows, cols, planes.data_ptr<scalar_t>(), plane_strides(planes),
+        planes.size(0) == 3);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
@@ -135,11 +151,18 @@ void combine_planes(const at::Tensor& products, const ComplexPair& bias, const C
     const V none{nullptr, 0, 0, scalar_t(1)};
     const bool has_bias = bias.re.defined();
     combine_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
-        products.data_ptr<scalar_t>(), has_bias ? view_of<scalar_t>(bias.re) : none,
+        products.data_ptr<scalar_t>(), plane_strides(products), products.size(0) == 3, has_bias ? view_of<scalar_t>(bias.re) : none,
         has_bias ? view_of<scalar_t>(bias.im) : none, rows, cols, view_of<scalar_t>(out.re),
         view_of<scalar_t>(out.im));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
+}
+
+}  // namespace
+
+const PlaneKernels& plane_kernels() {
+  static const PlaneKernels k{&split_planes, &combine_planes, &copy_parts};
+  return k;
 }
 
 }  // namespace cplxfast::cuda

@@ -1,11 +1,9 @@
-// CUDA kernels for the two memory-bound passes of the fused 3M GEMM (see common/gemm3m.h).
+// CUDA kernels of the memory-bound plane passes (split, combine, copy_parts; see common/planes.h).
 #pragma once
-#include "common/gemm3m.h"
+#include "common/planes.h"
 
 namespace cplxfast::cuda {
 
-void split_planes(const ComplexPair& s, bool conj, const at::Tensor& planes);
-void copy_parts(const ComplexPair& src, const ComplexPair& dst);
-void combine_planes(const at::Tensor& products, const ComplexPair& bias, const ComplexPair& out);
+const PlaneKernels& plane_kernels();
 
 }  // namespace cplxfast::cuda

@@ -1,0 +1,120 @@
+// Autograd of the convolution family, in C++ (TORCH_LIBRARY_IMPL(cplxfast, Autograd, m)); the
+// same pattern as autograd/linear.cpp (C++ for the per-call cost of small layers).
+#include <array>
+#include <string>
+#include <vector>
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/library.h>
+
+#include "autograd/backward_ops.h"
+
+namespace cplxfast::autograd {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using OptTensor = std::optional<at::Tensor>;
+using IntList = at::IntArrayRef;
+using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+using ConvSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const OptTensor&, const OptTensor&,
+                           IntList, IntList, IntList, bool, IntList, int64_t, c10::string_view);
+using ConvBackwardSig = Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, IntList,
+                              IntList, IntList, bool, IntList, int64_t, c10::string_view, std::array<bool, 3>);
+
+const c10::TypedOperatorHandle<ConvSig>& conv_op() {
+  static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::conv", "").typed<ConvSig>();
+  return op;
+}
+
+const c10::TypedOperatorHandle<ConvBackwardSig>& conv_backward_op() {
+  static const auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::conv_backward", "").typed<ConvBackwardSig>();
+  return op;
+}
+
+std::vector<int64_t> int_list(const c10::IValue& v) { return v.toIntVector(); }
+
+class Conv : public torch::autograd::Function<Conv> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight_re,
+                            const at::Tensor& weight_im, const OptTensor& bias_re, const OptTensor& bias_im,
+                            IntList stride, IntList padding, IntList dilation, bool transposed, IntList output_padding,
+                            int64_t groups, c10::string_view algorithm) {
+    ctx->save_for_backward({x, weight_re, weight_im});
+    auto& d = ctx->saved_data;
+    d["stride"] = stride.vec();
+    d["padding"] = padding.vec();
+    d["dilation"] = dilation.vec();
+    d["transposed"] = transposed;
+    d["output_padding"] = output_padding.vec();
+    d["groups"] = groups;
+    d["algorithm"] = std::string(algorithm);
+    d["has_bias"] = bias_re.has_value() && bias_re->defined();
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return conv_op().call(x, weight_re, weight_im, bias_re, bias_im, stride, padding, dilation, transposed,
+                          output_padding, groups, algorithm);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    auto& d = ctx->saved_data;
+    const std::array<bool, 3> mask{
+        ctx->needs_input_grad(0), ctx->needs_input_grad(1) || ctx->needs_input_grad(2),
+        d["has_bias"].toBool() && (ctx->needs_input_grad(3) || ctx->needs_input_grad(4))};
+    // Through the dispatcher with autograd on: conv_backward's Autograd kernel refuses a
+    // double backward.
+    auto [grad_x, gw_re, gw_im, gb_re, gb_im] = conv_backward_op().call(
+        grads[0], saved[0], saved[1], saved[2], int_list(d["stride"]), int_list(d["padding"]),
+        int_list(d["dilation"]), d["transposed"].toBool(), int_list(d["output_padding"]), d["groups"].toInt(),
+        d["algorithm"].toStringRef(), mask);
+    variable_list out{grad_x, gw_re, gw_im, gb_re, gb_im};
+    out.resize(12);  // no gradients for the geometry and the algorithm
+    return out;
+  }
+};
+
+class ConvBackward : public torch::autograd::Function<ConvBackward> {
+ public:
+  static variable_list forward(AutogradContext*, const at::Tensor& grad, const at::Tensor& x,
+                               const at::Tensor& weight_re, const at::Tensor& weight_im, IntList stride,
+                               IntList padding, IntList dilation, bool transposed, IntList output_padding,
+                               int64_t groups, c10::string_view algorithm, std::array<bool, 3> output_mask) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    const auto [a, b, c, d, e] = conv_backward_op().call(grad, x, weight_re, weight_im, stride, padding, dilation,
+                                                         transposed, output_padding, groups, algorithm, output_mask);
+    return defined_only<5>({a, b, c, d, e});
+  }
+
+  static variable_list backward(AutogradContext*, variable_list) { refuse_double_backward("conv_backward"); }
+};
+
+at::Tensor conv_autograd(const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
+                         const OptTensor& bias_re, const OptTensor& bias_im, IntList stride, IntList padding,
+                         IntList dilation, bool transposed, IntList output_padding, int64_t groups,
+                         c10::string_view algorithm) {
+  return Conv::apply(x, weight_re, weight_im, bias_re, bias_im, stride, padding, dilation, transposed, output_padding,
+                     groups, algorithm);
+}
+
+Grads conv_backward_autograd(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
+                             const at::Tensor& weight_im, IntList stride, IntList padding, IntList dilation,
+                             bool transposed, IntList output_padding, int64_t groups, c10::string_view algorithm,
+                             std::array<bool, 3> output_mask) {
+  const auto out = in_places<5>(
+      ConvBackward::apply(grad, x, weight_re, weight_im, stride, padding, dilation, transposed, output_padding, groups,
+                          algorithm, output_mask),
+      {output_mask[0], output_mask[1], output_mask[1], output_mask[2], output_mask[2]});
+  return {out[0], out[1], out[2], out[3], out[4]};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(cplxfast, Autograd, m) {
+  m.impl("conv", &conv_autograd);
+  m.impl("conv_backward", &conv_backward_autograd);
+}
+
+}  // namespace cplxfast::autograd

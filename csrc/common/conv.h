@@ -1,0 +1,85 @@
+// Complex convolution and transposed convolution (1d/2d/3d), device-agnostic.
+//
+// y = conv(x, W) + b is bilinear in (x, W), so it takes the Gauss trick exactly like a GEMM:
+// with the planes of x and W (common/planes.h), P_j = conv(x_j, W_j) and
+// Re y = P0 - P1, Im y = P2 - P0 - P1. The three real convolutions run as ONE grouped real
+// convolution of the backend (oneDNN on CPU, cuDNN on CUDA): the planes are laid out in the
+// channel order (group, plane, channel) of a convolution with 3 x groups groups, so one split
+// pass writes the operand, one backend call computes all three products and one combine pass
+// writes the complex result. The bias rides in the backend call: plane 0 gets Re b and plane 2
+// Re b + Im b, which the recombination turns into exactly b.
+//
+// "4m" is the componentwise-accurate form: two planes (re, im) per group and the real block
+// weight [[Wr, -Wi], [Wi, Wr]] in one real convolution of twice the channels (4 real
+// multiplications per complex one, no cancellation).
+//
+// Backward: grad_x is the input-gradient map of the convolution applied to (g, conj W), grad_W
+// its weight-gradient map applied to (g, conj x); both are bilinear and take the same trick,
+// in ONE at::convolution_backward call on the planes (grad_bias comes with it).
+//
+// Depthwise convolution (groups == in == out channels, 1d/2d, contiguous) is memory-bound:
+// backends may give a fused direct kernel for it, used by "auto" and "4m" (its arithmetic is
+// the componentwise-accurate 4M form); "3m" always takes the grouped 3M path.
+#pragma once
+#include <array>
+#include <tuple>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/string_view.h>
+
+#include "common/planes.h"
+
+namespace cplxfast {
+
+// torch's convolution parameters, one entry per spatial dim.
+struct ConvParams {
+  std::vector<int64_t> stride, padding, dilation, output_padding;
+  bool transposed;
+  int64_t groups;
+};
+
+ConvParams conv_params(at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
+                       at::IntArrayRef output_padding, int64_t groups);
+
+// Geometry of a depthwise convolution for the fused kernels; a 1-d one is a 2-d one of height 1.
+struct DepthwiseGeometry {
+  int64_t B, C, H, W, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW;
+};
+DepthwiseGeometry depthwise_geometry(const at::Tensor& x, const at::Tensor& weight, const ConvParams& p);
+
+using ConvGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+struct ConvBackend {
+  PlaneKernels planes;
+  // Fused depthwise kernels (see is_fused_depthwise), or nullptr. Arguments are validated;
+  // bias_re/bias_im are both defined or both undefined.
+  at::Tensor (*depthwise)(const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
+                          const at::Tensor& bias_re, const at::Tensor& bias_im, const ConvParams& p);
+  ConvGrads (*depthwise_backward)(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
+                                  const at::Tensor& weight_im, const ConvParams& p, std::array<bool, 3> output_mask);
+};
+
+// Whether the fused depthwise kernel applies: not transposed, groups == in == out channels,
+// 1 or 2 spatial dims, x not channels_last.
+bool is_fused_depthwise(const at::Tensor& x, const at::Tensor& weight_re, const ConvParams& p);
+
+// y = conv(x, W) + b; x [B, C_in, *S] complex, W = weight_re + i weight_im
+// ([C_out, C_in / groups, *k], or [C_in, C_out / groups, *k] when transposed), b [C_out].
+// The result is channels_last when x is (4-D/5-D), else contiguous.
+at::Tensor conv_forward(
+    const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
+    const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im, const ConvParams& p,
+    c10::string_view algorithm, const ConvBackend& backend);
+
+// (grad_x, grad_weight_re, grad_weight_im, grad_bias_re, grad_bias_im) where output_mask
+// (x, weight, bias) says; the others are undefined. grad_x has x's memory format.
+ConvGrads conv_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
+    const ConvParams& p, c10::string_view algorithm, std::array<bool, 3> output_mask, const ConvBackend& backend);
+
+// Output spatial sizes (validated: clear errors for geometry torch would reject).
+std::vector<int64_t> conv_output_sizes(const char* op, const at::Tensor& x, const at::Tensor& weight_re,
+                                       const ConvParams& p);
+
+}  // namespace cplxfast

@@ -1,0 +1,38 @@
+// The memory-bound passes around the real products of the Gauss 3M trick (and of the 4M
+// block form), shared by linear (common/gemm3m.cpp) and convolution (common/conv.cpp).
+//
+// A complex operand is a pair of real strided views (re, im): at::real/at::imag of an
+// interleaved complex tensor, or two separate real tensors (a layer's weight.real and
+// weight.imag Parameters), with no copy either way. A lazily conjugated or negated complex
+// tensor yields views with the neg bit set; kernels read raw memory and fold that bit into signs.
+//
+// Its "planes" are real [rows, cols] matrices stacked as a [P, rows, cols] view whose columns
+// are contiguous and whose plane and row strides are free, so one kernel writes either
+// plane-major buffers (linear: [3, rows, cols]) or planes interleaved per row (convolution:
+// [rows, P, cols], the channel order of a grouped real convolution).
+//   P = 3 (3M):  Re s, sgn Im s, Re s + sgn Im s
+//   P = 2 (4M):  Re s, sgn Im s
+// with sgn = -1 for conj(s). The real products of the planes are recombined into a complex
+// result: (P0 - P1) + i (P2 - P0 - P1) for 3M, P0 + i P1 for 4M.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+namespace cplxfast {
+
+// A complex matrix as two real [rows, cols] views with any strides (neg bits allowed).
+struct ComplexPair {
+  at::Tensor re, im;
+};
+
+struct PlaneKernels {
+  // planes [P, rows, cols] (real, column stride 1) <- the planes of s (or of conj(s)).
+  void (*split)(const ComplexPair& s, bool conj, const at::Tensor& planes);
+  // out <- the recombination of products [P, rows, cols] (column stride 1), plus bias[col]
+  // when bias holds two real [cols] views; out is two real [rows, cols] views (any strides).
+  void (*combine)(const at::Tensor& products, const ComplexPair& bias, const ComplexPair& out);
+  // dst.re <- src.re, dst.im <- src.im for [rows, cols] views (neg bits of src applied): one
+  // pass that de-interleaves a complex result into two real tensors (dst column stride 1).
+  void (*copy_parts)(const ComplexPair& src, const ComplexPair& dst);
+};
+
+}  // namespace cplxfast
