@@ -91,15 +91,17 @@ std::vector<int64_t> output_shape(const char* op, const at::Tensor& x, const at:
   return shape;
 }
 
-// ---- The group-ordered layout of activations and their planes.
+// ---- The layout of activations and their planes.
 //
 // An activation [B, C, *S] is dense in format fmt: contiguous (memory order [B, C, *S]) or
 // channels_last ([B, *S, C]). Read in memory order, it is a [rows, cols] matrix whose rows are
-// (batch, group) or (batch, pixel, group) and whose cols are the group's channels (and pixels):
-// rows = B * g, cols = C / g * |S| (contiguous) or rows = B * |S| * g, cols = C / g. P planes are
-// stored as [rows, P, cols]: the channel order (group, plane, channel) of a real convolution
-// with P * g groups, in the same format.
-struct GroupLayout {
+// (batch, group) or (batch, pixel, group) and whose cols are a group's channels (and pixels):
+// rows = B * g, cols = C / g * |S| (contiguous) or rows = B * |S| * g, cols = C / g.
+//   3M (groups = 1 here): P = 3 planes stored plane-major, [P, rows, cols], each plane a dense
+//      activation in fmt for its own backend call.
+//   4M (the layer's groups): planes interleaved per row, [rows, P, cols], which is the channel
+//      order (group, plane, channel) of one real convolution of P x C channels.
+struct Layout {
   at::MemoryFormat fmt;
   int64_t groups;
 
@@ -110,6 +112,8 @@ struct GroupLayout {
     return channels_last() ? per_group : per_group * c10::multiply_integers(sizes.begin() + 2, sizes.end());
   }
 
+  int64_t rows(at::IntArrayRef sizes) const { return c10::multiply_integers(sizes) / cols(sizes); }
+
   // [B, C, *S] -> memory order ([B, *S, C] for channels_last), a permuted view.
   at::Tensor memory_order(const at::Tensor& t) const {
     if (!channels_last()) return t;
@@ -119,42 +123,50 @@ struct GroupLayout {
     return t.permute(perm);
   }
 
-  // The [rows, cols] (re, im) views of a complex activation dense in fmt (no copy).
+  // The [rows, cols] matrix of a tensor (a copy only if it is not dense in fmt).
+  at::Tensor matrix(const at::Tensor& t) const {
+    return memory_order(t.contiguous(fmt)).view({rows(t.sizes()), cols(t.sizes())});
+  }
+
+  // The (re, im) matrices of a complex activation.
   ComplexPair parts(const at::Tensor& z) const {
-    const int64_t c = cols(z.sizes());
-    const at::Tensor m = memory_order(z).view({z.numel() / c, c});
+    const at::Tensor m = matrix(z);
     return {at::real(m), at::imag(m)};
   }
 
-  // A real buffer for P planes of an activation with sizes [B, C, *S]: [rows, P, cols].
-  at::Tensor planes_buffer(at::IntArrayRef sizes, int64_t P, const at::TensorOptions& real_opts) const {
-    const int64_t c = cols(sizes);
-    return at::empty({c10::multiply_integers(sizes) / c, P, c}, real_opts);
+  // Plane-major buffer [P, rows, cols] for P planes of an activation with these sizes.
+  at::Tensor plane_major(at::IntArrayRef sizes, int64_t P, const at::TensorOptions& real_opts) const {
+    return at::empty({P, rows(sizes), cols(sizes)}, real_opts);
   }
 
-  // The buffer as the real convolution operand [B, P * C, *S], in fmt.
-  at::Tensor as_operand(const at::Tensor& buf, at::IntArrayRef sizes, int64_t P) const {
+  // Row-interleaved buffer, seen as its planes [P, rows, cols] (the storage is [rows, P, cols]).
+  at::Tensor row_interleaved(at::IntArrayRef sizes, int64_t P, const at::TensorOptions& real_opts) const {
+    return at::empty({rows(sizes), P, cols(sizes)}, real_opts).transpose(0, 1);
+  }
+
+  // Planes as the real convolution operand [B, P * C, *S] in fmt: one plane of a plane-major
+  // buffer (P = 1), or all P planes of a row-interleaved one.
+  at::Tensor as_operand(const at::Tensor& planes, at::IntArrayRef sizes, int64_t P) const {
+    const at::Tensor storage = P == 1 ? planes : planes.transpose(0, 1);
     std::vector<int64_t> mem{sizes[0]};
     if (channels_last()) {
       mem.insert(mem.end(), sizes.begin() + 2, sizes.end());
       mem.push_back(P * sizes[1]);
       std::vector<int64_t> perm{0, static_cast<int64_t>(sizes.size()) - 1};
       for (int64_t d = 1; d < static_cast<int64_t>(sizes.size()) - 1; ++d) perm.push_back(d);
-      return buf.view(mem).permute(perm);
+      return storage.view(mem).permute(perm);
     }
     mem.push_back(P * sizes[1]);
     mem.insert(mem.end(), sizes.begin() + 2, sizes.end());
-    return buf.view(mem);
+    return storage.view(mem);
   }
 
-  // A real convolution result [B, P * C, *S] as its planes [P, rows, cols] (a copy only if the
-  // backend returned another format).
-  at::Tensor planes_of(const at::Tensor& y, int64_t P) const {
-    const at::Tensor dense = y.contiguous(fmt);
+  // The planes of a real convolution result [B, P * C, *S] with row-interleaved channels (a
+  // copy only if the backend returned another format).
+  std::vector<at::Tensor> planes_of(const at::Tensor& y, int64_t P) const {
     std::vector<int64_t> sizes = y.sizes().vec();
     sizes[1] /= P;
-    const int64_t c = cols(sizes);
-    return memory_order(dense).reshape({y.numel() / (P * c), P, c}).transpose(0, 1);
+    return memory_order(y.contiguous(fmt)).reshape({rows(sizes), P, cols(sizes)}).unbind(1);
   }
 };
 
@@ -166,18 +178,18 @@ at::TensorOptions real_options(const at::Tensor& x) {
   return x.options().dtype(c10::toRealValueType(x.scalar_type())).memory_format(at::MemoryFormat::Contiguous);
 }
 
-// The [groups, rest] (re, im) views of a weight [A, B, *k] in group order.
-ComplexPair weight_parts(const at::Tensor& re, const at::Tensor& im, int64_t groups) {
-  return {re.reshape({groups, -1}), im.reshape({groups, -1})};
+// The [A, rest] (re, im) matrices of a weight [A, B, *k].
+ComplexPair weight_parts(const at::Tensor& re, const at::Tensor& im) {
+  return {re.reshape({re.size(0), -1}), im.reshape({re.size(0), -1})};
 }
 
-// The 3M weight planes of W (or conj W) as a real weight [3 A, B, *k] for 3 x groups groups.
-at::Tensor weight_planes(const PlaneKernels& k, const at::Tensor& re, const at::Tensor& im, int64_t groups, bool conj) {
-  at::Tensor buf = at::empty({groups, 3, re.numel() / groups}, real_options(re).dtype(re.scalar_type()));
-  k.split(weight_parts(re, im, groups), conj, buf.transpose(0, 1));
-  std::vector<int64_t> sizes = re.sizes().vec();
-  sizes[0] *= 3;
-  return buf.view(sizes);
+// The three 3M weight planes of W (or conj W), each a real weight with W's shape.
+std::vector<at::Tensor> weight_planes(const PlaneKernels& k, const at::Tensor& re, const at::Tensor& im, bool conj) {
+  std::vector<int64_t> sizes{3};
+  sizes.insert(sizes.end(), re.sizes().begin(), re.sizes().end());
+  const at::Tensor buf = at::empty(sizes, real_options(re).dtype(re.scalar_type()));
+  k.split(weight_parts(re, im), conj, buf.view({3, re.size(0), -1}).unbind(0));
+  return buf.unbind(0);
 }
 
 // The 4M real block weight of W: per group, [[Wr, -s Wi], [s Wi, Wr]] over (rows of W's dim 0,
@@ -205,18 +217,9 @@ std::pair<at::Tensor, at::Tensor> block_weight_grad(const at::Tensor& gblk, cons
   return {g_re, g_im.reshape(re.sizes())};
 }
 
-// The backend convolution's bias in plane channel order: 3M (Re b, 0, Re b + Im b), whose
-// recombination is b; 4M (Re b, Im b).
-at::Tensor plane_bias(const at::Tensor& b_re, const at::Tensor& b_im, int64_t groups, bool gauss) {
-  const at::Tensor br = b_re.reshape({groups, -1}), bi = b_im.reshape({groups, -1});
-  const at::Tensor planes = gauss ? at::stack({br, at::zeros_like(br), br + bi}, 1) : at::stack({br, bi}, 1);
-  return planes.reshape({-1});
-}
-
-// (re, im) of the complex bias gradient from the backend's plane bias gradient.
-std::pair<at::Tensor, at::Tensor> bias_grad_of(const at::Tensor& gb, int64_t groups, int64_t P) {
-  const at::Tensor g = gb.view({groups, P, -1});
-  return {g.select(1, 0).reshape({-1}).clone(), g.select(1, 1).reshape({-1}).clone()};
+// The backend's bias for the 4M block convolution, in its channel order (group, plane, channel).
+at::Tensor block_bias(const at::Tensor& b_re, const at::Tensor& b_im, int64_t groups) {
+  return at::stack({b_re.reshape({groups, -1}), b_im.reshape({groups, -1})}, 1).reshape({-1});
 }
 
 std::vector<int64_t> batch_and_spatial_dims(const at::Tensor& t) {
@@ -291,27 +294,43 @@ at::Tensor conv_forward(
   const at::Tensor* b_im = present(bias_im);
   check_conv_args(op, x_in, weight_re, weight_im, b_re, b_im, p);
   const std::vector<int64_t> out_shape = output_shape(op, x_in, weight_re, p);
-  const GroupLayout layout{activation_format(x_in), p.groups};
+  const at::MemoryFormat fmt = activation_format(x_in);
   const auto algo = resolve_algorithm(op, algorithm, backend.depthwise != nullptr && is_fused_depthwise(x_in, weight_re, p));
-  at::Tensor y = at::empty(out_shape, x_in.options().memory_format(layout.fmt));
+  at::Tensor y = at::empty(out_shape, x_in.options().memory_format(fmt));
   if (y.numel() == 0) return y;
   if (x_in.numel() == 0) return zero_input_result(y, b_re, b_im);
   if (algo == ConvAlgorithm::kDepthwise) {
     return backend.depthwise(x_in, weight_re, weight_im, b_re ? *b_re : at::Tensor(), b_im ? *b_im : at::Tensor(), p);
   }
 
-  const bool gauss = algo == ConvAlgorithm::k3M;
-  const int64_t P = gauss ? 3 : 2;
-  const at::Tensor x = x_in.contiguous(layout.fmt);
-  at::Tensor x_buf = layout.planes_buffer(x.sizes(), P, real_options(x));
-  backend.planes.split(layout.parts(x), /*conj=*/false, x_buf.transpose(0, 1));
-  const at::Tensor w = gauss ? weight_planes(backend.planes, weight_re, weight_im, p.groups, /*conj=*/false)
-                             : block_weight(weight_re, weight_im, p.groups, p.transposed);
-  const at::Tensor bias = b_re ? plane_bias(*b_re, *b_im, p.groups, gauss) : at::Tensor();
-  const at::Tensor products = at::convolution(
-      layout.as_operand(x_buf, x.sizes(), P), w, bias, p.stride, p.padding, p.dilation, p.transposed,
-      p.output_padding, gauss ? 3 * p.groups : p.groups);
-  backend.planes.combine(layout.planes_of(products, P), ComplexPair{}, layout.parts(y));
+  const at::Tensor x = x_in.contiguous(fmt);
+  if (algo == ConvAlgorithm::k4M) {
+    const Layout layout{fmt, p.groups};
+    const at::Tensor x_planes = layout.row_interleaved(x.sizes(), 2, real_options(x));
+    backend.planes.split(layout.parts(x), /*conj=*/false, x_planes.unbind(0));
+    const at::Tensor products = at::convolution(
+        layout.as_operand(x_planes, x.sizes(), 2), block_weight(weight_re, weight_im, p.groups, p.transposed),
+        b_re ? block_bias(*b_re, *b_im, p.groups) : at::Tensor(), p.stride, p.padding, p.dilation, p.transposed,
+        p.output_padding, p.groups);
+    backend.planes.combine(layout.planes_of(products, 2), ComplexPair{}, layout.parts(y));
+    return y;
+  }
+
+  // 3M: three backend convolutions of the planes. The bias rides in them: plane 0 gets Re b and
+  // plane 2 Re b + Im b, which the recombination turns into exactly b.
+  const Layout layout{fmt, 1};
+  const at::Tensor x_planes = layout.plane_major(x.sizes(), 3, real_options(x));
+  backend.planes.split(layout.parts(x), /*conj=*/false, x_planes.unbind(0));
+  const std::vector<at::Tensor> w = weight_planes(backend.planes, weight_re, weight_im, /*conj=*/false);
+  const std::array<at::Tensor, 3> bias =
+      b_re ? std::array<at::Tensor, 3>{*b_re, at::Tensor(), *b_re + *b_im} : std::array<at::Tensor, 3>{};
+  std::vector<at::Tensor> products;
+  for (int64_t j = 0; j < 3; ++j) {
+    products.push_back(layout.matrix(at::convolution(
+        layout.as_operand(x_planes[j], x.sizes(), 1), w[j], bias[j], p.stride, p.padding, p.dilation, p.transposed,
+        p.output_padding, p.groups)));
+  }
+  backend.planes.combine(products, ComplexPair{}, layout.parts(y));
   return y;
 }
 
@@ -326,13 +345,13 @@ ConvGrads conv_backward(
   TORCH_CHECK(grad_in.sizes().vec() == out_shape, op, ": grad has shape ", grad_in.sizes(),
               " but the output of the convolution has shape ", at::IntArrayRef(out_shape));
   const bool need_x = output_mask[0], need_w = output_mask[1], need_b = output_mask[2];
-  const GroupLayout layout{activation_format(x_in), p.groups};
+  const at::MemoryFormat fmt = activation_format(x_in);
   const int64_t C_out = out_shape[1];
   const auto ropts = real_options(x_in);
 
   at::Tensor grad_x, gw_re, gw_im, gb_re, gb_im;
   if (grad_in.numel() == 0 || x_in.numel() == 0) {  // nothing flows: zero gradients
-    if (need_x) grad_x = at::zeros_like(x_in, x_in.options().memory_format(layout.fmt));
+    if (need_x) grad_x = at::zeros_like(x_in, x_in.options().memory_format(fmt));
     if (need_w) gw_re = at::zeros(weight_re.sizes(), ropts), gw_im = at::zeros(weight_re.sizes(), ropts);
     if (need_b) {
       const at::Tensor gb = at::sum(grad_in, batch_and_spatial_dims(grad_in));
@@ -344,48 +363,64 @@ ConvGrads conv_backward(
   if (algo == ConvAlgorithm::kDepthwise) return backend.depthwise_backward(grad_in, x_in, weight_re, weight_im, p, output_mask);
   if (!need_x && !need_w && !need_b) return {grad_x, gw_re, gw_im, gb_re, gb_im};
 
-  const bool gauss = algo == ConvAlgorithm::k3M;
-  const int64_t P = gauss ? 3 : 2;
-  const at::Tensor g = grad_in.contiguous(layout.fmt);
-  at::Tensor g_buf = layout.planes_buffer(g.sizes(), P, ropts);
-  backend.planes.split(layout.parts(g), /*conj=*/false, g_buf.transpose(0, 1));
-  // 3M: the planes of conj(x) and conj(W). 4M: x's planes and the block weight (the real
-  // block form's transpose already conjugates). An operand whose gradient partner is not
-  // wanted is only a shape to the backend: left unwritten.
-  const at::Tensor x = x_in.contiguous(layout.fmt);
-  at::Tensor x_buf = layout.planes_buffer(x.sizes(), P, ropts);
-  if (need_w) backend.planes.split(layout.parts(x), /*conj=*/gauss, x_buf.transpose(0, 1));
-  at::Tensor w;
-  if (!gauss) {
-    w = block_weight(weight_re, weight_im, p.groups, p.transposed);
-  } else if (need_x) {
-    w = weight_planes(backend.planes, weight_re, weight_im, p.groups, /*conj=*/true);
-  } else {
-    std::vector<int64_t> sizes = weight_re.sizes().vec();
-    sizes[0] *= 3;
-    w = at::empty(sizes, ropts);
+  const at::Tensor g = grad_in.contiguous(fmt), x = x_in.contiguous(fmt);
+  if (algo == ConvAlgorithm::k4M) {
+    // The real block form: its transpose already conjugates, so x's own planes and the block
+    // weight give grad_x and the block weight's gradient.
+    const Layout layout{fmt, p.groups};
+    const at::Tensor g_planes = layout.row_interleaved(g.sizes(), 2, ropts);
+    const at::Tensor x_planes = layout.row_interleaved(x.sizes(), 2, ropts);
+    backend.planes.split(layout.parts(g), /*conj=*/false, g_planes.unbind(0));
+    if (need_w) backend.planes.split(layout.parts(x), /*conj=*/false, x_planes.unbind(0));
+    const std::vector<int64_t> bias_sizes{2 * C_out};
+    const auto [gi, gw, gb] = at::convolution_backward(
+        layout.as_operand(g_planes, g.sizes(), 2), layout.as_operand(x_planes, x.sizes(), 2),
+        block_weight(weight_re, weight_im, p.groups, p.transposed),
+        need_b ? c10::OptionalIntArrayRef(bias_sizes) : c10::nullopt, p.stride, p.padding, p.dilation, p.transposed,
+        p.output_padding, p.groups, {need_x, need_w, need_b});
+    if (need_x) {
+      grad_x = at::empty(x.sizes(), x.options().memory_format(fmt));
+      backend.planes.combine(layout.planes_of(gi, 2), ComplexPair{}, layout.parts(grad_x));
+    }
+    if (need_w) std::tie(gw_re, gw_im) = block_weight_grad(gw, weight_re, p.groups, p.transposed);
+    if (need_b) {
+      const at::Tensor gbp = gb.view({p.groups, 2, -1});
+      gb_re = gbp.select(1, 0).reshape({-1}).clone(), gb_im = gbp.select(1, 1).reshape({-1}).clone();
+    }
+    return {grad_x, gw_re, gw_im, gb_re, gb_im};
   }
-  const std::vector<int64_t> bias_sizes{P * C_out};
-  const auto [gi, gw, gb] = at::convolution_backward(
-      layout.as_operand(g_buf, g.sizes(), P), layout.as_operand(x_buf, x.sizes(), P), w,
-      need_b ? c10::OptionalIntArrayRef(bias_sizes) : c10::nullopt, p.stride, p.padding, p.dilation, p.transposed,
-      p.output_padding, gauss ? 3 * p.groups : p.groups, {need_x, need_w, need_b});
 
+  // 3M: per plane j, one backend call gives the input gradient of (g_j, conj(W)_j), the weight
+  // gradient of (g_j, conj(x)_j), and for j = 0, 1 the sums of Re g and Im g (the bias
+  // gradient). An operand whose gradient partner is not wanted is only a shape to the backend.
+  const Layout layout{fmt, 1};
+  const at::Tensor g_planes = layout.plane_major(g.sizes(), 3, ropts);
+  const at::Tensor x_planes = layout.plane_major(x.sizes(), 3, ropts);
+  backend.planes.split(layout.parts(g), /*conj=*/false, g_planes.unbind(0));
+  if (need_w) backend.planes.split(layout.parts(x), /*conj=*/true, x_planes.unbind(0));
+  const std::vector<at::Tensor> w = need_x ? weight_planes(backend.planes, weight_re, weight_im, /*conj=*/true)
+                                           : std::vector<at::Tensor>(3, at::empty(weight_re.sizes(), ropts));
+  const std::vector<int64_t> bias_sizes{C_out};
+  std::vector<at::Tensor> gi(3), gw(3), gb(3);
+  for (int64_t j = 0; j < 3; ++j) {
+    const bool bias_j = need_b && j < 2;
+    std::tie(gi[j], gw[j], gb[j]) = at::convolution_backward(
+        layout.as_operand(g_planes[j], g.sizes(), 1), layout.as_operand(x_planes[j], x.sizes(), 1), w[j],
+        bias_j ? c10::OptionalIntArrayRef(bias_sizes) : c10::nullopt, p.stride, p.padding, p.dilation, p.transposed,
+        p.output_padding, p.groups, {need_x, need_w, bias_j});
+  }
   if (need_x) {
-    grad_x = at::empty(x.sizes(), x.options().memory_format(layout.fmt));
-    backend.planes.combine(layout.planes_of(gi, P), ComplexPair{}, layout.parts(grad_x));
+    grad_x = at::empty(x.sizes(), x.options().memory_format(fmt));
+    backend.planes.combine({layout.matrix(gi[0]), layout.matrix(gi[1]), layout.matrix(gi[2])}, ComplexPair{},
+                           layout.parts(grad_x));
   }
   if (need_w) {
-    if (gauss) {
-      gw_re = at::empty(weight_re.sizes(), ropts);
-      gw_im = at::empty(weight_re.sizes(), ropts);
-      backend.planes.combine(gw.reshape({p.groups, 3, -1}).transpose(0, 1), ComplexPair{},
-                             weight_parts(gw_re, gw_im, p.groups));
-    } else {
-      std::tie(gw_re, gw_im) = block_weight_grad(gw, weight_re, p.groups, p.transposed);
-    }
+    gw_re = at::empty(weight_re.sizes(), ropts);
+    gw_im = at::empty(weight_re.sizes(), ropts);
+    const auto mat = [](const at::Tensor& t) { return t.contiguous().view({t.size(0), -1}); };
+    backend.planes.combine({mat(gw[0]), mat(gw[1]), mat(gw[2])}, ComplexPair{}, weight_parts(gw_re, gw_im));
   }
-  if (need_b) std::tie(gb_re, gb_im) = bias_grad_of(gb, p.groups, P);
+  if (need_b) gb_re = gb[0], gb_im = gb[1];
   return {grad_x, gw_re, gw_im, gb_re, gb_im};
 }
 

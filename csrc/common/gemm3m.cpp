@@ -184,7 +184,7 @@ at::Tensor linear_forward(
   const int64_t chunk = chunk_of(backend, M);
   Workspace ws(real_options(x), 3 * (N * K + chunk * K + chunk * N));
   at::Tensor w_planes = ws.take(3 * N * K).view({3, N, K});
-  backend.planes.split({weight_re, weight_im}, /*conj=*/false, w_planes);
+  backend.planes.split({weight_re, weight_im}, /*conj=*/false, w_planes.unbind(0));
   const at::Tensor w_planes_t = w_planes.transpose(1, 2);  // planes of W^T, [3, K, N]
   const ComplexPair bias = b_re != nullptr ? ComplexPair{*b_re, *b_im} : ComplexPair{};
   const ComplexPair xs = parts(x), ys = parts(y);
@@ -195,9 +195,9 @@ at::Tensor linear_forward(
     const int64_t rows = std::min(chunk, M - r0);
     at::Tensor x_planes = planes_view(x_buf, rows, K);
     at::Tensor products = planes_view(p_buf, rows, N);
-    backend.planes.split(rows_of(xs, r0, rows), /*conj=*/false, x_planes);
+    backend.planes.split(rows_of(xs, r0, rows), /*conj=*/false, x_planes.unbind(0));
     real_products(backend, products, x_planes, w_planes_t, /*accumulate=*/false);
-    backend.planes.combine(products, bias, rows_of(ys, r0, rows));
+    backend.planes.combine(products.unbind(0), bias, rows_of(ys, r0, rows));
   }
   return y.view(out_shape);
 }
@@ -255,7 +255,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_ba
     grad_x = at::empty({M, K}, x.options().memory_format(at::MemoryFormat::Contiguous));
     gxs = parts(grad_x);
     w_planes = ws.take(3 * N * K).view({3, N, K});  // planes of conj(W)
-    backend.planes.split({weight_re, weight_im}, /*conj=*/true, w_planes);
+    backend.planes.split({weight_re, weight_im}, /*conj=*/true, w_planes.unbind(0));
     gx_buf = ws.take(3 * chunk * K);
   }
   if (need_w) {
@@ -266,15 +266,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_ba
   for (int64_t r0 = 0; r0 < M; r0 += chunk) {
     const int64_t rows = std::min(chunk, M - r0);
     at::Tensor g_planes = planes_view(g_buf, rows, N);
-    backend.planes.split(rows_of(gs, r0, rows), /*conj=*/false, g_planes);
+    backend.planes.split(rows_of(gs, r0, rows), /*conj=*/false, g_planes.unbind(0));
     if (need_x) {
       at::Tensor products = planes_view(gx_buf, rows, K);
       real_products(backend, products, g_planes, w_planes, /*accumulate=*/false);
-      backend.planes.combine(products, ComplexPair{}, rows_of(gxs, r0, rows));
+      backend.planes.combine(products.unbind(0), ComplexPair{}, rows_of(gxs, r0, rows));
     }
     if (need_w) {
       at::Tensor x_planes = planes_view(x_buf, rows, K);  // planes of conj(x)
-      backend.planes.split(rows_of(xs, r0, rows), /*conj=*/true, x_planes);
+      backend.planes.split(rows_of(xs, r0, rows), /*conj=*/true, x_planes.unbind(0));
       real_products(backend, gw_products, g_planes.transpose(1, 2), x_planes, /*accumulate=*/r0 > 0);
     }
   }
@@ -282,7 +282,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_ba
   if (need_w) {
     gw_re = at::empty({N, K}, opts);
     gw_im = at::empty({N, K}, opts);
-    backend.planes.combine(gw_products, ComplexPair{}, {gw_re, gw_im});
+    backend.planes.combine(gw_products.unbind(0), ComplexPair{}, {gw_re, gw_im});
   }
   return {grad_x, gw_re, gw_im, gb_re, gb_im};
 }

@@ -6,16 +6,16 @@
 // weight.imag Parameters), with no copy either way. A lazily conjugated or negated complex
 // tensor yields views with the neg bit set; kernels read raw memory and fold that bit into signs.
 //
-// Its "planes" are real [rows, cols] matrices stacked as a [P, rows, cols] view whose columns
-// are contiguous and whose plane and row strides are free, so one kernel writes either
-// plane-major buffers (linear: [3, rows, cols]) or planes interleaved per row (convolution:
-// [rows, P, cols], the channel order of a grouped real convolution).
+// Its "planes" are P real [rows, cols] matrices, each with contiguous columns and its own row
+// stride and address: the planes of one plane-major buffer, separate backend results, or
+// planes interleaved per row ([rows, P, cols], the channel order of a grouped convolution).
 //   P = 3 (3M):  Re s, sgn Im s, Re s + sgn Im s
 //   P = 2 (4M):  Re s, sgn Im s
 // with sgn = -1 for conj(s). The real products of the planes are recombined into a complex
 // result: (P0 - P1) + i (P2 - P0 - P1) for 3M, P0 + i P1 for 4M.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <ATen/core/TensorBody.h>
 
 namespace cplxfast {
 
@@ -25,11 +25,11 @@ struct ComplexPair {
 };
 
 struct PlaneKernels {
-  // planes [P, rows, cols] (real, column stride 1) <- the planes of s (or of conj(s)).
-  void (*split)(const ComplexPair& s, bool conj, const at::Tensor& planes);
-  // out <- the recombination of products [P, rows, cols] (column stride 1), plus bias[col]
-  // when bias holds two real [cols] views; out is two real [rows, cols] views (any strides).
-  void (*combine)(const at::Tensor& products, const ComplexPair& bias, const ComplexPair& out);
+  // planes (P real [rows, cols] matrices, column stride 1) <- the planes of s (or of conj(s)).
+  void (*split)(const ComplexPair& s, bool conj, at::TensorList planes);
+  // out <- the recombination of the P products (real [rows, cols], column stride 1), plus
+  // bias[col] when bias holds two real [cols] views; out is two real [rows, cols] views.
+  void (*combine)(at::TensorList products, const ComplexPair& bias, const ComplexPair& out);
   // dst.re <- src.re, dst.im <- src.im for [rows, cols] views (neg bits of src applied): one
   // pass that de-interleaves a complex result into two real tensors (dst column stride 1).
   void (*copy_parts)(const ComplexPair& src, const ComplexPair& dst);

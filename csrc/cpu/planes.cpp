@@ -73,29 +73,35 @@ inline void combine_row(const T* __restrict__ q0, const T* __restrict__ q1, cons
   }
 }
 
-// Element offsets of a [P, rows, cols] planes view (column stride 1).
-struct PlaneStrides {
-  int64_t plane, row;
-  explicit PlaneStrides(const at::Tensor& planes) : plane(planes.stride(0)), row(planes.stride(1)) {
-    TORCH_INTERNAL_ASSERT(planes.size(0) == 2 || planes.size(0) == 3);
-    TORCH_INTERNAL_ASSERT(planes.size(2) <= 1 || planes.stride(2) == 1);
+// Base pointers and row strides of 2 or 3 planes (column stride 1).
+template <typename T>
+struct PlanePtrs {
+  T* data[3] = {nullptr, nullptr, nullptr};
+  int64_t row[3] = {0, 0, 0};
+  int64_t count;
+  explicit PlanePtrs(at::TensorList planes) : count(static_cast<int64_t>(planes.size())) {
+    TORCH_INTERNAL_ASSERT(count == 2 || count == 3);
+    for (int64_t j = 0; j < count; ++j) {
+      TORCH_INTERNAL_ASSERT(planes[j].dim() == 2 && (planes[j].size(1) <= 1 || planes[j].stride(1) == 1));
+      data[j] = static_cast<T*>(planes[j].data_ptr());
+      row[j] = planes[j].stride(0);
+    }
   }
+  T* at(int64_t j, int64_t r, int64_t c) const { return data[j] + r * row[j] + c; }
 };
 
 template <typename T>
-void split_impl(const ComplexPair& s, bool conj, const at::Tensor& planes) {
+void split_impl(const ComplexPair& s, bool conj, at::TensorList planes) {
   const int64_t rows = s.re.size(0), cols = s.re.size(1);
   const View<T> re = view_of<T>(s.re), im = view_of<T>(s.im);
   const T sim = conj ? -im.sign : im.sign;
-  const PlaneStrides ps(planes);
-  const bool with_sum = planes.size(0) == 3;
-  T* p = planes.data_ptr<T>();
+  const PlanePtrs<T> ps(planes);
   for_each_row_block(rows, cols, [&](int64_t r, int64_t c0, int64_t c1) {
     const T* a = re.data + r * re.row_stride + c0 * re.col_stride;
     const T* b = im.data + r * im.row_stride + c0 * im.col_stride;
-    T* o0 = p + r * ps.row + c0;
-    T* o1 = o0 + ps.plane;
-    T* o2 = with_sum ? o1 + ps.plane : nullptr;
+    T* o0 = ps.at(0, r, c0);
+    T* o1 = ps.at(1, r, c0);
+    T* o2 = ps.count == 3 ? ps.at(2, r, c0) : nullptr;
     const int64_t n = c1 - c0;
     if (re.col_stride == 2 && im.col_stride == 2) {  // interleaved complex
       split_row<T, 2>(a, b, 2, 2, re.sign, sim, n, o0, o1, o2);
@@ -108,20 +114,18 @@ void split_impl(const ComplexPair& s, bool conj, const at::Tensor& planes) {
 }
 
 template <typename T>
-void combine_impl(const at::Tensor& products, const ComplexPair& bias, const ComplexPair& out) {
+void combine_impl(at::TensorList products, const ComplexPair& bias, const ComplexPair& out) {
   const int64_t rows = out.re.size(0), cols = out.re.size(1);
   const View<T> re = view_of<T>(out.re), im = view_of<T>(out.im);
   TORCH_INTERNAL_ASSERT(re.col_stride == im.col_stride && re.sign == 1 && im.sign == 1);
-  const PlaneStrides ps(products);
-  const bool gauss = products.size(0) == 3;
-  const T* P = products.data_ptr<T>();
+  const PlanePtrs<T> ps(products);
   const bool has_bias = bias.re.defined();
   const View<T> bre = has_bias ? view_of<T>(bias.re) : View<T>{nullptr, 0, 0, 1};
   const View<T> bim = has_bias ? view_of<T>(bias.im) : View<T>{nullptr, 0, 0, 1};
   for_each_row_block(rows, cols, [&](int64_t r, int64_t c0, int64_t c1) {
-    const T* q0 = P + r * ps.row + c0;
-    const T* q1 = q0 + ps.plane;
-    const T* q2 = gauss ? q1 + ps.plane : nullptr;
+    const T* q0 = ps.at(0, r, c0);
+    const T* q1 = ps.at(1, r, c0);
+    const T* q2 = ps.count == 3 ? ps.at(2, r, c0) : nullptr;
     T* o_re = re.data + r * re.row_stride + c0 * re.col_stride;
     T* o_im = im.data + r * im.row_stride + c0 * im.col_stride;
     const int64_t n = c1 - c0;
@@ -177,14 +181,14 @@ void copy_parts(const ComplexPair& src, const ComplexPair& dst) {
   AT_DISPATCH_FLOATING_TYPES(dst.re.scalar_type(), "cplxfast_copy_parts_cpu", [&] { copy_parts_impl<scalar_t>(src, dst); });
 }
 
-void split_planes(const ComplexPair& s, bool conj, const at::Tensor& planes) {
-  AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "cplxfast_split_planes_cpu", [&] {
+void split_planes(const ComplexPair& s, bool conj, at::TensorList planes) {
+  AT_DISPATCH_FLOATING_TYPES(planes[0].scalar_type(), "cplxfast_split_planes_cpu", [&] {
     split_impl<scalar_t>(s, conj, planes);
   });
 }
 
-void combine_planes(const at::Tensor& products, const ComplexPair& bias, const ComplexPair& out) {
-  AT_DISPATCH_FLOATING_TYPES(products.scalar_type(), "cplxfast_combine_planes_cpu", [&] {
+void combine_planes(at::TensorList products, const ComplexPair& bias, const ComplexPair& out) {
+  AT_DISPATCH_FLOATING_TYPES(products[0].scalar_type(), "cplxfast_combine_planes_cpu", [&] {
     combine_impl<scalar_t>(products, bias, out);
   });
 }

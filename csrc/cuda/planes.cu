@@ -46,21 +46,29 @@ __device__ __forceinline__ void load(const View<T>& re, const View<T>& im, bool 
   }
 }
 
-// Element offsets of a [P, rows, cols] planes view (column stride 1).
-struct PlaneStrides {
-  int64_t plane, row;
+// Base pointers and row strides of 2 or 3 planes (column stride 1), passed by value.
+template <typename T>
+struct PlanePtrs {
+  T* data[3];
+  int64_t row[3];
+  int count;
 };
 
-PlaneStrides plane_strides(const at::Tensor& planes) {
-  TORCH_INTERNAL_ASSERT(planes.size(0) == 2 || planes.size(0) == 3);
-  TORCH_INTERNAL_ASSERT(planes.size(2) <= 1 || planes.stride(2) == 1);
-  return {planes.stride(0), planes.stride(1)};
+template <typename T>
+PlanePtrs<T> plane_ptrs(at::TensorList planes) {
+  TORCH_INTERNAL_ASSERT(planes.size() == 2 || planes.size() == 3);
+  PlanePtrs<T> p{{nullptr, nullptr, nullptr}, {0, 0, 0}, static_cast<int>(planes.size())};
+  for (int j = 0; j < p.count; ++j) {
+    TORCH_INTERNAL_ASSERT(planes[j].dim() == 2 && (planes[j].size(1) <= 1 || planes[j].stride(1) == 1));
+    p.data[j] = static_cast<T*>(planes[j].data_ptr());
+    p.row[j] = planes[j].stride(0);
+  }
+  return p;
 }
 
-// with_sum: the three 3M planes; else the two 4M planes (re, im).
+// Three planes: 3M (with the sum plane); two: the 4M planes (re, im).
 template <typename T>
-__global__ void split_kernel(View<T> re, View<T> im, T sim, int64_t rows, int64_t cols, T* __restrict__ planes,
-                             PlaneStrides ps, bool with_sum) {
+__global__ void split_kernel(View<T> re, View<T> im, T sim, int64_t rows, int64_t cols, PlanePtrs<T> ps) {
   const int64_t n = rows * cols;
   const bool pairs = interleaved(re, im);
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
@@ -69,24 +77,23 @@ __global__ void split_kernel(View<T> re, View<T> im, T sim, int64_t rows, int64_
     load(re, im, pairs, r, c, a, b);
     a *= re.sign;
     b *= sim;
-    T* o = planes + r * ps.row + c;
-    o[0] = a;
-    o[ps.plane] = b;
-    if (with_sum) o[2 * ps.plane] = a + b;
+    ps.data[0][r * ps.row[0] + c] = a;
+    ps.data[1][r * ps.row[1] + c] = b;
+    if (ps.count == 3) ps.data[2][r * ps.row[2] + c] = a + b;
   }
 }
 
-// gauss: (P0 - P1) + i (P2 - P0 - P1); else P0 + i P1.
+// Three products: (P0 - P1) + i (P2 - P0 - P1); two: P0 + i P1.
 template <typename T>
-__global__ void combine_kernel(const T* __restrict__ P, PlaneStrides ps, bool gauss, View<T> bre, View<T> bim,
-                               int64_t rows, int64_t cols, View<T> re, View<T> im) {
+__global__ void combine_kernel(PlanePtrs<T> ps, View<T> bre, View<T> bim, int64_t rows, int64_t cols, View<T> re,
+                               View<T> im) {
   const int64_t n = rows * cols;
   const bool pairs = interleaved(re, im);
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = i / cols, c = i - r * cols;
-    const T* q = P + r * ps.row + c;
-    const T a = q[0], b = q[ps.plane];
-    T out_re = gauss ? a - b : a, out_im = gauss ? q[2 * ps.plane] - a - b : b;
+    const T a = ps.data[0][r * ps.row[0] + c], b = ps.data[1][r * ps.row[1] + c];
+    const bool gauss = ps.count == 3;
+    T out_re = gauss ? a - b : a, out_im = gauss ? ps.data[2][r * ps.row[2] + c] - a - b : b;
     if (bre.data != nullptr) {
       out_re += bre.sign * bre.data[c * bre.col_stride];
       out_im += bim.sign * bim.data[c * bim.col_stride];
@@ -127,31 +134,30 @@ void copy_parts(const ComplexPair& src, const ComplexPair& dst) {
   });
 }
 
-void split_planes(const ComplexPair& s, bool conj, const at::Tensor& planes) {
+void split_planes(const ComplexPair& s, bool conj, at::TensorList planes) {
   const int64_t rows = s.re.size(0), cols = s.re.size(1), n = rows * cols;
   if (n == 0) return;
-  const c10::cuda::CUDAGuard guard(planes.device());
+  const c10::cuda::CUDAGuard guard(planes[0].device());
   auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "cplxfast_split_planes_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES(planes[0].scalar_type(), "cplxfast_split_planes_cuda", [&] {
     const View<scalar_t> re = view_of<scalar_t>(s.re), im = view_of<scalar_t>(s.im);
     split_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
-        re, im, conj ? -im.sign : im.sign, rows, cols, planes.data_ptr<scalar_t>(), plane_strides(planes),
-        planes.size(0) == 3);
+        re, im, conj ? -im.sign : im.sign, rows, cols, plane_ptrs<scalar_t>(planes));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 
-void combine_planes(const at::Tensor& products, const ComplexPair& bias, const ComplexPair& out) {
+void combine_planes(at::TensorList products, const ComplexPair& bias, const ComplexPair& out) {
   const int64_t rows = out.re.size(0), cols = out.re.size(1), n = rows * cols;
   if (n == 0) return;
-  const c10::cuda::CUDAGuard guard(products.device());
+  const c10::cuda::CUDAGuard guard(products[0].device());
   auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(products.scalar_type(), "cplxfast_combine_planes_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES(products[0].scalar_type(), "cplxfast_combine_planes_cuda", [&] {
     using V = View<scalar_t>;
     const V none{nullptr, 0, 0, scalar_t(1)};
     const bool has_bias = bias.re.defined();
     combine_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
-        products.data_ptr<scalar_t>(), plane_strides(products), products.size(0) == 3, has_bias ? view_of<scalar_t>(bias.re) : none,
+        plane_ptrs<scalar_t>(products), has_bias ? view_of<scalar_t>(bias.re) : none,
         has_bias ? view_of<scalar_t>(bias.im) : none, rows, cols, view_of<scalar_t>(out.re),
         view_of<scalar_t>(out.im));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
