@@ -211,10 +211,9 @@ std::pair<at::Tensor, at::Tensor> block_weight_grad(const at::Tensor& gblk, cons
                                                     bool transposed) {
   const at::Tensor G = gblk.reshape({groups, 2, re.size(0) / groups, 2, re.size(1), -1});
   const auto part = [&](int64_t a, int64_t b) { return G.select(3, b).select(1, a); };
-  at::Tensor g_re = (part(0, 0) + part(1, 1)).reshape(re.sizes());
-  at::Tensor g_im = part(1, 0) - part(0, 1);
-  if (transposed) g_im = g_im.neg();
-  return {g_re, g_im.reshape(re.sizes())};
+  const at::Tensor g_re = part(0, 0) + part(1, 1);
+  const at::Tensor g_im = transposed ? part(0, 1) - part(1, 0) : part(1, 0) - part(0, 1);
+  return {g_re.contiguous().view(re.sizes()), g_im.contiguous().view(re.sizes())};
 }
 
 // The backend's bias for the 4M block convolution, in its channel order (group, plane, channel).

@@ -1,0 +1,436 @@
+"""cplxfast.conv (1d/2d/3d, transposed, grouped, depthwise): reference, torch native complex conv,
+cplxmodule, gradcheck, opcheck, accuracy, errors, modules, compile."""
+import math
+
+import pytest
+import torch
+
+from cplxfast import _reference as ref
+from cplxfast import functional as F
+from cplxfast import nn as cnn
+from cplxfast import ops
+from conftest import TOL, crandn, rel_err
+
+ALGOS = ["3m", "4m", "auto"]
+DTYPES = [torch.complex64, torch.complex128]
+
+# name: (input shape, weight shape, stride, padding, dilation, groups, transposed, output_padding)
+GEOMETRIES = {
+    "1d": ((2, 4, 11), (6, 4, 3), 2, 1, 1, 1, False, 0),
+    "1d-grouped-dilated": ((2, 4, 13), (6, 2, 3), 1, 2, 2, 2, False, 0),
+    "1d-depthwise-strided": ((3, 4, 20), (4, 1, 5), 2, 3, 1, 4, False, 0),
+    "1d-depthwise-k9": ((2, 3, 30), (3, 1, 9), 1, 4, 1, 3, False, 0),
+    "2d": ((2, 4, 9, 8), (6, 2, 3, 3), (2, 1), 1, (1, 2), 2, False, 0),
+    "2d-depthwise": ((2, 4, 9, 8), (4, 1, 3, 3), (1, 2), (2, 1), (2, 1), 4, False, 0),
+    "2d-depthwise-multiplier-2": ((2, 4, 7, 6), (8, 1, 3, 3), 1, 1, 1, 4, False, 0),
+    "2d-1x1": ((3, 5, 4, 4), (7, 5, 1, 1), 1, 0, 1, 1, False, 0),
+    "3d": ((2, 3, 4, 5, 6), (2, 3, 2, 3, 2), 1, (1, 0, 1), 1, 1, False, 0),
+    "T1d": ((2, 4, 7), (4, 3, 3), 2, 1, 1, 1, True, 1),
+    "T2d-grouped": ((2, 4, 5, 6), (4, 3, 3, 2), 2, 1, 1, 2, True, 1),
+    "T2d-dilated": ((2, 3, 5, 4), (3, 2, 3, 3), (2, 3), (1, 2), 2, 1, True, (1, 0)),
+    "T3d": ((1, 2, 3, 4, 3), (2, 2, 2, 2, 2), 2, 0, 1, 1, True, 0),
+}
+
+
+def ntuple(v, n):
+    return (v,) * n if isinstance(v, int) else tuple(v)
+
+
+def make(geometry, dtype, device, bias=True, seed=0):
+    xs, ws, stride, padding, dilation, groups, transposed, output_padding = GEOMETRIES[geometry]
+    torch.manual_seed(seed)
+    x = crandn(*xs, dtype=dtype, device=device)
+    w = crandn(*ws, dtype=dtype, device=device) / math.sqrt(math.prod(ws[1:]))
+    c_out = ws[1] * groups if transposed else ws[0]
+    b = crandn(c_out, dtype=dtype, device=device) if bias else None
+    n = len(xs) - 2
+    geo = dict(stride=ntuple(stride, n), padding=ntuple(padding, n), dilation=ntuple(dilation, n), groups=groups,
+               transposed=transposed, output_padding=ntuple(output_padding, n))
+    return x, w, b, geo
+
+
+def ours(x, w, b, geo, algorithm):
+    b_re, b_im = (None, None) if b is None else (b.real, b.imag)
+    return ops.conv(x, w.real, w.imag, b_re, b_im, geo["stride"], geo["padding"], geo["dilation"],
+                    geo["transposed"], geo["output_padding"], geo["groups"], algorithm)
+
+
+def reference(x, w, b, geo):
+    return ref.conv(x, w, b, geo["stride"], geo["padding"], geo["dilation"], geo["groups"], geo["transposed"],
+                    geo["output_padding"])
+
+
+def channels_last(x):
+    if x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    if x.dim() == 5:
+        return x.contiguous(memory_format=torch.channels_last_3d)
+    return x
+
+
+# ------------------------------------------------------------------------------ against the reference
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("geometry", list(GEOMETRIES))
+def test_forward_backward_match_reference(device, algorithm, geometry):
+    x, w, b, geo = make(geometry, torch.complex128, device)
+    args = [t.clone().requires_grad_() for t in (x, w, b)]
+    ref_args = [t.clone().requires_grad_() for t in (x, w, b)]
+    y, want = ours(*args, geo, algorithm), reference(*ref_args, geo)
+    assert y.shape == want.shape and y.dtype == x.dtype
+    assert rel_err(y, want) < TOL[torch.complex128]
+    g = crandn(*y.shape, device=device)
+    y.backward(g)
+    want.backward(g)
+    for mine, theirs in zip(args, ref_args):
+        assert rel_err(mine.grad, theirs.grad) < TOL[torch.complex128]
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("geometry", ["2d", "2d-depthwise", "3d", "T2d-grouped", "T3d"])
+def test_channels_last_input(device, algorithm, geometry):
+    """channels_last in, channels_last out (as torch's conv), same values and gradients."""
+    x, w, b, geo = make(geometry, torch.complex128, device)
+    xc = channels_last(x).requires_grad_()
+    y = ours(xc, w, b, geo, algorithm)
+    fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+    assert y.is_contiguous(memory_format=fmt)
+    assert rel_err(y, reference(x, w, b, geo)) < TOL[torch.complex128]
+    g = crandn(*y.shape, device=device)
+    y.backward(g)
+    xr = x.clone().requires_grad_()
+    reference(xr, w, b, geo).backward(g)
+    assert xc.grad.is_contiguous(memory_format=fmt)
+    assert rel_err(xc.grad, xr.grad) < TOL[torch.complex128]
+
+
+@pytest.mark.parametrize("algorithm", ["3m", "4m"])
+@pytest.mark.parametrize("case", ["conj-input", "conj-weight", "sliced-input", "neg-view", "permuted"])
+def test_strided_and_lazy_inputs(device, algorithm, case):
+    x, w, b, geo = make("2d", torch.complex64, device)
+    if case == "conj-input":
+        x = x.conj()
+    elif case == "conj-weight":
+        w = w.conj()
+    elif case == "sliced-input":
+        x = crandn(2, 4, 9, 16, dtype=x.dtype, device=device)[..., ::2]
+    elif case == "neg-view":
+        x = torch._neg_view(x)
+    elif case == "permuted":
+        x = crandn(9, 2, 8, 4, dtype=x.dtype, device=device).permute(1, 3, 0, 2)
+    assert rel_err(ours(x, w, b, geo, algorithm), reference(x, w, b, geo)) < TOL[torch.complex64]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", ["1d-depthwise-k9", "2d", "T2d-grouped"])
+def test_single_and_double_precision(device, dtype, geometry):
+    x, w, b, geo = make(geometry, dtype, device)
+    for algorithm in ALGOS:
+        assert rel_err(ours(x, w, b, geo, algorithm), reference(x, w, b, geo)) < TOL[dtype]
+
+
+# ------------------------------------------------------------------------------ torch native complex conv
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("padding", [1, (2, 1), "same", "valid"])
+@pytest.mark.parametrize("groups", [1, 2, 4])
+def test_conv2d_module_matches_torch_native_complex(device, padding_mode, padding, groups):
+    torch.manual_seed(0)
+    theirs = torch.nn.Conv2d(4, 8, (3, 2), padding=padding, dilation=(1, 2), groups=groups, padding_mode=padding_mode,
+                             dtype=torch.complex128, device=device)
+    mine = cnn.CplxConv2d(4, 8, (3, 2), padding=padding, dilation=(1, 2), groups=groups, padding_mode=padding_mode,
+                          dtype=torch.float64, device=device)
+    with torch.no_grad():
+        mine.weight.real.copy_(theirs.weight.real), mine.weight.imag.copy_(theirs.weight.imag)
+        mine.bias.real.copy_(theirs.bias.real), mine.bias.imag.copy_(theirs.bias.imag)
+    x = crandn(2, 4, 7, 9, device=device)
+    assert rel_err(mine(x), theirs(x)) < TOL[torch.complex128]
+
+
+@pytest.mark.parametrize("kind", ["1d", "3d", "T1d", "T2d", "T3d"])
+def test_other_modules_match_torch_native_complex(device, kind):
+    torch.manual_seed(0)
+    n = int(kind[-2])
+    transposed = kind.startswith("T")
+    torch_cls = getattr(torch.nn, f"ConvTranspose{n}d" if transposed else f"Conv{n}d")
+    our_cls = getattr(cnn, f"CplxConvTranspose{n}d" if transposed else f"CplxConv{n}d")
+    kw = dict(stride=2, padding=1, dilation=1, groups=2)
+    theirs = torch_cls(4, 6, 3, **kw, bias=True, dtype=torch.complex128, device=device)
+    mine = our_cls(4, 6, 3, **kw, bias=True, dtype=torch.float64, device=device)
+    with torch.no_grad():
+        mine.weight.real.copy_(theirs.weight.real), mine.weight.imag.copy_(theirs.weight.imag)
+        mine.bias.real.copy_(theirs.bias.real), mine.bias.imag.copy_(theirs.bias.imag)
+    x = crandn(2, 4, *(5,) * n, device=device)
+    if transposed:  # output_size picks the output padding, as in torch
+        size = [2 * s for s in x.shape[2:]]
+        assert rel_err(mine(x, output_size=size), theirs(x, output_size=size)) < TOL[torch.complex128]
+    assert rel_err(mine(x), theirs(x)) < TOL[torch.complex128]
+
+
+# ------------------------------------------------------------------------------ autograd machinery
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("geometry", ["1d-depthwise-strided", "2d", "T1d"])
+def test_gradcheck(device, algorithm, geometry):
+    x, w, b, geo = make(geometry, torch.complex128, device)
+    if x.dim() == 4:
+        x = x[:1, :, :5, :4]
+    args = [t.clone().requires_grad_() for t in (x, w, b)]
+    assert torch.autograd.gradcheck(lambda x, w, b: ours(x, w, b, geo, algorithm), args)
+
+
+@pytest.mark.parametrize("mask", [(True, False, False), (False, True, False), (False, False, True), (True, True, False)])
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("geometry", ["2d", "2d-depthwise"])
+def test_backward_output_mask(device, algorithm, mask, geometry):
+    x, w, b, geo = make(geometry, torch.complex128, device)
+    y = reference(x, w, b, geo)
+    g = crandn(*y.shape, device=device)
+    full = ops.conv_backward(g, x, w.real, w.imag, geo["stride"], geo["padding"], geo["dilation"], False,
+                             geo["output_padding"], geo["groups"], algorithm)
+    part = ops.conv_backward(g, x, w.real, w.imag, geo["stride"], geo["padding"], geo["dilation"], False,
+                             geo["output_padding"], geo["groups"], algorithm, mask)
+    wanted = [mask[0], mask[1], mask[1], mask[2], mask[2]]
+    for want, f, p in zip(wanted, full, part):
+        if want:
+            torch.testing.assert_close(p, f)
+        else:
+            assert p is None
+
+
+def test_double_backward_raises_clear_error(device):
+    x, w, b, geo = make("2d", torch.complex128, device)
+    x.requires_grad_()
+    (gx,) = torch.autograd.grad(ours(x, w, b, geo, "3m").abs().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward is not supported"):
+        gx.abs().sum().backward()
+
+
+def _opcheck_samples(device):
+    for geometry in ("1d-depthwise-strided", "2d", "T2d-grouped"):
+        for dtype in DTYPES:
+            x, w, b, geo = make(geometry, dtype, device)
+            yield x, w, b, geo
+            yield channels_last(x), w, None, geo
+            yield x.conj(), w, b, geo
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+def test_opcheck_forward(device, algorithm):
+    for x, w, b, geo in _opcheck_samples(device):
+        parts = [x, w.real.clone(), w.imag.clone()] + ([b.real.clone(), b.imag.clone()] if b is not None else [None, None])
+        args = (*parts, list(geo["stride"]), list(geo["padding"]), list(geo["dilation"]), geo["transposed"],
+                list(geo["output_padding"]), geo["groups"], algorithm)
+        torch.library.opcheck(torch.ops.cplxfast.conv.default, args)
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+def test_opcheck_backward(device, algorithm):
+    for x, w, _, geo in _opcheck_samples(device):
+        y = reference(x, w, None, geo).to(x.dtype)
+        g = channels_last(crandn(*y.shape, dtype=x.dtype, device=device))
+        args = (g, x, w.real.clone(), w.imag.clone(), list(geo["stride"]), list(geo["padding"]),
+                list(geo["dilation"]), geo["transposed"], list(geo["output_padding"]), geo["groups"], algorithm,
+                [True, True, True])
+        torch.library.opcheck(torch.ops.cplxfast.conv_backward.default, args,
+                              test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
+# ------------------------------------------------------------------------------ edge cases and errors
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("geometry", ["2d", "2d-depthwise", "T1d"])
+def test_empty_batch(device, algorithm, geometry):
+    x, w, b, geo = make(geometry, torch.complex64, device)
+    x = x[:0].clone().requires_grad_()
+    w.requires_grad_(), b.requires_grad_()
+    y = ours(x, w, b, geo, algorithm)
+    assert y.shape[0] == 0
+    y.abs().sum().backward()
+    assert x.grad.shape == x.shape
+    assert torch.equal(w.grad, torch.zeros_like(w)) and torch.equal(b.grad, torch.zeros_like(b))
+
+
+def test_padding_around_an_empty_input_gives_the_bias(device):
+    x = crandn(2, 3, 0, device=device)
+    w, b = crandn(4, 3, 1, device=device), crandn(4, device=device)
+    y = F.conv1d(x, w, b, padding=1)
+    assert y.shape == (2, 4, 2)
+    torch.testing.assert_close(y, b.view(1, 4, 1).expand(2, 4, 2))
+
+
+def test_bad_input_errors(device):
+    x = crandn(2, 4, 8, 8, device=device)
+    w = crandn(6, 4, 3, 3, device=device)
+    with pytest.raises(RuntimeError, match="input has 4 channels but the weight"):
+        F.conv2d(x, crandn(6, 3, 3, 3, device=device))
+    with pytest.raises(RuntimeError, match="not divisible by groups"):
+        F.conv2d(x, crandn(6, 1, 3, 3, device=device), groups=3)
+    with pytest.raises(RuntimeError, match="out_channels=6 is not divisible by groups=4"):
+        F.conv2d(x, crandn(6, 1, 3, 3, device=device), groups=4)
+    with pytest.raises(RuntimeError, match="larger than the padded input"):
+        F.conv2d(crandn(2, 4, 2, 8, device=device), w)
+    with pytest.raises(ValueError, match="expected a 4-D input"):
+        F.conv2d(crandn(2, 4, 8, device=device), w)
+    with pytest.raises(RuntimeError, match="expects a 4-D input"):
+        ops.conv(crandn(2, 4, 8, device=device), w.real, w.imag, None, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
+    with pytest.raises(RuntimeError, match="stride must be >= 1"):
+        F.conv2d(x, w, stride=0)
+    with pytest.raises(RuntimeError, match="output_padding must be smaller than stride or dilation"):
+        F.conv_transpose2d(x, crandn(4, 2, 3, 3, device=device), stride=2, output_padding=2)
+    with pytest.raises(RuntimeError, match="must be a real"):
+        ops.conv(x, w.real.float(), w.imag.float(), None, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
+    with pytest.raises(RuntimeError, match="complex64 or complex128"):
+        ops.conv(x.real, w.real, w.imag, None, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
+    with pytest.raises(RuntimeError, match=r"bias must have shape \[6\]"):
+        F.conv2d(x, w, crandn(5, device=device))
+    with pytest.raises(RuntimeError, match="algorithm must be"):
+        torch.ops.cplxfast.conv(x, w.real, w.imag, None, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, "5m")
+    with pytest.raises(ValueError, match="padding_mode must be one of"):
+        F.conv2d(x, w, padding=1, padding_mode="mirror")
+    with pytest.raises(ValueError, match="not supported for strided convolutions"):
+        F.conv2d(x, w, padding="same", stride=2)
+    with pytest.raises(TypeError, match="expected a complex tensor"):
+        F.conv2d(x.real, w)
+
+
+def test_backward_bad_grad_shape():
+    x = crandn(2, 4, 8)
+    w = crandn(6, 4, 3)
+    with pytest.raises(RuntimeError, match="grad has shape"):
+        ops.conv_backward(crandn(2, 6, 7), x, w.real, w.imag, [1], [0], [1], False, [0], 1)
+
+
+# ------------------------------------------------------------------------------ 3M accuracy
+def test_accuracy_near_real_data(device):
+    """As for linear: 3M loses componentwise accuracy on nearly real data, 4M (and depthwise) do not."""
+    torch.manual_seed(3)
+    x = crandn(4, 32, 16, 16, dtype=torch.complex64, device=device)
+    w = crandn(32, 32, 3, 3, dtype=torch.complex64, device=device) / math.sqrt(32 * 9)
+    x, w = torch.complex(x.real, 1e-4 * x.imag), torch.complex(w.real, 1e-4 * w.imag)
+    want = ref.conv(x, w, None, 1, 1)
+
+    def imag_err(algorithm):
+        y = F.conv2d(x, w, padding=1, algorithm=algorithm)
+        return ((y.imag.double() - want.imag).norm() / want.imag.norm()).item()
+
+    err_3m, err_4m = imag_err("3m"), imag_err("4m")
+    assert err_4m < 1e-5
+    assert err_3m > 10 * err_4m
+
+
+# ------------------------------------------------------------------------------ modules
+def test_module_signatures_parameters_and_state_dict_match_cplxmodule():
+    from cplxmodule import nn as theirs_nn
+
+    cases = [("CplxConv1d", (4, 6, 3), dict(stride=2, padding=1, groups=2)),
+             ("CplxConv2d", (4, 6, (3, 2)), dict(dilation=2, bias=False)),
+             ("CplxConv3d", (2, 4, 2), {}),
+             ("CplxConvTranspose1d", (4, 6, 3), dict(stride=2, output_padding=1, groups=2)),
+             ("CplxConvTranspose2d", (4, 6, 3), dict(bias=True)),
+             ("CplxConvTranspose3d", (2, 4, 2), {})]
+    for name, args, kwargs in cases:
+        theirs, mine = getattr(theirs_nn, name)(*args, **kwargs), getattr(cnn, name)(*args, **kwargs)
+        assert [(k, v.shape) for k, v in theirs.state_dict().items()] == [(k, v.shape) for k, v in mine.state_dict().items()]
+        assert [n for n, _ in theirs.named_parameters()] == [n for n, _ in mine.named_parameters()]
+        mine.load_state_dict(theirs.state_dict(), strict=True)
+        for attr in ("kernel_size", "stride", "padding", "dilation", "output_padding", "groups", "padding_mode"):
+            assert getattr(mine, attr) == getattr(theirs, attr), (name, attr)
+
+
+def test_module_init_distribution():
+    torch.manual_seed(0)
+    layer = cnn.CplxConv2d(64, 32, 3)
+    fan_in = 64 * 9
+    # kaiming_uniform with a = sqrt(1 + 2 * 5): bound sqrt(6 / ((1 + 11) fan_in)) per part
+    bound = math.sqrt(6 / (12 * fan_in))
+    for part in (layer.weight.real, layer.weight.imag):
+        assert part.abs().max() <= bound and part.abs().max() > 0.9 * bound
+    for part in (layer.bias.real, layer.bias.imag):
+        assert part.abs().max() <= 1 / math.sqrt(fan_in)
+
+
+@pytest.mark.parametrize("name,shape,kwargs", [
+    ("CplxConv1d", (2, 4, 16), dict(kernel_size=3, stride=2, padding=1, groups=2)),
+    ("CplxConv2d", (2, 4, 9, 8), dict(kernel_size=(3, 2), dilation=(1, 2), padding=1)),
+    ("CplxConv2d", (2, 4, 9, 8), dict(kernel_size=3, groups=4, padding=1)),  # depthwise
+    ("CplxConv2d", (2, 4, 9, 8), dict(kernel_size=3, stride=2, padding=(1, 2), groups=2)),
+    ("CplxConv3d", (1, 4, 5, 4, 6), dict(kernel_size=2)),
+])
+def test_matches_cplxmodule_forward_and_gradients(name, shape, kwargs):
+    """cplxmodule's padding_mode="circular" is not torch's (SEMANTICS.md); circular is checked against
+    torch's native complex conv above."""
+    from cplxmodule import Cplx
+    from cplxmodule import nn as theirs_nn
+
+    torch.manual_seed(0)
+    out_ch = 4 if kwargs.get("groups", 1) == 4 else 6
+    theirs = getattr(theirs_nn, name)(4, out_ch, **kwargs)
+    mine = getattr(cnn, name)(4, out_ch, **kwargs)
+    mine.load_state_dict(theirs.state_dict(), strict=True)
+    re, im = torch.randn(*shape), torch.randn(*shape)
+    x_theirs = Cplx(re.clone().requires_grad_(), im.clone().requires_grad_())
+    x_mine = Cplx(re.clone().requires_grad_(), im.clone().requires_grad_())
+    y_theirs, y_mine = theirs(x_theirs), mine(x_mine)
+    assert isinstance(y_mine, Cplx)
+    torch.testing.assert_close(y_mine.real, y_theirs.real, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(y_mine.imag, y_theirs.imag, rtol=1e-4, atol=1e-5)
+    g_re, g_im = torch.randn_like(y_theirs.real), torch.randn_like(y_theirs.real)
+    ((y_theirs.real * g_re).sum() + (y_theirs.imag * g_im).sum()).backward()
+    ((y_mine.real * g_re).sum() + (y_mine.imag * g_im).sum()).backward()
+    theirs_params, mine_params = dict(theirs.named_parameters()), dict(mine.named_parameters())
+    for pname in theirs_params:
+        torch.testing.assert_close(mine_params[pname].grad, theirs_params[pname].grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(x_mine.real.grad, x_theirs.real.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(x_mine.imag.grad, x_theirs.imag.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_module_errors():
+    with pytest.raises(ValueError, match="in_channels must be divisible by groups"):
+        cnn.CplxConv2d(3, 6, 3, groups=2)
+    with pytest.raises(ValueError, match="out_channels must be divisible by groups"):
+        cnn.CplxConv2d(4, 6, 3, groups=4)
+    with pytest.raises(ValueError, match='only "zeros" padding_mode'):
+        cnn.CplxConvTranspose2d(4, 6, 3, padding_mode="circular")
+    with pytest.raises(ValueError, match="padding_mode must be one of"):
+        cnn.CplxConv1d(4, 6, 3, padding_mode="wrap")
+    layer = cnn.CplxConv2d(4, 6, 3)
+    with pytest.raises(ValueError, match="expected a 4-D input"):
+        layer(crandn(2, 4, 8, dtype=torch.complex64))
+    with pytest.raises(TypeError, match="input is torch.complex128 but the layer's parameters are torch.float32"):
+        layer(crandn(2, 4, 8, 8))
+    with pytest.raises(TypeError, match="expected a complex tensor"):
+        layer(torch.randn(2, 4, 8, 8))
+
+
+def test_transposed_module_output_size():
+    layer = cnn.CplxConvTranspose2d(4, 2, 3, stride=2, padding=1)
+    x = crandn(1, 4, 5, 5, dtype=torch.complex64)
+    assert layer(x).shape == (1, 2, 9, 9)
+    assert layer(x, output_size=[10, 10]).shape == (1, 2, 10, 10)
+    with pytest.raises(ValueError):
+        layer(x, output_size=[12, 12])
+
+
+def test_algorithm_per_layer_and_repr():
+    layer = cnn.CplxConv2d(4, 4, 3, groups=4, padding=1, algorithm="3m")
+    assert "algorithm='3m'" in repr(layer) and "groups=4" in repr(layer)
+    x = crandn(1, 4, 6, 6, dtype=torch.complex64)
+    y3 = layer(x)
+    layer.algorithm = "4m"
+    torch.testing.assert_close(layer(x), y3, rtol=1e-5, atol=1e-5)
+
+
+def test_torch_compile_fullgraph_forward_backward():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        cnn.CplxConv1d(4, 8, 5, padding=2), cnn.CplxConv1d(8, 8, 3, groups=8, padding=1),
+        cnn.CplxConvTranspose1d(8, 2, 4, stride=2, padding=1),
+    )
+    x = crandn(2, 4, 16, dtype=torch.complex64)
+    eager = model(x)
+    eager.abs().sum().backward()
+    eager_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    torch._dynamo.reset()
+    out = torch.compile(model, fullgraph=True)(x)
+    out.abs().sum().backward()
+    torch.testing.assert_close(out, eager)
+    for p, g in zip(model.parameters(), eager_grads):
+        torch.testing.assert_close(p.grad, g)
