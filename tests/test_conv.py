@@ -103,21 +103,29 @@ def test_channels_last_input(device, algorithm, geometry):
     assert rel_err(xc.grad, xr.grad) < TOL[torch.complex128]
 
 
-@pytest.mark.parametrize("algorithm", ["3m", "4m"])
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("geometry", ["2d", "2d-depthwise"])
 @pytest.mark.parametrize("case", ["conj-input", "conj-weight", "sliced-input", "neg-view", "permuted"])
-def test_strided_and_lazy_inputs(device, algorithm, case):
-    x, w, b, geo = make("2d", torch.complex64, device)
+def test_strided_and_lazy_inputs(device, algorithm, geometry, case):
+    x, w, b, geo = make(geometry, torch.complex64, device)
     if case == "conj-input":
         x = x.conj()
     elif case == "conj-weight":
         w = w.conj()
     elif case == "sliced-input":
         x = crandn(2, 4, 9, 16, dtype=x.dtype, device=device)[..., ::2]
+        assert not x.is_contiguous()
     elif case == "neg-view":
         x = torch._neg_view(x)
     elif case == "permuted":
         x = crandn(9, 2, 8, 4, dtype=x.dtype, device=device).permute(1, 3, 0, 2)
-    assert rel_err(ours(x, w, b, geo, algorithm), reference(x, w, b, geo)) < TOL[torch.complex64]
+    x.requires_grad_()
+    y = ours(x, w, b, geo, algorithm)
+    assert rel_err(y, reference(x, w, b, geo)) < TOL[torch.complex64]
+    g = crandn(*y.shape, dtype=y.dtype, device=device)
+    (gx,) = torch.autograd.grad(y, x, g)
+    (want,) = torch.autograd.grad(reference(x, w, b, geo), x, g.to(torch.complex128))
+    assert rel_err(gx, want) < TOL[torch.complex64]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

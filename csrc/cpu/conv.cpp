@@ -1,13 +1,14 @@
-// Complex convolution on CPU: the grouped 3M/4M driver (common/conv.cpp) with the CPU plane
-// kernels and oneDNN's real convolution, and a fused direct kernel for depthwise convolution.
+// Complex convolution on CPU: the 3M/4M driver (common/conv.cpp) with the CPU plane kernels and
+// oneDNN's real convolution, and a fused direct kernel for depthwise convolution.
 //
 // Depthwise (groups == channels, 1d/2d, contiguous): each (batch, channel) plane is one task.
-// An output row is accumulated in two real row buffers (re, im) over the kernel taps, each tap
-// a complex multiply-accumulate of a shifted input row, then written interleaved: the input is
-// read from cache once per tap, written once, and nothing else touches memory. The backward
-// pass scatters g conj(W) into the input gradient tap by tap, and accumulates g conj(x) per
-// tap in row buffers that are summed once per plane (no float reductions in the inner loops,
-// so they vectorise).
+// The interleaved input plane is read once into planar (re, im) rows with the horizontal zero
+// padding built in (a cache-resident buffer); every output row is then accumulated over the
+// kernel taps in two planar row buffers, each tap a complex multiply-accumulate of a shifted
+// input row with contiguous loads and no bounds checks, and written out interleaved once. The
+// backward pass reads g and x the same way: it scatters g conj(W) into a planar, padded input
+// gradient (written out once per plane), and accumulates g conj(x) per tap in row buffers that
+// are summed once per plane (no float reductions in the inner loops, so they vectorise).
 #include <algorithm>
 #include <vector>
 
@@ -22,54 +23,56 @@
 namespace cplxfast::cpu {
 namespace {
 
-// ---- Row kernels. Complex rows are interleaved (re, im); s is the input column stride in
-// complex elements (kStride > 0: known at compile time).
+// ---- Row kernels on planar rows; s is the input column stride (kStride > 0: known at compile
+// time).
 
 // acc[j] += x[j s] w
 template <typename T, int kStride>
-inline void mac_row(const T* __restrict__ x, int64_t s_rt, T wr, T wi, int64_t n, T* __restrict__ acc_re,
-                    T* __restrict__ acc_im) {
+inline void mac_row(const T* __restrict__ xr, const T* __restrict__ xi, int64_t s_rt, T wr, T wi, int64_t n,
+                    T* __restrict__ acc_re, T* __restrict__ acc_im) {
   const int64_t s = kStride > 0 ? kStride : s_rt;
   for (int64_t j = 0; j < n; ++j) {
-    const T xr = x[2 * j * s], xi = x[2 * j * s + 1];
-    acc_re[j] += xr * wr - xi * wi;
-    acc_im[j] += xr * wi + xi * wr;
+    acc_re[j] += xr[j * s] * wr - xi[j * s] * wi;
+    acc_im[j] += xr[j * s] * wi + xi[j * s] * wr;
   }
 }
 
 // gx[j s] += g[j] conj(w)
 template <typename T, int kStride>
-inline void scatter_row(const T* __restrict__ g, int64_t s_rt, T wr, T wi, int64_t n, T* __restrict__ gx) {
+inline void scatter_row(const T* __restrict__ gr, const T* __restrict__ gi, int64_t s_rt, T wr, T wi, int64_t n,
+                        T* __restrict__ gx_re, T* __restrict__ gx_im) {
   const int64_t s = kStride > 0 ? kStride : s_rt;
   for (int64_t j = 0; j < n; ++j) {
-    const T gr = g[2 * j], gi = g[2 * j + 1];
-    gx[2 * j * s] += gr * wr + gi * wi;
-    gx[2 * j * s + 1] += gi * wr - gr * wi;
+    gx_re[j * s] += gr[j] * wr + gi[j] * wi;
+    gx_im[j * s] += gi[j] * wr - gr[j] * wi;
   }
 }
 
 // acc[j] += g[j] conj(x[j s])
 template <typename T, int kStride>
-inline void corr_row(const T* __restrict__ g, const T* __restrict__ x, int64_t s_rt, int64_t n, T* __restrict__ acc_re,
+inline void corr_row(const T* __restrict__ gr, const T* __restrict__ gi, const T* __restrict__ xr,
+                     const T* __restrict__ xi, int64_t s_rt, int64_t n, T* __restrict__ acc_re,
                      T* __restrict__ acc_im) {
   const int64_t s = kStride > 0 ? kStride : s_rt;
   for (int64_t j = 0; j < n; ++j) {
-    const T gr = g[2 * j], gi = g[2 * j + 1], xr = x[2 * j * s], xi = x[2 * j * s + 1];
-    acc_re[j] += gr * xr + gi * xi;
-    acc_im[j] += gi * xr - gr * xi;
+    acc_re[j] += gr[j] * xr[j * s] + gi[j] * xi[j * s];
+    acc_im[j] += gi[j] * xr[j * s] - gr[j] * xi[j * s];
   }
 }
 
 // Entry points compiled for AVX2 and the baseline (target_clones needs plain functions).
-#define CPLXFAST_DEPTHWISE_ROWS(T, SUFFIX)                                                                       \
-  CPLXFAST_VECTOR_CLONES void mac_##SUFFIX(const T* x, int64_t s, T wr, T wi, int64_t n, T* ar, T* ai) {         \
-    s == 1 ? mac_row<T, 1>(x, 1, wr, wi, n, ar, ai) : mac_row<T, 0>(x, s, wr, wi, n, ar, ai);                   \
-  }                                                                                                              \
-  CPLXFAST_VECTOR_CLONES void scatter_##SUFFIX(const T* g, int64_t s, T wr, T wi, int64_t n, T* gx) {           \
-    s == 1 ? scatter_row<T, 1>(g, 1, wr, wi, n, gx) : scatter_row<T, 0>(g, s, wr, wi, n, gx);                   \
-  }                                                                                                              \
-  CPLXFAST_VECTOR_CLONES void corr_##SUFFIX(const T* g, const T* x, int64_t s, int64_t n, T* ar, T* ai) {       \
-    s == 1 ? corr_row<T, 1>(g, x, 1, n, ar, ai) : corr_row<T, 0>(g, x, s, n, ar, ai);                           \
+#define CPLXFAST_DEPTHWISE_ROWS(T, SUFFIX)                                                                        \
+  CPLXFAST_VECTOR_CLONES void mac_##SUFFIX(const T* xr, const T* xi, int64_t s, T wr, T wi, int64_t n, T* ar,     \
+                                           T* ai) {                                                               \
+    s == 1 ? mac_row<T, 1>(xr, xi, 1, wr, wi, n, ar, ai) : mac_row<T, 0>(xr, xi, s, wr, wi, n, ar, ai);          \
+  }                                                                                                               \
+  CPLXFAST_VECTOR_CLONES void scatter_##SUFFIX(const T* gr, const T* gi, int64_t s, T wr, T wi, int64_t n, T* xr, \
+                                               T* xi) {                                                           \
+    s == 1 ? scatter_row<T, 1>(gr, gi, 1, wr, wi, n, xr, xi) : scatter_row<T, 0>(gr, gi, s, wr, wi, n, xr, xi);  \
+  }                                                                                                               \
+  CPLXFAST_VECTOR_CLONES void corr_##SUFFIX(const T* gr, const T* gi, const T* xr, const T* xi, int64_t s,        \
+                                            int64_t n, T* ar, T* ai) {                                            \
+    s == 1 ? corr_row<T, 1>(gr, gi, xr, xi, 1, n, ar, ai) : corr_row<T, 0>(gr, gi, xr, xi, s, n, ar, ai);        \
   }
 CPLXFAST_DEPTHWISE_ROWS(float, f32)
 CPLXFAST_DEPTHWISE_ROWS(double, f64)
@@ -90,18 +93,42 @@ struct Rows<double> {
   static constexpr auto corr = &corr_f64;
 };
 
-// Depthwise geometry, and the output columns each tap reaches.
-struct Depthwise : DepthwiseGeometry {
-  Depthwise(const at::Tensor& x, const at::Tensor& w, const ConvParams& p)
-      : DepthwiseGeometry(depthwise_geometry(x, w, p)) {}
+// A planar copy of one complex plane [rows, cols]: re and im rows of `pitch` elements with
+// `pad` zero columns on each side (thread-local scratch, reused across planes).
+template <typename T>
+struct PlanarPlane {
+  int64_t rows, cols, pad, pitch;
+  std::vector<T> buf;
 
-  // Output columns [lo, hi) whose input column ow * sw + off lies inside the row.
-  void columns(int64_t off, int64_t& lo, int64_t& hi) const {
-    lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
-    hi = W - 1 - off < 0 ? 0 : std::min(OW, (W - 1 - off) / sw + 1);
-    lo = std::min(lo, hi);
+  PlanarPlane(int64_t rows_, int64_t cols_, int64_t pad_)
+      : rows(rows_), cols(cols_), pad(pad_), pitch(cols_ + 2 * pad_), buf(2 * rows_ * pitch, T(0)) {}
+
+  // Row r of the padded plane: column c of the data is at [pad + c].
+  T* re(int64_t r) { return buf.data() + r * pitch; }
+  T* im(int64_t r) { return buf.data() + (rows + r) * pitch; }
+
+  // Read an interleaved plane in (the padding stays zero).
+  void load(const T* z) {
+    for (int64_t r = 0; r < rows; ++r) {
+      T *a = re(r) + pad, *b = im(r) + pad;
+      const T* zr = z + 2 * r * cols;
+      for (int64_t c = 0; c < cols; ++c) a[c] = zr[2 * c], b[c] = zr[2 * c + 1];
+    }
+  }
+
+  void zero() { std::fill(buf.begin(), buf.end(), T(0)); }
+
+  // Write the data columns out interleaved.
+  void store(T* z) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const T *a = re(r) + pad, *b = im(r) + pad;
+      T* zr = z + 2 * r * cols;
+      for (int64_t c = 0; c < cols; ++c) zr[2 * c] = a[c], zr[2 * c + 1] = b[c];
+    }
   }
 };
+
+using Depthwise = DepthwiseGeometry;
 
 // Real parts of the (small) weight and bias, contiguous and with neg bits resolved.
 at::Tensor plain(const at::Tensor& t) { return t.resolve_neg().contiguous(); }
@@ -115,31 +142,24 @@ void depthwise_forward_impl(const at::Tensor& x, const at::Tensor& w_re, const a
   const T* Br = b_re.defined() ? b_re.data_ptr<T>() : nullptr;
   const T* Bi = b_im.defined() ? b_im.data_ptr<T>() : nullptr;
   at::parallel_for(0, d.B * d.C, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> acc(2 * d.OW);
-    T *acc_re = acc.data(), *acc_im = acc.data() + d.OW;
+    PlanarPlane<T> in(d.H, d.W, d.pw), out(d.OH, d.OW, 0);
     for (int64_t plane = begin; plane < end; ++plane) {
       const int64_t c = plane % d.C;
-      const T* xp = X + 2 * plane * d.H * d.W;
-      T* yp = Y + 2 * plane * d.OH * d.OW;
+      in.load(X + 2 * plane * d.H * d.W);
       for (int64_t oh = 0; oh < d.OH; ++oh) {
+        T *acc_re = out.re(oh), *acc_im = out.im(oh);
         std::fill(acc_re, acc_re + d.OW, Br ? Br[c] : T(0));
         std::fill(acc_im, acc_im + d.OW, Bi ? Bi[c] : T(0));
         for (int64_t kh = 0; kh < d.KH; ++kh) {
           const int64_t ih = oh * d.sh - d.ph + kh * d.dh;
           if (ih < 0 || ih >= d.H) continue;
           for (int64_t kw = 0; kw < d.KW; ++kw) {
-            const int64_t off = kw * d.dw - d.pw, k = (c * d.KH + kh) * d.KW + kw;
-            int64_t lo, hi;
-            d.columns(off, lo, hi);
-            Rows<T>::mac(xp + 2 * (ih * d.W + lo * d.sw + off), d.sw, Wr[k], Wi[k], hi - lo, acc_re + lo, acc_im + lo);
+            const int64_t k = (c * d.KH + kh) * d.KW + kw;
+            Rows<T>::mac(in.re(ih) + kw * d.dw, in.im(ih) + kw * d.dw, d.sw, Wr[k], Wi[k], d.OW, acc_re, acc_im);
           }
         }
-        T* yr = yp + 2 * oh * d.OW;
-        for (int64_t j = 0; j < d.OW; ++j) {
-          yr[2 * j] = acc_re[j];
-          yr[2 * j + 1] = acc_im[j];
-        }
       }
+      out.store(Y + 2 * plane * d.OH * d.OW);
     }
   });
 }
@@ -155,41 +175,37 @@ void depthwise_backward_impl(const at::Tensor& g, const at::Tensor& x, const at:
   T* PB = partial_b ? reinterpret_cast<T*>(partial_b->data_ptr()) : nullptr;  // [B C] complex
   const int64_t K = d.KH * d.KW;
   at::parallel_for(0, d.B * d.C, 1, [&](int64_t begin, int64_t end) {
-    // Per tap k: row accumulators of g conj(x) (re, im), then the bias row (re, im).
+    PlanarPlane<T> gp(d.OH, d.OW, 0), xp(PW ? d.H : 0, d.W, d.pw), gxp(GX ? d.H : 0, d.W, d.pw);
+    // Per tap t: row accumulators of g conj(x) (re row, im row); then the bias row pair.
     std::vector<T> acc((PW || PB) ? 2 * (K + 1) * d.OW : 0);
+    const auto acc_re = [&](int64_t slot) { return acc.data() + 2 * slot * d.OW; };
     for (int64_t plane = begin; plane < end; ++plane) {
       const int64_t c = plane % d.C;
-      const T* xp = X + 2 * plane * d.H * d.W;
-      const T* gp = G + 2 * plane * d.OH * d.OW;
-      T* gxp = GX ? GX + 2 * plane * d.H * d.W : nullptr;
-      if (gxp) std::fill(gxp, gxp + 2 * d.H * d.W, T(0));
+      gp.load(G + 2 * plane * d.OH * d.OW);
+      if (PW) xp.load(X + 2 * plane * d.H * d.W);
+      if (GX) gxp.zero();
       std::fill(acc.begin(), acc.end(), T(0));
       for (int64_t oh = 0; oh < d.OH; ++oh) {
-        const T* grow = gp + 2 * oh * d.OW;
+        const T *gr = gp.re(oh), *gi = gp.im(oh);
         if (PB) {
-          T *br = acc.data() + 2 * K * d.OW, *bi = br + d.OW;
-          for (int64_t j = 0; j < d.OW; ++j) br[j] += grow[2 * j], bi[j] += grow[2 * j + 1];
+          T *br = acc_re(K), *bi = br + d.OW;
+          for (int64_t j = 0; j < d.OW; ++j) br[j] += gr[j], bi[j] += gi[j];
         }
         for (int64_t kh = 0; kh < d.KH; ++kh) {
           const int64_t ih = oh * d.sh - d.ph + kh * d.dh;
           if (ih < 0 || ih >= d.H) continue;
           for (int64_t kw = 0; kw < d.KW; ++kw) {
-            const int64_t off = kw * d.dw - d.pw, t = kh * d.KW + kw, k = c * K + t;
-            int64_t lo, hi;
-            d.columns(off, lo, hi);
-            const int64_t in_at = 2 * (ih * d.W + lo * d.sw + off);
-            if (gxp) Rows<T>::scatter(grow + 2 * lo, d.sw, Wr[k], Wi[k], hi - lo, gxp + in_at);
-            if (PW) {
-              T* ar = acc.data() + 2 * t * d.OW;
-              Rows<T>::corr(grow + 2 * lo, xp + in_at, d.sw, hi - lo, ar + lo, ar + d.OW + lo);
-            }
+            const int64_t t = kh * d.KW + kw, k = c * K + t, off = kw * d.dw;
+            if (GX) Rows<T>::scatter(gr, gi, d.sw, Wr[k], Wi[k], d.OW, gxp.re(ih) + off, gxp.im(ih) + off);
+            if (PW) Rows<T>::corr(gr, gi, xp.re(ih) + off, xp.im(ih) + off, d.sw, d.OW, acc_re(t), acc_re(t) + d.OW);
           }
         }
       }
+      if (GX) gxp.store(GX + 2 * plane * d.H * d.W);
       const auto row_sum = [&](int64_t slot, T* out) {
-        const T* ar = acc.data() + 2 * slot * d.OW;
+        const T* a = acc_re(slot);
         T sr = 0, si = 0;
-        for (int64_t j = 0; j < d.OW; ++j) sr += ar[j], si += ar[d.OW + j];
+        for (int64_t j = 0; j < d.OW; ++j) sr += a[j], si += a[d.OW + j];
         out[0] = sr, out[1] = si;
       };
       if (PW) {
@@ -202,8 +218,8 @@ void depthwise_backward_impl(const at::Tensor& g, const at::Tensor& x, const at:
 
 at::Tensor depthwise(const at::Tensor& x_in, const at::Tensor& weight_re, const at::Tensor& weight_im,
                      const at::Tensor& bias_re, const at::Tensor& bias_im, const ConvParams& p) {
-  const at::Tensor x = x_in.resolve_conj().contiguous();
-  const Depthwise d(x, weight_re, p);
+  const at::Tensor x = x_in.resolve_conj().resolve_neg().contiguous();
+  const Depthwise d = depthwise_geometry(x, weight_re, p);
   std::vector<int64_t> shape{d.B, d.C};
   if (x.dim() == 4) shape.push_back(d.OH);
   shape.push_back(d.OW);
@@ -218,9 +234,9 @@ at::Tensor depthwise(const at::Tensor& x_in, const at::Tensor& weight_re, const 
 
 ConvGrads depthwise_backward(const at::Tensor& grad, const at::Tensor& x_in, const at::Tensor& weight_re,
                              const at::Tensor& weight_im, const ConvParams& p, std::array<bool, 3> mask) {
-  const at::Tensor x = x_in.resolve_conj().contiguous();
-  const at::Tensor g = grad.resolve_conj().contiguous();
-  const Depthwise d(x, weight_re, p);
+  const at::Tensor x = x_in.resolve_conj().resolve_neg().contiguous();
+  const at::Tensor g = grad.resolve_conj().resolve_neg().contiguous();
+  const Depthwise d = depthwise_geometry(x, weight_re, p);
   const int64_t K = d.KH * d.KW;
   at::Tensor gx = mask[0] ? at::empty(x.sizes(), x.options()) : at::Tensor();
   at::Tensor pw = mask[1] ? at::empty({d.B, d.C, K}, x.options()) : at::Tensor();

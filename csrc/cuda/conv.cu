@@ -123,7 +123,7 @@ at::Tensor plain(const at::Tensor& t) { return t.resolve_neg().contiguous(); }
 at::Tensor depthwise(const at::Tensor& x_in, const at::Tensor& weight_re, const at::Tensor& weight_im,
                      const at::Tensor& bias_re, const at::Tensor& bias_im, const ConvParams& p) {
   const c10::cuda::CUDAGuard guard(x_in.device());
-  const at::Tensor x = x_in.resolve_conj().contiguous();
+  const at::Tensor x = x_in.resolve_conj().resolve_neg().contiguous();
   const Depthwise d = depthwise_geometry(x, weight_re, p);
   std::vector<int64_t> shape{d.B, d.C};
   if (x.dim() == 4) shape.push_back(d.OH);
@@ -146,8 +146,8 @@ at::Tensor depthwise(const at::Tensor& x_in, const at::Tensor& weight_re, const 
 ConvGrads depthwise_backward(const at::Tensor& grad, const at::Tensor& x_in, const at::Tensor& weight_re,
                              const at::Tensor& weight_im, const ConvParams& p, std::array<bool, 3> mask) {
   const c10::cuda::CUDAGuard guard(x_in.device());
-  const at::Tensor x = x_in.resolve_conj().contiguous();
-  const at::Tensor g = grad.resolve_conj().contiguous();
+  const at::Tensor x = x_in.resolve_conj().resolve_neg().contiguous();
+  const at::Tensor g = grad.resolve_conj().resolve_neg().contiguous();
   const Depthwise d = depthwise_geometry(x, weight_re, p);
   const at::Tensor wr = plain(weight_re), wi = plain(weight_im);
   at::Tensor gx, gw_re, gw_im, gb_re, gb_im;
