@@ -114,3 +114,41 @@ def test_batch_norm_fuzz(data, dtype, batch, C, spatial, training, affine):
     for got, want in backward_pair(ours, theirs, inputs, g):
         assert got.shape == want.shape
         assert want.abs().max() < 1e-12 or rel_err(got, want) < TOL[dtype] * 10
+
+
+@SETTINGS
+@given(data=st.data(), dtype=DTYPES, n=st.integers(1, 3), batch=st.integers(0, 3), groups=st.integers(1, 3),
+       transposed=st.booleans(), algorithm=st.sampled_from(["3m", "4m", "auto"]), bias=st.booleans())
+def test_conv_fuzz(data, dtype, n, batch, groups, transposed, algorithm, bias):
+    torch.manual_seed(0)
+    depthwise = not transposed and n <= 2 and data.draw(st.booleans())  # the fused kernel's case
+    c_in = groups * (1 if depthwise else data.draw(st.integers(1, 2)))
+    c_out = c_in if depthwise else groups * data.draw(st.integers(1, 2))
+    k = [data.draw(st.integers(1, 3)) for _ in range(n)]
+    stride = [data.draw(st.integers(1, 3)) for _ in range(n)]
+    dilation = [data.draw(st.integers(1, 2)) for _ in range(n)]
+    padding = [data.draw(st.integers(0, 2)) for _ in range(n)]
+    output_padding = [data.draw(st.integers(0, max(s, d) - 1)) if transposed else 0 for s, d in zip(stride, dilation)]
+    span = [d * (kk - 1) + 1 for d, kk in zip(dilation, k)]
+    size = [data.draw(st.integers(max(1, sp - 2 * p), 7)) for sp, p in zip(span, padding)]
+    if transposed and any((s - 1) * st_ - 2 * p + sp + op <= 0
+                          for s, st_, p, sp, op in zip(size, stride, padding, span, output_padding)):
+        return  # no output: an error (tested elsewhere)
+    x = tensor_with_layout(data.draw, (batch, c_in, *size), dtype)
+    w_shape = (c_in, c_out // groups, *k) if transposed else (c_out, c_in // groups, *k)
+    w = tensor_with_layout(data.draw, w_shape, dtype)
+    b = torch.randn(c_out, dtype=dtype) if bias else None
+    geo = (stride, padding, dilation, transposed, output_padding, groups)
+
+    def ours(x, w, b=None):
+        return ops.conv(x, w.real, w.imag, None if b is None else b.real, None if b is None else b.imag, *geo, algorithm)
+
+    def theirs(x, w, b=None):
+        return ref.conv(x, w, b, stride, padding, dilation, groups, transposed, output_padding)
+
+    want = theirs(x, w, b)
+    assert close(ours(x, w, b), want, dtype)
+    g = torch.randn(*want.shape, dtype=dtype)
+    for got, want_grad in backward_pair(ours, theirs, [x, w] + ([b] if bias else []), g):
+        assert got.shape == want_grad.shape
+        assert want_grad.numel() == 0 or want_grad.abs().max() < 1e-12 or close(got, want_grad, dtype)
