@@ -10,6 +10,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.parametrize("script,title", [
     ("bench_linear.py", "linear, complex64, cpu"),
+    ("bench_conv.py", "conv, complex64, cpu"),
     ("bench_modrelu.py", "adaptive modReLU"),
     ("bench_batchnorm.py", "complex batch norm 2d"),
 ])
