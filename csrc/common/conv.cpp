@@ -5,6 +5,7 @@
 #include <c10/util/accumulate.h>
 
 #include "common/checks.h"
+#include "common/workspace.h"
 
 namespace cplxfast {
 namespace {
@@ -135,13 +136,13 @@ struct Layout {
   }
 
   // Plane-major buffer [P, rows, cols] for P planes of an activation with these sizes.
-  at::Tensor plane_major(at::IntArrayRef sizes, int64_t P, const at::TensorOptions& real_opts) const {
-    return at::empty({P, rows(sizes), cols(sizes)}, real_opts);
+  at::Tensor plane_major(at::IntArrayRef sizes, int64_t P, Workspace& ws) const {
+    return ws.take(P * c10::multiply_integers(sizes)).view({P, rows(sizes), cols(sizes)});
   }
 
   // Row-interleaved buffer, seen as its planes [P, rows, cols] (the storage is [rows, P, cols]).
-  at::Tensor row_interleaved(at::IntArrayRef sizes, int64_t P, const at::TensorOptions& real_opts) const {
-    return at::empty({rows(sizes), P, cols(sizes)}, real_opts).transpose(0, 1);
+  at::Tensor row_interleaved(at::IntArrayRef sizes, int64_t P, Workspace& ws) const {
+    return ws.take(P * c10::multiply_integers(sizes)).view({rows(sizes), P, cols(sizes)}).transpose(0, 1);
   }
 
   // Planes as the real convolution operand [B, P * C, *S] in fmt: one plane of a plane-major
@@ -303,9 +304,11 @@ at::Tensor conv_forward(
   }
 
   const at::Tensor x = x_in.contiguous(fmt);
+  const int64_t P = algo == ConvAlgorithm::k4M ? 2 : 3;
+  Workspace ws(real_options(x), P * x.numel());
   if (algo == ConvAlgorithm::k4M) {
     const Layout layout{fmt, p.groups};
-    const at::Tensor x_planes = layout.row_interleaved(x.sizes(), 2, real_options(x));
+    const at::Tensor x_planes = layout.row_interleaved(x.sizes(), 2, ws);
     backend.planes.split(layout.parts(x), /*conj=*/false, x_planes.unbind(0));
     const at::Tensor products = at::convolution(
         layout.as_operand(x_planes, x.sizes(), 2), block_weight(weight_re, weight_im, p.groups, p.transposed),
@@ -318,7 +321,7 @@ at::Tensor conv_forward(
   // 3M: three backend convolutions of the planes. The bias rides in them: plane 0 gets Re b and
   // plane 2 Re b + Im b, which the recombination turns into exactly b.
   const Layout layout{fmt, 1};
-  const at::Tensor x_planes = layout.plane_major(x.sizes(), 3, real_options(x));
+  const at::Tensor x_planes = layout.plane_major(x.sizes(), 3, ws);
   backend.planes.split(layout.parts(x), /*conj=*/false, x_planes.unbind(0));
   const std::vector<at::Tensor> w = weight_planes(backend.planes, weight_re, weight_im, /*conj=*/false);
   const std::array<at::Tensor, 3> bias =
@@ -363,12 +366,21 @@ ConvGrads conv_backward(
   if (!need_x && !need_w && !need_b) return {grad_x, gw_re, gw_im, gb_re, gb_im};
 
   const at::Tensor g = grad_in.contiguous(fmt), x = x_in.contiguous(fmt);
+  const int64_t P = algo == ConvAlgorithm::k4M ? 2 : 3;
+  // x's planes are only read when the weight gradient is wanted; otherwise they are a shape
+  // to the backend, and fresh (never touched) memory.
+  Workspace ws(ropts, P * (g.numel() + (need_w ? x.numel() : 0)));
+  const auto x_planes_of = [&](const Layout& layout) {
+    if (need_w) return P == 2 ? layout.row_interleaved(x.sizes(), P, ws) : layout.plane_major(x.sizes(), P, ws);
+    return P == 2 ? at::empty({layout.rows(x.sizes()), P, layout.cols(x.sizes())}, ropts).transpose(0, 1)
+                  : at::empty({P, layout.rows(x.sizes()), layout.cols(x.sizes())}, ropts);
+  };
   if (algo == ConvAlgorithm::k4M) {
     // The real block form: its transpose already conjugates, so x's own planes and the block
     // weight give grad_x and the block weight's gradient.
     const Layout layout{fmt, p.groups};
-    const at::Tensor g_planes = layout.row_interleaved(g.sizes(), 2, ropts);
-    const at::Tensor x_planes = layout.row_interleaved(x.sizes(), 2, ropts);
+    const at::Tensor g_planes = layout.row_interleaved(g.sizes(), 2, ws);
+    const at::Tensor x_planes = x_planes_of(layout);
     backend.planes.split(layout.parts(g), /*conj=*/false, g_planes.unbind(0));
     if (need_w) backend.planes.split(layout.parts(x), /*conj=*/false, x_planes.unbind(0));
     const std::vector<int64_t> bias_sizes{2 * C_out};
@@ -393,8 +405,8 @@ ConvGrads conv_backward(
   // gradient of (g_j, conj(x)_j), and for j = 0, 1 the sums of Re g and Im g (the bias
   // gradient). An operand whose gradient partner is not wanted is only a shape to the backend.
   const Layout layout{fmt, 1};
-  const at::Tensor g_planes = layout.plane_major(g.sizes(), 3, ropts);
-  const at::Tensor x_planes = layout.plane_major(x.sizes(), 3, ropts);
+  const at::Tensor g_planes = layout.plane_major(g.sizes(), 3, ws);
+  const at::Tensor x_planes = x_planes_of(layout);
   backend.planes.split(layout.parts(g), /*conj=*/false, g_planes.unbind(0));
   if (need_w) backend.planes.split(layout.parts(x), /*conj=*/true, x_planes.unbind(0));
   const std::vector<at::Tensor> w = need_x ? weight_planes(backend.planes, weight_re, weight_im, /*conj=*/true)

@@ -7,6 +7,7 @@
 #include <c10/util/accumulate.h>
 
 #include "common/checks.h"
+#include "common/workspace.h"
 
 namespace cplxfast {
 namespace {
@@ -116,34 +117,6 @@ void real_products(const Gemm3mBackend& backend, at::Tensor P, const at::Tensor&
     }
   }
 }
-
-// Scratch memory for the planes and products of one call: one block, carved into buffers in
-// order. On CPU the block is cached per thread and reused across calls: freshly allocated
-// multi-MB buffers are page-faulted (zero-filled by the OS) on every call, which cost up to
-// ~5% of a large layer and made timings swing with the allocator's state. CUDA's caching
-// allocator already reuses memory, so there each call allocates.
-class Workspace {
- public:
-  Workspace(const at::TensorOptions& opts, int64_t numel) {
-    if (opts.device().is_cpu()) {
-      thread_local std::array<at::Tensor, 2> cache;  // float, double
-      at::Tensor& block = cache[opts.dtype() == at::kDouble ? 1 : 0];
-      if (!block.defined() || block.numel() < numel) block = at::empty({numel}, opts);
-      block_ = block;
-    } else {
-      block_ = at::empty({numel}, opts);
-    }
-  }
-  at::Tensor take(int64_t numel) {
-    at::Tensor t = block_.narrow(0, used_, numel);
-    used_ += numel;
-    return t;
-  }
-
- private:
-  at::Tensor block_;
-  int64_t used_ = 0;
-};
 
 int64_t chunk_of(const Gemm3mBackend& backend, int64_t M) {
   return backend.chunk_rows > 0 ? std::min(backend.chunk_rows, M) : M;
