@@ -2,7 +2,7 @@
 # The ONE prepared GPU run: build cplxfast against the machine's torch with all cores, run the
 # whole test suite (CUDA cases included), run the CUDA benchmarks, and write logs and JSON into
 # OUTDIR. Runs from a fresh copy of the repo on a machine with torch, nvcc and ninja but no
-# network; each step has its own timeout, together 515 s at most (a full build took about 5 min
+# network; each step has its own timeout, together 575 s at most (a full build took about 5 min
 # on the 2-core development VM; 16 cores should need well under the 240 s allowed).
 #
 #   bash bench/gpu_check.sh [OUTDIR]
@@ -50,5 +50,6 @@ step bench_conv 40 "$PY" bench/bench_conv.py --device cuda --out "$OUT"
 step bench_linear_crossover 30 "$PY" bench/bench_linear.py --device cuda --crossover --rounds 5 --out "$OUT"
 step bench_modrelu 30 "$PY" bench/bench_modrelu.py --device cuda --out "$OUT"
 step bench_batchnorm 30 "$PY" bench/bench_batchnorm.py --device cuda --out "$OUT"
+step bench_e2e 60 "$PY" bench/bench_e2e.py --device cuda --out "$OUT"
 cat "$OUT/summary.txt"
 exit $status

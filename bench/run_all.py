@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FAMILIES = ["bench_linear.py", "bench_conv.py", "bench_modrelu.py", "bench_batchnorm.py"]
+FAMILIES = ["bench_linear.py", "bench_conv.py", "bench_modrelu.py", "bench_batchnorm.py", "bench_e2e.py"]
 
 
 def main():

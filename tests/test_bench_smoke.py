@@ -13,6 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("bench_conv.py", "conv, complex64, cpu"),
     ("bench_modrelu.py", "adaptive modReLU"),
     ("bench_batchnorm.py", "complex batch norm 2d"),
+    ("bench_e2e.py", "end to end training"),
 ])
 def test_bench_script_runs_quick(tmp_path, script, title):
     result = subprocess.run(
@@ -22,3 +23,17 @@ def test_bench_script_runs_quick(tmp_path, script, title):
     assert result.returncode == 0, result.stderr[-2000:]
     assert title in result.stdout and "cplxfast" in result.stdout
     assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+def test_e2e_loss_curves_agree(tmp_path):
+    """The two implementations train the same model on the same batches: their losses agree."""
+    import json
+
+    subprocess.run([sys.executable, os.path.join(ROOT, "bench", "bench_e2e.py"), "--quick", "--device", "cpu",
+                    "--out", str(tmp_path)], check=True, capture_output=True, timeout=600, cwd=ROOT)
+    rows = json.load(open(tmp_path / "e2e-cpu.json"))["rows"]
+    losses = {r["impl"]: r["losses"] for r in rows}
+    assert len(losses["cplxfast"]) == len(losses["cplxmodule"]) == 4
+    for a, b in zip(losses["cplxfast"], losses["cplxmodule"]):
+        assert abs(a - b) <= 0.02 * abs(b)
+    assert (tmp_path / "e2e-cpu.png").exists()
