@@ -1,17 +1,25 @@
 """Drop-in replacements for cplxmodule.nn layers, backed by fused kernels.
 
-Every layer takes a native complex tensor or a cplxmodule ``Cplx`` and returns the same kind.
+Every layer takes a native complex tensor or a cplxmodule ``Cplx`` and returns the same kind;
+``convert(model)`` swaps the cplxmodule layers of a live model for these.
 """
 from ._complex import CplxParameter
 from .activation import CplxAdaptiveModReLU, CplxModReLU, ModReLU
 from .batchnorm import CplxBatchNorm1d, CplxBatchNorm2d, CplxBatchNorm3d, CplxSyncBatchNorm, convert_sync_batchnorm
+from .casting import AsTypeCplx, CplxAngle, CplxImag, CplxModulus, CplxReal, CplxToReal, RealToCplx
 from .conv import (
     CplxConv1d, CplxConv2d, CplxConv3d, CplxConvTranspose1d, CplxConvTranspose2d, CplxConvTranspose3d,
 )
-from .linear import CplxLinear
+from .convert import convert
+from .extra import (
+    CplxDropout, CplxIdentity, CplxMaxPool1d, CplxMaxPool2d, CplxMaxPool3d, CplxPhaseShift, CplxSequential, CplxToCplx,
+)
+from .linear import CplxBilinear, CplxLinear
 
 __all__ = [
-    "CplxAdaptiveModReLU", "CplxBatchNorm1d", "CplxBatchNorm2d", "CplxBatchNorm3d", "CplxConv1d", "CplxConv2d", "CplxConv3d",
-    "CplxConvTranspose1d", "CplxConvTranspose2d", "CplxConvTranspose3d", "CplxLinear", "CplxModReLU",
-    "CplxParameter", "CplxSyncBatchNorm", "ModReLU", "convert_sync_batchnorm",
+    "AsTypeCplx", "CplxAdaptiveModReLU", "CplxAngle", "CplxBatchNorm1d", "CplxBatchNorm2d", "CplxBatchNorm3d",
+    "CplxBilinear", "CplxConv1d", "CplxConv2d", "CplxConv3d", "CplxConvTranspose1d", "CplxConvTranspose2d",
+    "CplxConvTranspose3d", "CplxDropout", "CplxIdentity", "CplxImag", "CplxLinear", "CplxMaxPool1d", "CplxMaxPool2d",
+    "CplxMaxPool3d", "CplxModReLU", "CplxModulus", "CplxParameter", "CplxPhaseShift", "CplxReal", "CplxSequential",
+    "CplxSyncBatchNorm", "CplxToCplx", "CplxToReal", "ModReLU", "RealToCplx", "convert", "convert_sync_batchnorm",
 ]

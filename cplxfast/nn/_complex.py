@@ -102,3 +102,23 @@ class CplxParameter(torch.nn.ParameterDict):
 
     def extra_repr(self):
         return ", ".join(map(str, self.real.shape))
+
+
+def _promote_real_checkpoint(module, state_dict, prefix, *args):
+    """load_state_dict pre-hook: a plain real tensor stored under a complex parameter's name (a
+    checkpoint of the real layer, e.g. torch.nn.Linear's ``weight``) loads as the real part, with
+    the imaginary part zero."""
+    for name, child in module.named_children():
+        key = prefix + name
+        if isinstance(child, CplxParameter) and key in state_dict and key + ".real" not in state_dict:
+            real = state_dict.pop(key)
+            state_dict[key + ".real"] = real
+            state_dict[key + ".imag"] = torch.zeros_like(real)
+
+
+class CplxModule(torch.nn.Module):
+    """Base of layers with CplxParameters: checkpoints of the real layer load into them."""
+
+    def __init__(self):
+        super().__init__()
+        self._register_load_state_dict_pre_hook(_promote_real_checkpoint, with_module=True)

@@ -6,11 +6,11 @@ from torch.nn.modules.conv import _ConvTransposeNd
 
 from .. import _config, ops
 from ..functional import PADDING_MODES, _ntuple, conv_padding
-from ._complex import CplxParameter, check_dtype, to_complex
+from ._complex import CplxModule, CplxParameter, check_dtype, to_complex
 from .linear import cplx_fans, cplx_kaiming_uniform_
 
 
-class _CplxConvNd(torch.nn.Module):
+class _CplxConvNd(CplxModule):
     """Shared by the convolution layers: cplxmodule's parameters, init and state_dict layout."""
 
     _dims = 0

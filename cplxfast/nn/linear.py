@@ -4,7 +4,7 @@ import math
 import torch
 
 from .. import _config, ops
-from ._complex import CplxParameter, check_dtype, to_complex
+from ._complex import CplxModule, CplxParameter, check_dtype, to_complex
 
 
 def cplx_kaiming_uniform_(param, a=0.0):
@@ -22,7 +22,7 @@ def cplx_fans(shape):
     return shape[1] * receptive, shape[0] * receptive
 
 
-class CplxLinear(torch.nn.Module):
+class CplxLinear(CplxModule):
     """y = x W^T + b on complex input; same signature, parameters and state_dict as cplxmodule's.
 
     Takes a complex tensor [*, in_features] or a cplxmodule ``Cplx`` (any object with .real and
@@ -59,3 +59,37 @@ class CplxLinear(torch.nn.Module):
     def extra_repr(self):
         algo = "" if self.algorithm is None else f", algorithm={self.algorithm!r}"
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}{algo}"
+
+
+class CplxBilinear(CplxModule):
+    """y_k = sum_ij conj(x1_i) W_kij x2_j + b_k (conjugate=False: x1 not conjugated); cplxmodule's
+    signature, parameters [out, in1, in2] and [out], init and state_dict. Plain PyTorch (one complex
+    einsum), not a fused kernel."""
+
+    def __init__(self, in1_features, in2_features, out_features, bias=True, conjugate=True, *, dtype=None,
+                 device=None):
+        super().__init__()
+        self.in1_features, self.in2_features, self.out_features = in1_features, in2_features, out_features
+        self.conjugate = conjugate
+        self.weight = CplxParameter.empty(out_features, in1_features, in2_features, dtype=dtype, device=device)
+        self.bias = CplxParameter.empty(out_features, dtype=dtype, device=device) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        cplx_kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = cplx_fans(self.weight.shape)
+            bound = 1 / math.sqrt(fan_in)
+            torch.nn.init.uniform_(self.bias.real, -bound, bound)
+            torch.nn.init.uniform_(self.bias.imag, -bound, bound)
+
+    def forward(self, input1, input2):
+        z1, rewrap = to_complex(input1, type(self).__name__)
+        z2, _ = to_complex(input2, type(self).__name__)
+        check_dtype(type(self).__name__, z1, self.weight.real)
+        y = torch.einsum("...i,kij,...j->...k", z1.conj() if self.conjugate else z1, self.weight.complex(), z2)
+        return rewrap(y if self.bias is None else y + self.bias.complex())
+
+    def extra_repr(self):
+        return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "
+                f"out_features={self.out_features}, bias={self.bias is not None}, conjugate={self.conjugate}")
