@@ -44,6 +44,10 @@ def _worker(rank, init_file):
         for a, b in zip(got, want):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         assert all(p.grad is not None for p in ddp.parameters())
+        # Both ranks done before DDP's reducer and the process group go away (tearing them down
+        # while the other rank still talks aborted a run with "terminate called").
+        dist.barrier()
+        del ddp
     finally:
         dist.destroy_process_group()
 

@@ -285,6 +285,9 @@ def test_auto_uses_backend_gemm_for_small_and_3m_for_large():
     w = crandn(512, 512, dtype=torch.complex64)
     x, w = torch.complex(x.real, 1e-4 * x.imag), torch.complex(w.real, 1e-4 * w.imag)
     assert torch.equal(F.linear(x, w, None, "auto"), F.linear(x, w, None, "3m"))
+    tall, narrow = crandn(4096, 128, dtype=torch.complex64), crandn(128, 128, dtype=torch.complex64)
+    tall, narrow = torch.complex(tall.real, 1e-4 * tall.imag), torch.complex(narrow.real, 1e-4 * narrow.imag)
+    assert torch.equal(F.linear(tall, narrow, None, "auto"), F.linear(tall, narrow, None, "3m"))
 
 
 # ------------------------------------------------------------------------------ module

@@ -17,9 +17,12 @@ namespace {
 // to outweigh the plane passes. The shared VM's noise moved the break-even between runs:
 // complex64 at M = 256 won 5-10% in one run and lost 2-17% in the other, while M, N, K >= 512
 // won 7-21% in both; complex128 won only from N, K >= 1024 (M >= 256: 1-15% in both runs).
+// Tall problems win from narrower features: complex64 M = 4096 with N = K = 128/256 won 9%/14%
+// in the crossover run, and bench_linear's 8192x256->256 won 15-20% in every run.
 bool prefer_3m(int64_t M, int64_t N, int64_t K, at::ScalarType dtype) {
-  return dtype == at::kComplexFloat ? M >= 512 && std::min(N, K) >= 512
-                                     : M >= 256 && std::min(N, K) >= 1024;
+  const int64_t features = std::min(N, K);
+  return dtype == at::kComplexFloat ? (M >= 512 && features >= 512) || (M >= 4096 && features >= 128)
+                                     : M >= 256 && features >= 1024;
 }
 
 const Gemm3mBackend& backend() {

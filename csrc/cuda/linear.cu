@@ -15,8 +15,9 @@ namespace {
 // Not yet measured on a GPU: bench/gpu_check.sh runs bench_linear.py --crossover there. Until
 // a GPU run says otherwise, the CPU's measured rule (csrc/cpu/linear.cpp).
 bool prefer_3m(int64_t M, int64_t N, int64_t K, at::ScalarType dtype) {
-  return dtype == at::kComplexFloat ? M >= 512 && std::min(N, K) >= 512
-                                     : M >= 256 && std::min(N, K) >= 1024;
+  const int64_t features = std::min(N, K);
+  return dtype == at::kComplexFloat ? (M >= 512 && features >= 512) || (M >= 4096 && features >= 128)
+                                     : M >= 256 && features >= 1024;
 }
 
 const Gemm3mBackend& backend() {
