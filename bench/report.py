@@ -92,7 +92,7 @@ def plot_overhead(rows, path):
 
     rows = [r for r in rows if r["overhead"]]
     impls = ["cplxfast", "torch", "cplxmodule"]
-    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(rows)), 4.5))
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(rows)), 5.5))
     width = 0.8 / len(impls)
     for i, impl in enumerate(impls):
         xs = [j + (i - 1) * width for j, r in enumerate(rows) if impl in r["overhead"]]
@@ -100,7 +100,8 @@ def plot_overhead(rows, path):
         ax.bar(xs, ys, width, label=impl)
     ax.axhline(3.0, color="gray", linestyle=":", label="3M floor (GEMM/conv)")
     ax.axhline(4.0, color="gray", linestyle="--", label="naive complex (4 real mults)")
-    ax.set_xticks(range(len(rows)), [f"{r['family']}\n{r['case']}" for r in rows], fontsize=7)
+    ax.set_xticks(range(len(rows)), [f"{r['family']}: {r['case']}" for r in rows], fontsize=7, rotation=30,
+                  ha="right")
     ax.set_ylabel("complex overhead factor (time / real layer)")
     ax.set_yscale("log")
     ax.legend(fontsize=8)
