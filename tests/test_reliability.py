@@ -1,5 +1,8 @@
-"""Memory saved for backward, thread safety and run-to-run reproducibility of every op family."""
+"""Memory saved for backward, no leaks over many training steps, thread safety and run-to-run
+reproducibility of every op family."""
+import os
 import threading
+import tracemalloc
 
 import pytest
 import torch
@@ -7,7 +10,7 @@ import torch
 from cplxfast import _reference as ref
 from cplxfast import functional as F
 from cplxfast import ops
-from cplxfast.nn import CplxAdaptiveModReLU, CplxBatchNorm2d, CplxLinear
+from cplxfast.nn import CplxAdaptiveModReLU, CplxBatchNorm1d, CplxBatchNorm2d, CplxConv1d, CplxConv2d, CplxLinear
 
 
 def saved_bytes(fn, *inputs):
@@ -42,7 +45,46 @@ def test_linear_saves_input_and_weight_only():
     assert saved_bytes(layer, x) == expected
 
 
-@pytest.mark.parametrize("family", ["linear", "modrelu", "batch_norm"])
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_conv_saves_input_and_weight_only(depthwise):
+    x = torch.randn(4, 8, 16, 16, dtype=torch.complex64, requires_grad=True)
+    layer = CplxConv2d(8, 8, 3, padding=1, groups=8 if depthwise else 1)
+    expected = x.numel() * x.element_size() + 2 * layer.weight.real.numel() * 4  # one interleaved weight buffer
+    assert saved_bytes(layer, x) == expected
+
+
+def _resident_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc (Linux)")
+def test_training_steps_leak_neither_python_nor_native_memory():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(CplxConv1d(2, 8, 5, padding=2), CplxBatchNorm1d(8), CplxAdaptiveModReLU(8, 1),
+                                CplxConv1d(8, 8, 3, padding=1, groups=8), CplxConv1d(8, 4, 1, algorithm="4m"))
+    head = CplxLinear(32, 3)
+    opt = torch.optim.SGD([*model.parameters(), *head.parameters()], lr=1e-3)
+    x = torch.randn(4, 2, 32, dtype=torch.complex64)
+
+    def step():
+        opt.zero_grad()
+        head(model(x)).abs().sum().backward()
+        opt.step()
+
+    for _ in range(200):  # warm-up: allocator caches, lazy initialisation
+        step()
+    tracemalloc.start()
+    rss0, py0 = _resident_bytes(), tracemalloc.get_traced_memory()[0]
+    for _ in range(1000):
+        step()
+    rss1, py1 = _resident_bytes(), tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert py1 - py0 < 256 * 1024, f"Python memory grew by {py1 - py0} bytes over 1000 steps"
+    assert rss1 - rss0 < 16 * 1024 * 1024, f"resident memory grew by {rss1 - rss0} bytes over 1000 steps"
+
+
+@pytest.mark.parametrize("family", ["linear", "conv", "depthwise", "modrelu", "batch_norm"])
 def test_concurrent_calls_give_correct_results(family):
     torch.manual_seed(0)
     cases = []
@@ -50,6 +92,10 @@ def test_concurrent_calls_give_correct_results(family):
         if family == "linear":
             x, w = torch.randn(300, 64, dtype=torch.complex64), torch.randn(48, 64, dtype=torch.complex64)
             cases.append((lambda x=x, w=w: F.linear(x, w, None, "3m"), ref.linear(x, w)))
+        elif family in ("conv", "depthwise"):
+            groups = 8 if family == "depthwise" else 1
+            x, w = torch.randn(4, 8, 12, 12, dtype=torch.complex64), torch.randn(8, 8 // groups, 3, 3, dtype=torch.complex64)
+            cases.append((lambda x=x, w=w, g=groups: F.conv2d(x, w, None, 1, 1, 1, g), ref.conv(x, w, None, 1, 1, 1, groups)))
         elif family == "modrelu":
             z, tau = torch.randn(16, 8, 32, dtype=torch.complex64), torch.rand(8, 1)
             cases.append((lambda z=z, tau=tau: ops.modrelu(z, tau), ref.modrelu(z, tau)))
@@ -81,6 +127,23 @@ def test_results_are_bitwise_reproducible():
         out = layers[2](layers[1](layers[0](x).view(2048, 256, 1, 1)).view(2048, 256))
         grads = torch.autograd.grad(out.abs().sum(), [x, *layers.parameters()])
         return out.detach(), grads
+
+    first_out, first_grads = run()
+    for _ in range(2):
+        out, grads = run()
+        assert torch.equal(out, first_out)
+        assert all(torch.equal(a, b) for a, b in zip(grads, first_grads))
+
+
+@pytest.mark.parametrize("groups", [1, 16])
+def test_conv_results_are_bitwise_reproducible(groups):
+    torch.manual_seed(0)
+    x = torch.randn(8, 16, 20, 20, dtype=torch.complex64, requires_grad=True)
+    layer = CplxConv2d(16, 16, 3, padding=1, groups=groups)
+
+    def run():
+        out = layer(x)
+        return out.detach(), torch.autograd.grad(out.abs().sum(), [x, *layer.parameters()])
 
     first_out, first_grads = run()
     for _ in range(2):
