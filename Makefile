@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
 STAMP  := $(VENV)/.deps-installed
 
-.PHONY: test bench bench-quick fuzz build venv clean
+.PHONY: test bench bench-quick fuzz sanitize build venv clean
 
 test: build
 	$(PY) -m pytest -q tests
@@ -15,6 +15,10 @@ test: build
 # Many more random cases than the test suite's bounded run, new ones each time.
 fuzz: build
 	CPLXFAST_FUZZ_EXAMPLES=$${CPLXFAST_FUZZ_EXAMPLES:-2000} $(PY) -m pytest -q tests/test_fuzz.py
+
+# AddressSanitizer + UBSan build of the C++ kernels (in build/sanitize/), op tests against it.
+sanitize: $(STAMP)
+	PYTHON=$(abspath $(PY)) bash tools/sanitize.sh
 
 bench: build
 	$(PY) bench/run_all.py $(BENCH_ARGS)

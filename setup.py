@@ -95,6 +95,12 @@ for inc in find_nvidia_pip_includes(CUDA_HOME) if WITH_CUDA else []:
     cxx_flags += ["-idirafter", inc]
     nvcc_flags += ["-Xcompiler", "-idirafter," + inc]
 extra_link = ["-fopenmp"]
+# CPLXFAST_SANITIZE=1 (make sanitize): AddressSanitizer + UndefinedBehaviorSanitizer on the C++
+# kernels; run the tests with the sanitizer runtimes preloaded (tools/sanitize.sh does).
+if os.environ.get("CPLXFAST_SANITIZE", "0") == "1":
+    sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
+    cxx_flags = ["-O1", "-g"] + [f for f in cxx_flags if not f.startswith("-O")] + sanitize
+    extra_link += sanitize
 
 sources = (
     ["csrc/ops.cpp"] + sorted(glob.glob("csrc/common/*.cpp"))
@@ -118,6 +124,7 @@ BUILD_INFO = {
     "with_cuda": WITH_CUDA,
     "cuda_home": CUDA_HOME if WITH_CUDA else None,
     "cuda_arch_list": os.environ.get("TORCH_CUDA_ARCH_LIST", "(detected from the visible GPU)") if WITH_CUDA else None,
+    "sanitize": os.environ.get("CPLXFAST_SANITIZE", "0") == "1",
 }
 print("cplxfast build configuration:", file=sys.stderr)
 for k, v in BUILD_INFO.items():

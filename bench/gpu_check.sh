@@ -2,8 +2,10 @@
 # The ONE prepared GPU run: build cplxfast against the machine's torch with all cores, run the
 # whole test suite (CUDA cases included), run the CUDA benchmarks, and write logs and JSON into
 # OUTDIR. Runs from a fresh copy of the repo on a machine with torch, nvcc and ninja but no
-# network; each step has its own timeout, together 575 s at most (a full build took about 5 min
-# on the 2-core development VM; 16 cores should need well under the 240 s allowed).
+# network; each step has its own timeout, together 575 s at most (a full build took about 5 min on
+# the 2-core development VM; 16 cores should need well under the 240 s allowed), then
+# compute-sanitizer runs while time remains (none is started after 470 s): the whole script ends
+# inside the GPU machine's 10-minute command limit.
 #
 #   bash bench/gpu_check.sh [OUTDIR]
 #
@@ -51,5 +53,21 @@ step bench_linear_crossover 30 "$PY" bench/bench_linear.py --device cuda --cross
 step bench_modrelu 30 "$PY" bench/bench_modrelu.py --device cuda --out "$OUT"
 step bench_batchnorm 30 "$PY" bench/bench_batchnorm.py --device cuda --out "$OUT"
 step bench_e2e 60 "$PY" bench/bench_e2e.py --device cuda --out "$OUT"
+# CUDA kernels under compute-sanitizer (memcheck: out-of-bounds and misaligned accesses;
+# racecheck: shared-memory races in the reductions), on a small CUDA subset of the op tests, when
+# the tool is present and the run still has time (the whole script must end inside 10 minutes).
+SAN_TESTS=(tests/test_conv.py tests/test_modrelu.py tests/test_batchnorm.py tests/test_linear.py
+           -k "cuda and (forward_backward_match_reference or matches_reference or gradcheck)")
+if command -v compute-sanitizer > /dev/null; then
+  for tool in memcheck racecheck; do
+    if [ $SECONDS -lt 470 ]; then
+      step "sanitize_$tool" 60 compute-sanitizer --tool "$tool" --error-exitcode 1 "$PY" -m pytest -q -x "${SAN_TESTS[@]}"
+    else
+      echo "sanitize_$tool: skipped, no time left ($SECONDS s)" | tee -a "$OUT/summary.txt"
+    fi
+  done
+else
+  echo "compute-sanitizer not found: CUDA sanitizer runs skipped" | tee -a "$OUT/summary.txt"
+fi
 cat "$OUT/summary.txt"
 exit $status

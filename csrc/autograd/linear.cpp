@@ -63,11 +63,6 @@ class Linear : public torch::autograd::Function<Linear> {
   }
 };
 
-// Which of linear_backward's five outputs output_mask computes (x; weight re, im; bias re, im).
-std::array<bool, 5> computed_outputs(std::array<bool, 3> mask) {
-  return {mask[0], mask[1], mask[1], mask[2], mask[2]};
-}
-
 class LinearBackward : public torch::autograd::Function<LinearBackward> {
  public:
   static variable_list forward(AutogradContext*, const at::Tensor& grad, const at::Tensor& x,
