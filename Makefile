@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
 STAMP  := $(VENV)/.deps-installed
 
-.PHONY: test bench bench-quick fuzz sanitize build venv clean
+.PHONY: test bench bench-quick fuzz sanitize wheel wheel-test build venv clean
 
 test: build
 	$(PY) -m pytest -q tests
@@ -15,6 +15,24 @@ test: build
 # Many more random cases than the test suite's bounded run, new ones each time.
 fuzz: build
 	CPLXFAST_FUZZ_EXAMPLES=$${CPLXFAST_FUZZ_EXAMPLES:-2000} $(PY) -m pytest -q tests/test_fuzz.py
+
+# A CPython-version-independent (abi3) wheel in dist/, built against the pinned torch (FORCE_CUDA=0
+# for a CPU-only one); its version label and requirements name that torch.
+wheel: $(STAMP)
+	rm -rf dist
+	MAX_JOBS=$${MAX_JOBS:-$(NPROC)} $(PY) -m pip wheel -q --no-build-isolation --no-deps -w dist .
+
+# Install that wheel into a clean virtual environment with the same pinned dependencies and run the
+# test suite against the installed package (from a copy of tests/, away from the source tree).
+WHEEL_VENV := build/wheel-venv
+wheel-test: wheel
+	rm -rf $(WHEEL_VENV) build/wheel-tests
+	$(PYTHON_BOOTSTRAP) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install -q -r requirements.txt
+	$(WHEEL_VENV)/bin/python -m pip install -q --no-deps dist/cplxfast-*.whl
+	cp -r tests build/wheel-tests
+	cd build/wheel-tests && ../wheel-venv/bin/python -c 'import cplxfast, os; assert "site-packages" in cplxfast.__file__, cplxfast.__file__'
+	cd build/wheel-tests && ../wheel-venv/bin/python -m pytest -q -p no:cacheprovider --ignore=test_bench_smoke.py .
 
 # AddressSanitizer + UBSan build of the C++ kernels (in build/sanitize/), op tests against it.
 sanitize: $(STAMP)
@@ -40,4 +58,4 @@ build: $(STAMP)
 	MAX_JOBS=$${MAX_JOBS:-$(NPROC)} $(PY) setup.py -q build_ext --inplace
 
 clean:
-	rm -rf build cplxfast/_C*.so cplxfast/_build_info.py
+	rm -rf build dist cplxfast/_C*.so cplxfast/_build_info.py

@@ -134,9 +134,15 @@ with open(os.path.join(ROOT, "cplxfast", "_build_info.py"), "w") as f:
     for k, v in BUILD_INFO.items():
         f.write(f"{k} = {v!r}\n")
 
+# The wheel says what it was built for: a local version label (0.1.0+torch2.14.1.cu130 or
+# ...cpu) and a requirement on that torch release; _build_info.py inside it records the rest.
+TORCH_RELEASE = torch.__version__.split("+")[0]
+VARIANT = f"cu{torch.version.cuda.replace('.', '')}" if WITH_CUDA else "cpu"
+
 setup(
     name="cplxfast",
-    version="0.1.0",
+    version=f"0.1.0+torch{TORCH_RELEASE}.{VARIANT}",
+    install_requires=[f"torch=={TORCH_RELEASE}"],
     description="Fused complex-valued neural-network layers for PyTorch (CPU and CUDA)",
     packages=find_packages(include=["cplxfast", "cplxfast.*"]),
     ext_modules=[ext],
