@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
 STAMP  := $(VENV)/.deps-installed
 
-.PHONY: test bench bench-quick fuzz sanitize wheel wheel-test build venv clean
+.PHONY: test bench bench-quick fuzz sanitize wheel wheel-test cpp-test build venv clean
 
 test: build
 	$(PY) -m pytest -q tests
@@ -33,6 +33,10 @@ wheel-test: wheel
 	cp -r tests build/wheel-tests
 	cd build/wheel-tests && ../wheel-venv/bin/python -c 'import cplxfast, os; assert "site-packages" in cplxfast.__file__, cplxfast.__file__'
 	cd build/wheel-tests && ../wheel-venv/bin/python -m pytest -q -p no:cacheprovider --ignore=test_bench_smoke.py .
+
+# The op library for C++ (libtorch) users, built with CMake (CMakeLists.txt), and its test program.
+cpp-test:
+	PYTHON_BOOTSTRAP=$(PYTHON_BOOTSTRAP) bash tools/cpp_test.sh
 
 # AddressSanitizer + UBSan build of the C++ kernels (in build/sanitize/), op tests against it.
 sanitize: $(STAMP)

@@ -1,17 +1,22 @@
 // All cplxfast op schemas, in one place. Kernels are registered per dispatch key next to their
-// implementations: csrc/cpu/<family>.cpp (CPU) and csrc/cuda/<family>.cu (CUDA). Fake kernels
-// and autograd are registered from Python (cplxfast/ops.py, cplxfast/_autograd.py).
-#include <Python.h>
+// implementations: csrc/cpu/<family>.cpp (CPU), csrc/cuda/<family>.cu (CUDA) and
+// csrc/autograd/<family>.cpp (Autograd); fake kernels are registered from Python (cplxfast/ops.py).
+#ifndef CPLXFAST_NO_PYTHON
+#include <Python.h>  // first, as Python asks
+#endif
 #include <torch/library.h>
 
+#ifndef CPLXFAST_NO_PYTHON
 extern "C" {
 // The library is loaded by `import cplxfast._C`; the module itself is empty (no pybind11):
-// importing it runs the static TORCH_LIBRARY registrations below.
+// importing it runs the static TORCH_LIBRARY registrations below. Builds for C++ users
+// (CMakeLists.txt) define CPLXFAST_NO_PYTHON and link the library instead.
 PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
   return PyModule_Create(&module_def);
 }
 }
+#endif
 
 TORCH_LIBRARY(cplxfast, m) {
   // ---- linear: y = x W^T + b with complex x and W = weight_re + i weight_im, b = bias_re +
