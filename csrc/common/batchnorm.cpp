@@ -81,8 +81,6 @@ at::Tensor bias_rows(const c10::optional<at::Tensor>& bias, const BatchNormLayou
 namespace cplxfast {
 namespace {
 
-const at::Tensor* present(const c10::optional<at::Tensor>& t) { return t.has_value() && t->defined() ? &*t : nullptr; }
-
 // [2, C] real -> [C, 2] double; [2, 2, C] real -> [C, 4] double (a, b, c, d).
 at::Tensor mean_rows(const at::Tensor& mean) { return mean.to(at::kDouble).t().contiguous(); }
 at::Tensor cov_rows(const at::Tensor& cov) { return cov.to(at::kDouble).reshape({4, cov.size(2)}).t().contiguous(); }

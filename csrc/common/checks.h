@@ -36,4 +36,9 @@ inline void check_real_part(const char* op, const char* name, const at::Tensor& 
       " but the input is on ", like.device(), "; move them to the same device");
 }
 
+// The tensor of an optional argument, or nullptr when it is absent or undefined.
+inline const at::Tensor* present(const c10::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() ? &*t : nullptr;
+}
+
 }  // namespace cplxfast

@@ -5,6 +5,7 @@
 #include <c10/util/accumulate.h>
 
 #include "common/checks.h"
+#include "common/layout.h"
 #include "common/workspace.h"
 
 namespace cplxfast {
@@ -80,10 +81,6 @@ void check_conv_args(const char* op, const at::Tensor& x, const at::Tensor& weig
                   "] (out_channels), got ", b->sizes());
     }
   }
-}
-
-const at::Tensor* present(const c10::optional<at::Tensor>& t) {
-  return t.has_value() && t->defined() ? &*t : nullptr;
 }
 
 std::vector<int64_t> output_shape(const char* op, const at::Tensor& x, const at::Tensor& w, const ConvParams& p) {
@@ -175,10 +172,6 @@ at::MemoryFormat activation_format(const at::Tensor& x) {
   return x.dim() >= 4 ? x.suggest_memory_format() : at::MemoryFormat::Contiguous;
 }
 
-at::TensorOptions real_options(const at::Tensor& x) {
-  return x.options().dtype(c10::toRealValueType(x.scalar_type())).memory_format(at::MemoryFormat::Contiguous);
-}
-
 // The [A, rest] (re, im) matrices of a weight [A, B, *k].
 ComplexPair weight_parts(const at::Tensor& re, const at::Tensor& im) {
   return {re.reshape({re.size(0), -1}), im.reshape({re.size(0), -1})};
@@ -188,7 +181,7 @@ ComplexPair weight_parts(const at::Tensor& re, const at::Tensor& im) {
 std::vector<at::Tensor> weight_planes(const PlaneKernels& k, const at::Tensor& re, const at::Tensor& im, bool conj) {
   std::vector<int64_t> sizes{3};
   sizes.insert(sizes.end(), re.sizes().begin(), re.sizes().end());
-  const at::Tensor buf = at::empty(sizes, real_options(re).dtype(re.scalar_type()));
+  const at::Tensor buf = at::empty(sizes, real_options(re));
   k.split(weight_parts(re, im), conj, buf.view({3, re.size(0), -1}).unbind(0));
   return buf.unbind(0);
 }

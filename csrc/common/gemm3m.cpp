@@ -7,6 +7,7 @@
 #include <c10/util/accumulate.h>
 
 #include "common/checks.h"
+#include "common/layout.h"
 #include "common/workspace.h"
 
 namespace cplxfast {
@@ -57,10 +58,6 @@ void check_linear_args(
           weight_re.size(0), "] (out_features), got ", b->sizes());
     }
   }
-}
-
-const at::Tensor* present(const c10::optional<at::Tensor>& t) {
-  return t.has_value() && t->defined() ? &*t : nullptr;
 }
 
 // [*, cols] -> [rows, cols]: a view whenever the strides allow it (explicit row count, so that
@@ -120,10 +117,6 @@ void real_products(const Gemm3mBackend& backend, at::Tensor P, const at::Tensor&
 
 int64_t chunk_of(const Gemm3mBackend& backend, int64_t M) {
   return backend.chunk_rows > 0 ? std::min(backend.chunk_rows, M) : M;
-}
-
-at::TensorOptions real_options(const at::Tensor& x) {
-  return x.options().dtype(c10::toRealValueType(x.scalar_type())).memory_format(at::MemoryFormat::Contiguous);
 }
 
 }  // namespace

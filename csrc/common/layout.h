@@ -26,4 +26,9 @@ at::Tensor with_layout_of(const at::Tensor& t, const at::Tensor& like);
 // An uninitialised tensor with like's sizes, strides and options.
 at::Tensor empty_with_layout_of(const at::Tensor& like);
 
+// Options for real, contiguous scratch or results of a (complex or real) tensor's precision.
+inline at::TensorOptions real_options(const at::Tensor& t) {
+  return t.options().dtype(c10::toRealValueType(t.scalar_type())).memory_format(at::MemoryFormat::Contiguous);
+}
+
 }  // namespace cplxfast
