@@ -70,11 +70,6 @@ class CplxParameter(torch.nn.ParameterDict):
     def shape(self):
         return self.real.shape
 
-    def parts(self):
-        """(real, imag) Parameters; a plain dict lookup, cheaper than two attribute lookups."""
-        p = self._parameters
-        return p["real"], p["imag"]
-
     def complex(self):
         """The parameter as one differentiable complex tensor."""
         return torch.complex(self.real, self.imag)
@@ -122,3 +117,19 @@ class CplxModule(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self._register_load_state_dict_pre_hook(_promote_real_checkpoint, with_module=True)
+
+    def _weight_and_bias_parts(self, z):
+        """(weight.real, weight.imag, bias.real, bias.imag) Parameters (None for an absent bias),
+        after checking that complex input z matches their precision.
+
+        Plain dict lookups instead of nn.Module attribute access: this runs on every forward,
+        and on a small layer the attribute path measured ~2 us of a ~200 us step."""
+        modules = self._modules
+        weight = modules["weight"]._parameters
+        w_re = weight["real"]
+        check_dtype(type(self).__name__, z, w_re)
+        bias = modules.get("bias")
+        if bias is None:
+            return w_re, weight["imag"], None, None
+        bias = bias._parameters
+        return w_re, weight["imag"], bias["real"], bias["imag"]

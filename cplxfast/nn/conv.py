@@ -6,7 +6,7 @@ from torch.nn.modules.conv import _ConvTransposeNd
 
 from .. import _config, ops
 from ..functional import PADDING_MODES, _ntuple, conv_padding
-from ._complex import CplxModule, CplxParameter, check_dtype, to_complex
+from ._complex import CplxModule, CplxParameter, to_complex
 from .linear import cplx_fans, cplx_kaiming_uniform_
 
 
@@ -59,12 +59,6 @@ class _CplxConvNd(CplxModule):
             torch.nn.init.uniform_(self.bias.real, -bound, bound)
             torch.nn.init.uniform_(self.bias.imag, -bound, bound)
 
-    def _parts(self, z):
-        w_re, w_im = self.weight.parts()
-        check_dtype(type(self).__name__, z, w_re)
-        b_re, b_im = self.bias.parts() if self.bias is not None else (None, None)
-        return w_re, w_im, b_re, b_im
-
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0,) * self._dims:
@@ -95,7 +89,7 @@ class _CplxConv(_CplxConvNd):
         if z.dim() != self._dims + 2:
             raise ValueError(f"{type(self).__name__}: expected a {self._dims + 2}-D input [batch, channels, "
                              f"*{self._dims} spatial dims], got shape {tuple(z.shape)}")
-        w_re, w_im, b_re, b_im = self._parts(z)
+        w_re, w_im, b_re, b_im = self._weight_and_bias_parts(z)
         z, pad = conv_padding(z, self.kernel_size, self.stride, self.padding, self.dilation, self.padding_mode)
         return rewrap(ops.conv(z, w_re, w_im, b_re, b_im, self.stride, pad, self.dilation, False,
                                self.output_padding, self.groups, self.algorithm))
@@ -113,7 +107,7 @@ class _CplxConvTranspose(_CplxConvNd):
         if z.dim() != self._dims + 2:
             raise ValueError(f"{type(self).__name__}: expected a {self._dims + 2}-D input [batch, channels, "
                              f"*{self._dims} spatial dims], got shape {tuple(z.shape)}")
-        w_re, w_im, b_re, b_im = self._parts(z)
+        w_re, w_im, b_re, b_im = self._weight_and_bias_parts(z)
         output_padding = _ConvTransposeNd._output_padding(
             self, z, output_size, list(self.stride), list(self.padding), list(self.kernel_size), self._dims,
             list(self.dilation))

@@ -51,9 +51,7 @@ class CplxLinear(CplxModule):
         z, rewrap = to_complex(input, type(self).__name__)
         # The op takes the real and imaginary Parameters as they are: no complex copy of the
         # weight is built, and their gradients come back as real tensors.
-        w_re, w_im = self.weight.parts()
-        check_dtype(type(self).__name__, z, w_re)
-        b_re, b_im = self.bias.parts() if self.bias is not None else (None, None)
+        w_re, w_im, b_re, b_im = self._weight_and_bias_parts(z)
         return rewrap(ops.linear(z, w_re, w_im, b_re, b_im, self.algorithm))
 
     def extra_repr(self):

@@ -55,10 +55,8 @@ class Linear : public torch::autograd::Function<Linear> {
     const std::array<bool, 3> mask{
         ctx->needs_input_grad(0), ctx->needs_input_grad(1) || ctx->needs_input_grad(2),
         has_bias && (ctx->needs_input_grad(3) || ctx->needs_input_grad(4))};
-    // Through the dispatcher with autograd on: linear_backward's own Autograd kernel refuses a
-    // double backward.
     auto [grad_x, gw_re, gw_im, gb_re, gb_im] =
-        linear_backward_op().call(grads[0], saved[0], saved[1], saved[2], algorithm, mask);
+        call_backward_op(linear_backward_op(), grads[0], saved[0], saved[1], saved[2], algorithm, mask);
     return {grad_x, gw_re, gw_im, gb_re, gb_im, at::Tensor()};
   }
 };

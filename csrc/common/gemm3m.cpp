@@ -199,13 +199,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_ba
   if (!need_x && !need_w) return {grad_x, gw_re, gw_im, gb_re, gb_im};
 
   if (resolve_algorithm(op, algorithm, M, N, K, x.scalar_type(), backend) == Algorithm::k4M) {
-    // conj() is lazy: BLAS applies it (as a conjugate-transposed operand), no copy.
+    // conj(W) is lazy; the backend resolves it (a copy of W) since BLAS has no conjugated,
+    // untransposed operand.
     if (need_x) grad_x = at::mm(g, complex_of(weight_re, weight_im).conj()).view(x_in.sizes());
     if (need_w) {
-      const at::Tensor gw = at::mm(g.t(), x.conj());
+      // grad_W = conj(g^H x): g^H is a conjugate-transposed operand that BLAS takes as it is,
+      // where conj(x) would be copied; the outer conjugation is a sign in the de-interleaving pass.
+      const at::Tensor gw_conj = at::mm(g.t().conj(), x);
       gw_re = at::empty({N, K}, opts);
       gw_im = at::empty({N, K}, opts);
-      backend.planes.copy_parts(parts(gw), {gw_re, gw_im});
+      backend.planes.copy_parts(parts(gw_conj.conj()), {gw_re, gw_im});
     }
     return {grad_x, gw_re, gw_im, gb_re, gb_im};
   }
