@@ -56,7 +56,8 @@ class BatchNorm : public torch::autograd::Function<BatchNorm> {
                                    ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)};
     const OptTensor weight = saved[1].defined() ? OptTensor(saved[1]) : std::nullopt;
     auto [grad_input, grad_weight, grad_bias] =
-        batch_norm_backward_op().call(grads[0], saved[0], weight, saved[2], saved[3], training, mask, std::nullopt, -1);
+        call_backward_op(batch_norm_backward_op(), grads[0], saved[0], weight, saved[2], saved[3], training, mask,
+                         std::nullopt, -1);
     return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };

@@ -64,10 +64,8 @@ class Conv : public torch::autograd::Function<Conv> {
     const std::array<bool, 3> mask{
         ctx->needs_input_grad(0), ctx->needs_input_grad(1) || ctx->needs_input_grad(2),
         d["has_bias"].toBool() && (ctx->needs_input_grad(3) || ctx->needs_input_grad(4))};
-    // Through the dispatcher with autograd on: conv_backward's Autograd kernel refuses a
-    // double backward.
-    auto [grad_x, gw_re, gw_im, gb_re, gb_im] = conv_backward_op().call(
-        grads[0], saved[0], saved[1], saved[2], int_list(d["stride"]), int_list(d["padding"]),
+    auto [grad_x, gw_re, gw_im, gb_re, gb_im] = call_backward_op(
+        conv_backward_op(), grads[0], saved[0], saved[1], saved[2], int_list(d["stride"]), int_list(d["padding"]),
         int_list(d["dilation"]), d["transposed"].toBool(), int_list(d["output_padding"]), d["groups"].toInt(),
         d["algorithm"].toStringRef(), mask);
     variable_list out{grad_x, gw_re, gw_im, gb_re, gb_im};

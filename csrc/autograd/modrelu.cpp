@@ -38,7 +38,7 @@ class ModReLU : public torch::autograd::Function<ModReLU> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
     const std::array<bool, 2> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1)};
-    auto [grad_input, grad_threshold] = modrelu_backward_op().call(grads[0], saved[0], saved[1], mask);
+    auto [grad_input, grad_threshold] = call_backward_op(modrelu_backward_op(), grads[0], saved[0], saved[1], mask);
     return {grad_input, grad_threshold};
   }
 };
