@@ -52,6 +52,33 @@ def _linear_backward_fake(grad, x, weight_re, weight_im, algorithm, output_mask)
     return grad_x, *grad_w, *grad_b
 
 
+def linear_complex(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, algorithm: Optional[str] = None) -> Tensor:
+    """y = x W^T + b for complex x [*, in], W [out, in] and b [out]: the complex-weight variant of
+    :func:`linear` (native complex parameters; their gradients come back complex)."""
+    return _ops.linear_complex.default(x, weight, bias, _config.resolve(algorithm))
+
+
+def linear_complex_backward(
+    grad: Tensor, x: Tensor, weight: Tensor, algorithm: Optional[str] = None,
+    output_mask: Sequence[bool] = (True, True, True),
+) -> Tuple[Optional[Tensor], ...]:
+    """(grad_x, grad_weight, grad_bias), complex; None where output_mask (x, weight, bias) is False."""
+    return _ops.linear_complex_backward.default(grad, x, weight, _config.resolve(algorithm), list(output_mask))
+
+
+@torch.library.register_fake("cplxfast::linear_complex")
+def _linear_complex_fake(x, weight, bias, algorithm):
+    return _linear_fake(x, weight, None, None, None, algorithm)
+
+
+@torch.library.register_fake("cplxfast::linear_complex_backward")
+def _linear_complex_backward_fake(grad, x, weight, algorithm, output_mask):
+    grad_x = x.new_empty(x.shape) if output_mask[0] else None
+    grad_w = x.new_empty(weight.shape) if output_mask[1] else None
+    grad_b = x.new_empty((weight.shape[0],)) if output_mask[2] else None
+    return grad_x, grad_w, grad_b
+
+
 # ---------------------------------------------------------------------------------- conv
 def conv(
     x: Tensor, weight_re: Tensor, weight_im: Tensor, bias_re: Optional[Tensor] = None,

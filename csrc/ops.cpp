@@ -30,6 +30,11 @@ TORCH_LIBRARY(cplxfast, m) {
   m.def(
       "linear_backward(Tensor grad, Tensor x, Tensor weight_re, Tensor weight_im, str algorithm,"
       " bool[3] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // The same with a complex weight and bias (native complex parameters), complex gradients.
+  m.def("linear_complex(Tensor x, Tensor weight, Tensor? bias, str algorithm) -> Tensor");
+  m.def(
+      "linear_complex_backward(Tensor grad, Tensor x, Tensor weight, str algorithm, bool[3] output_mask)"
+      " -> (Tensor, Tensor, Tensor)");
 
   // ---- convolution (1d/2d/3d, transposed): torch's conv semantics on complex x [B, C_in, *S]
   // with W = weight_re + i weight_im ([C_out, C_in / groups, *k], or [C_in, C_out / groups, *k]

@@ -15,6 +15,15 @@ ALGOS = ["3m", "4m", "auto"]
 DTYPES = [torch.complex64, torch.complex128]
 
 
+def linear_real_parts(x, w, b, algorithm):
+    """The real-parts op (the layers' path), fed .real/.imag views: gradients flow back to w and b."""
+    return ops.linear(x, w.real, w.imag, None if b is None else b.real, None if b is None else b.imag, algorithm)
+
+
+# The two op variants: complex weight (functional.linear) and real parts (CplxLinear's).
+ENTRIES = {"complex": F.linear, "real parts": linear_real_parts}
+
+
 def make(batch, n_in, n_out, dtype, device, bias=True, seed=0):
     torch.manual_seed(seed)
     x = crandn(*batch, n_in, dtype=dtype, device=device)
@@ -28,9 +37,10 @@ def make(batch, n_in, n_out, dtype, device, bias=True, seed=0):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batch", [(), (7,), (2, 3), (2500,)])  # 2500 rows: several 1024-row chunks
 @pytest.mark.parametrize("bias", [True, False])
-def test_forward_matches_reference(device, algorithm, dtype, batch, bias):
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_forward_matches_reference(device, algorithm, dtype, batch, bias, entry):
     x, w, b = make(batch, 33, 17, dtype, device, bias)
-    y = F.linear(x, w, b, algorithm)
+    y = ENTRIES[entry](x, w, b, algorithm)
     assert y.shape == (*batch, 17) and y.dtype == dtype and y.is_contiguous()
     assert rel_err(y, ref.linear(x, w, b)) < TOL[dtype]
 
@@ -55,34 +65,38 @@ def _noncontiguous_inputs(device, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", ["transposed", "column-sliced", "permuted-3d", "conj-view-input",
                                   "conj-view-weight", "transposed-weight", "expanded", "neg-view"])
-def test_forward_strided_inputs(device, algorithm, dtype, case):
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_forward_strided_inputs(device, algorithm, dtype, case, entry):
     x, w = _noncontiguous_inputs(device, dtype)[case]
     b = crandn(9, dtype=dtype, device=device)
-    assert rel_err(F.linear(x, w, b, algorithm), ref.linear(x, w, b)) < TOL[dtype]
+    assert rel_err(ENTRIES[entry](x, w, b, algorithm), ref.linear(x, w, b)) < TOL[dtype]
 
 
 @pytest.mark.parametrize("algorithm", ALGOS)
-def test_empty_batch_and_zero_features(device, algorithm):
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_empty_batch_and_zero_features(device, algorithm, entry):
+    linear = ENTRIES[entry]
     x, w, b = make((0,), 8, 5, torch.complex64, device)
-    y = F.linear(x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), algorithm)
+    y = linear(x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), algorithm)
     assert y.shape == (0, 5)
     y.sum().abs().backward()
     assert x.grad.shape == (0, 8) and torch.equal(w.grad, torch.zeros_like(w))
     assert torch.equal(b.grad, torch.zeros_like(b))
     # in_features == 0: the output is the bias alone
     x0, w0, b0 = make((4,), 0, 3, torch.complex128, device)
-    assert torch.allclose(F.linear(x0, w0, b0, algorithm), b0.expand(4, 3))
+    assert torch.allclose(linear(x0, w0, b0, algorithm), b0.expand(4, 3))
 
 
 # ------------------------------------------------------------------------------ backward
 @pytest.mark.parametrize("algorithm", ALGOS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batch", [(6,), (2, 5), (2500,)])
-def test_backward_matches_reference(device, algorithm, dtype, batch):
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_backward_matches_reference(device, algorithm, dtype, batch, entry):
     x, w, b = make(batch, 21, 13, dtype, device)
     g = crandn(*batch, 13, dtype=dtype, device=device)
     leaves = [t.clone().requires_grad_() for t in (x, w, b)]
-    F.linear(*leaves, algorithm).backward(g)
+    ENTRIES[entry](*leaves, algorithm).backward(g)
     ref_leaves = [t.detach().clone().to(torch.complex128).requires_grad_() for t in (x, w, b)]
     ref.linear(*ref_leaves).backward(g.to(torch.complex128))
     for got, want in zip(leaves, ref_leaves):
@@ -92,12 +106,16 @@ def test_backward_matches_reference(device, algorithm, dtype, batch):
 
 @pytest.mark.parametrize("mask", [(True, False, False), (False, True, False), (False, False, True), (True, True, False)])
 @pytest.mark.parametrize("algorithm", ["3m", "4m"])
-def test_backward_output_mask(device, algorithm, mask):
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_backward_output_mask(device, algorithm, mask, entry):
     x, w, _ = make((50,), 12, 7, torch.complex128, device)
     g = crandn(50, 7, device=device)
-    gx, gw_re, gw_im, gb_re, gb_im = ops.linear_backward(g, x, w.real, w.imag, algorithm, mask)
+    if entry == "complex":
+        got = ops.linear_complex_backward(g, x, w, algorithm, mask)
+    else:
+        gx, gw_re, gw_im, gb_re, gb_im = ops.linear_backward(g, x, w.real, w.imag, algorithm, mask)
+        got = [gx, (gw_re, gw_im), (gb_re, gb_im)]
     want = [g @ w.conj(), g.T @ x.conj(), g.sum(0)]
-    got = [gx, (gw_re, gw_im), (gb_re, gb_im)]
     for grads, on, expected in zip(got, mask, want):
         if not on:
             assert grads is None or grads == (None, None)
@@ -105,14 +123,16 @@ def test_backward_output_mask(device, algorithm, mask):
             assert grads[0].dtype == torch.float64 and grads[0].is_contiguous() and grads[1].is_contiguous()
             assert rel_err(torch.complex(*grads), expected) < 1e-12
         else:
+            assert grads.dtype == torch.complex128 and grads.is_contiguous()
             assert rel_err(grads, expected) < 1e-12
 
 
 @pytest.mark.parametrize("algorithm", ["3m", "4m"])
-def test_only_weight_requires_grad(device, algorithm):
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_only_weight_requires_grad(device, algorithm, entry):
     x, w, b = make((10,), 6, 4, torch.complex128, device)
     w.requires_grad_()
-    F.linear(x, w, b, algorithm).abs().sum().backward()
+    ENTRIES[entry](x, w, b, algorithm).abs().sum().backward()
     w_ref = w.detach().clone().requires_grad_()
     ref.linear(x, w_ref, b).abs().sum().backward()
     assert rel_err(w.grad, w_ref.grad) < 1e-12
@@ -120,17 +140,20 @@ def test_only_weight_requires_grad(device, algorithm):
 
 @pytest.mark.parametrize("algorithm", ["3m", "4m"])
 @pytest.mark.parametrize("bias", [True, False])
-def test_gradcheck(device, algorithm, bias):
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_gradcheck(device, algorithm, bias, entry):
+    linear = ENTRIES[entry]
     x, w, b = make((3, 4), 5, 3, torch.complex128, device, bias)
     args = [t.requires_grad_() for t in (x, w, b) if t is not None]
-    fn = (lambda x, w, b: F.linear(x, w, b, algorithm)) if bias else (lambda x, w: F.linear(x, w, None, algorithm))
+    fn = (lambda x, w, b: linear(x, w, b, algorithm)) if bias else (lambda x, w: linear(x, w, None, algorithm))
     assert torch.autograd.gradcheck(fn, args)
 
 
-def test_double_backward_raises_clear_error(device):
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_double_backward_raises_clear_error(device, entry):
     x, w, b = make((4,), 5, 3, torch.complex128, device)
     x.requires_grad_()
-    y = F.linear(x, w, b, "3m")
+    y = ENTRIES[entry](x, w, b, "3m")
     (gx,) = torch.autograd.grad(y.abs().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="double backward is not supported"):
         gx.abs().sum().backward()
@@ -156,6 +179,25 @@ def test_opcheck_forward(device, algorithm):
             torch.library.opcheck(torch.ops.cplxfast.linear.default, (*args, algorithm))
         # the real parts as strided views of a complex tensor, the way functional.linear passes them
         torch.library.opcheck(torch.ops.cplxfast.linear.default, (x, w.real, w.imag, None, None, algorithm))
+
+
+@pytest.mark.parametrize("algorithm", ["3m", "4m", "auto"])
+def test_opcheck_complex_forward(device, algorithm):
+    for x, w, b in _opcheck_samples(device):
+        for requires_grad in (False, True):
+            args = [t.clone().requires_grad_(requires_grad) if t is not None else None for t in (x, w, b)]
+            torch.library.opcheck(torch.ops.cplxfast.linear_complex.default, (*args, algorithm))
+
+
+@pytest.mark.parametrize("algorithm", ["3m", "4m"])
+@pytest.mark.parametrize("mask", [[True, True, True], [True, False, False], [False, True, True]])
+def test_opcheck_complex_backward(device, algorithm, mask):
+    for x, w, _ in _opcheck_samples(device):
+        g = crandn(*x.shape[:-1], w.shape[0], dtype=x.dtype, device=device)
+        torch.library.opcheck(
+            torch.ops.cplxfast.linear_complex_backward.default, (g, x, w, algorithm, mask),
+            test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"),
+        )
 
 
 @pytest.mark.parametrize("mask", [[True, True, True], [True, False, False], [False, True, True]])
@@ -210,7 +252,9 @@ def test_bad_input_errors(device):
     cases = [
         ((x.real, w, b), "input must be a complex64 or complex128 tensor"),
         ((x[:, :5], w, b), "input has 5 features in its last dimension but weight expects in_features=6"),
-        ((x, w.to(torch.complex128), b), "weight_re must be a real Float tensor .* got Double"),
+        ((x, w.to(torch.complex128), b), "weight has dtype ComplexDouble but the input has dtype ComplexFloat"),
+        ((x, w, b.to(torch.complex128)), "bias has dtype ComplexDouble but the input has dtype ComplexFloat"),
+        ((x, w.real, b), "weight must be a complex64 or complex128 tensor, got Float"),
         ((x, w, b[:2]), r"bias must have shape \[3\]"),
         ((x, w[0], b), "weight must be 2-D"),
         ((x.abs().to(torch.int32), w, b), "input must be a complex64 or complex128"),
@@ -219,6 +263,8 @@ def test_bad_input_errors(device):
         with pytest.raises(RuntimeError, match=message) as info:
             F.linear(*args, "3m")
         assert "cplxfast.linear" in str(info.value)
+    with pytest.raises(RuntimeError, match="cplxfast.linear: weight_re must be a real Float tensor .* got Double"):
+        ops.linear(x, w.real.double(), w.imag.double())
     with pytest.raises(RuntimeError, match="weight_re has shape \\[3, 6\\] but weight_im has shape \\[3, 5\\]"):
         ops.linear(x, w.real, w.imag[:, :5])
     with pytest.raises(RuntimeError, match="give both bias_re and bias_im, or neither"):
@@ -232,7 +278,7 @@ def test_bad_input_errors(device):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for a device mismatch")
 def test_device_mismatch_error():
     x, w, b = make((4,), 6, 3, torch.complex64, "cpu")
-    with pytest.raises(RuntimeError, match="weight_re is on cuda:0 but the input is on cpu"):
+    with pytest.raises(RuntimeError, match="weight is on cuda:0 but the input is on cpu"):
         F.linear(x, w.cuda(), None, "3m")
     with pytest.raises(RuntimeError, match="weight_re is on cuda:0 but the input is on cpu"):
         ops.linear(x, w.real.cuda(), w.imag.cuda())
@@ -242,6 +288,8 @@ def test_backward_bad_grad_shape():
     x, w, _ = make((4,), 6, 3, torch.complex64, "cpu")
     with pytest.raises(RuntimeError, match=r"cplxfast.linear_backward: grad has shape \[4, 2\]"):
         ops.linear_backward(crandn(4, 2, dtype=torch.complex64), x, w.real, w.imag, "3m")
+    with pytest.raises(RuntimeError, match=r"cplxfast.linear_complex_backward: grad has shape \[4, 2\]"):
+        ops.linear_complex_backward(crandn(4, 2, dtype=torch.complex64), x, w, "3m")
 
 
 # ------------------------------------------------------------------------------ algorithm choice

@@ -25,6 +25,11 @@ using LinearSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Ten
 using LinearBackwardSig = Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                 c10::string_view, std::array<bool, 3>);
 
+using LinearComplexSig = at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, c10::string_view);
+using ComplexGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+using LinearComplexBackwardSig = ComplexGrads(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                              c10::string_view, std::array<bool, 3>);
+
 const c10::TypedOperatorHandle<LinearSig>& linear_op() {
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::linear", "").typed<LinearSig>();
   return op;
@@ -33,6 +38,19 @@ const c10::TypedOperatorHandle<LinearSig>& linear_op() {
 const c10::TypedOperatorHandle<LinearBackwardSig>& linear_backward_op() {
   static const auto op =
       c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::linear_backward", "").typed<LinearBackwardSig>();
+  return op;
+}
+
+const c10::TypedOperatorHandle<LinearComplexSig>& linear_complex_op() {
+  static const auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::linear_complex", "").typed<LinearComplexSig>();
+  return op;
+}
+
+const c10::TypedOperatorHandle<LinearComplexBackwardSig>& linear_complex_backward_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("cplxfast::linear_complex_backward", "")
+                             .typed<LinearComplexBackwardSig>();
   return op;
 }
 
@@ -74,6 +92,40 @@ class LinearBackward : public torch::autograd::Function<LinearBackward> {
   static variable_list backward(AutogradContext*, variable_list) { refuse_double_backward("linear_backward"); }
 };
 
+// The complex-weight variant: the same, with one complex weight and bias and their gradients.
+class LinearComplex : public torch::autograd::Function<LinearComplex> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, const OptTensor& bias,
+                            c10::string_view algorithm) {
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["algorithm"] = std::string(algorithm);
+    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return linear_complex_op().call(x, weight, bias, algorithm);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const std::array<bool, 3> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                                   ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)};
+    auto [grad_x, grad_w, grad_b] = call_backward_op(linear_complex_backward_op(), grads[0], saved[0], saved[1],
+                                                     ctx->saved_data["algorithm"].toStringRef(), mask);
+    return {grad_x, grad_w, grad_b, at::Tensor()};
+  }
+};
+
+class LinearComplexBackward : public torch::autograd::Function<LinearComplexBackward> {
+ public:
+  static variable_list forward(AutogradContext*, const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight,
+                               c10::string_view algorithm, std::array<bool, 3> output_mask) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    const auto [a, b, c] = linear_complex_backward_op().call(grad, x, weight, algorithm, output_mask);
+    return defined_only<3>({a, b, c});
+  }
+
+  static variable_list backward(AutogradContext*, variable_list) { refuse_double_backward("linear_complex_backward"); }
+};
+
 at::Tensor linear_autograd(const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
                            const OptTensor& bias_re, const OptTensor& bias_im, c10::string_view algorithm) {
   return Linear::apply(x, weight_re, weight_im, bias_re, bias_im, algorithm);
@@ -87,11 +139,24 @@ Grads linear_backward_autograd(const at::Tensor& grad, const at::Tensor& x, cons
   return {out[0], out[1], out[2], out[3], out[4]};
 }
 
+at::Tensor linear_complex_autograd(const at::Tensor& x, const at::Tensor& weight, const OptTensor& bias,
+                                   c10::string_view algorithm) {
+  return LinearComplex::apply(x, weight, bias, algorithm);
+}
+
+ComplexGrads linear_complex_backward_autograd(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight,
+                                              c10::string_view algorithm, std::array<bool, 3> output_mask) {
+  const auto out = in_places<3>(LinearComplexBackward::apply(grad, x, weight, algorithm, output_mask), output_mask);
+  return {out[0], out[1], out[2]};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(cplxfast, Autograd, m) {
   m.impl("linear", &linear_autograd);
   m.impl("linear_backward", &linear_backward_autograd);
+  m.impl("linear_complex", &linear_complex_autograd);
+  m.impl("linear_complex_backward", &linear_complex_backward_autograd);
 }
 
 }  // namespace cplxfast::autograd

@@ -30,6 +30,11 @@ struct Gemm3mBackend {
   bool (*prefer_3m)(int64_t M, int64_t N, int64_t K, at::ScalarType dtype);
 };
 
+// Two variants of each op, one driver: the weight and bias as real parts (a layer's real and
+// imaginary Parameters, cplxmodule's layout; their gradients come back as real parts), or as
+// complex tensors (native complex parameters; complex gradients). Either way the weight is
+// read in place: no complex copy when the parts are views of one interleaved buffer.
+
 // y [*, N] = x [*, K] W^T + b, W = weight_re + i weight_im [N, K], b = bias_re + i bias_im [N].
 at::Tensor linear_forward(
     const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
@@ -43,5 +48,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_ba
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
     const at::Tensor& weight_im, c10::string_view algorithm, std::array<bool, 3> output_mask,
     const Gemm3mBackend& backend);
+
+// The same with complex W [N, K] and b [N].
+at::Tensor linear_complex_forward(
+    const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+    c10::string_view algorithm, const Gemm3mBackend& backend);
+
+// (grad_x, grad_weight, grad_bias), complex, each where output_mask (x, weight, bias) says.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_complex_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight, c10::string_view algorithm,
+    std::array<bool, 3> output_mask, const Gemm3mBackend& backend);
 
 }  // namespace cplxfast

@@ -42,11 +42,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_ba
   return cplxfast::linear_backward(grad, x, weight_re, weight_im, algorithm, output_mask, backend());
 }
 
+at::Tensor linear_complex(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                          c10::string_view algorithm) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  return linear_complex_forward(x, weight, bias, algorithm, backend());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_complex_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight, c10::string_view algorithm,
+    std::array<bool, 3> output_mask) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  return cplxfast::linear_complex_backward(grad, x, weight, algorithm, output_mask, backend());
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(cplxfast, CUDA, m) {
   m.impl("linear", &linear);
   m.impl("linear_backward", &linear_backward);
+  m.impl("linear_complex", &linear_complex);
+  m.impl("linear_complex_backward", &linear_complex_backward);
 }
 
 }  // namespace cplxfast::cuda
