@@ -29,6 +29,12 @@ const auto& linear_op() {
   return op;
 }
 
+const auto& linear_complex_op() {
+  static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::linear_complex", "").typed<
+      at::Tensor(const at::Tensor&, const at::Tensor&, const Opt&, c10::string_view)>();
+  return op;
+}
+
 const auto& conv_op() {
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::conv", "").typed<at::Tensor(
       const at::Tensor&, const at::Tensor&, const at::Tensor&, const Opt&, const Opt&, at::IntArrayRef, at::IntArrayRef,
@@ -59,6 +65,23 @@ int main() {
     y.abs().sum().backward();
     want.abs().sum().backward();
     expect_close((std::string("linear ") + algorithm + " grad_x").c_str(), x.grad(), x2.grad());
+  }
+
+  // linear_complex (complex weight), 3m and 4m: forward and every gradient against at::linear
+  for (const char* algorithm : {"3m", "4m"}) {
+    at::Tensor x = torch::randn({29, 24}, c128).requires_grad_();
+    at::Tensor w = torch::randn({16, 24}, c128).requires_grad_(), b = torch::randn({16}, c128).requires_grad_();
+    at::Tensor y = linear_complex_op().call(x, w, b, algorithm);
+    at::Tensor x2 = x.detach().clone().requires_grad_(), w2 = w.detach().clone().requires_grad_();
+    at::Tensor b2 = b.detach().clone().requires_grad_();
+    at::Tensor want = at::linear(x2, w2, b2);
+    const std::string name = std::string("linear_complex ") + algorithm;
+    expect_close((name + " forward").c_str(), y, want);
+    y.abs().sum().backward();
+    want.abs().sum().backward();
+    expect_close((name + " grad_x").c_str(), x.grad(), x2.grad());
+    expect_close((name + " grad_weight").c_str(), w.grad(), w2.grad());
+    expect_close((name + " grad_bias").c_str(), b.grad(), b2.grad());
   }
 
   // conv2d (grouped, strided) and depthwise: against at::conv2d on complex tensors
