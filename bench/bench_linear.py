@@ -1,4 +1,5 @@
-"""Complex linear, fwd and fwd+bwd, side by side: cplxfast (auto/3m/4m), torch native complex
+"""Complex linear, fwd and fwd+bwd, side by side: cplxfast (CplxLinear auto/3m/4m, and
+functional.linear on native complex Parameters), torch native complex
 nn.Linear(dtype=cfloat), cplxmodule's CplxLinear, and a real nn.Linear of the same features.
 
     python bench/bench_linear.py [--quick] [--device cpu|cuda] [--crossover] [--out DIR]
@@ -45,6 +46,10 @@ def build_impls(M, K, N, device):
             layer.weight.real.copy_(W.real), layer.weight.imag.copy_(W.imag)
             layer.bias.real.copy_(b.real), layer.bias.imag.copy_(b.imag)
         impls[f"cplxfast {algo}"] = complex_layer(layer)
+
+    # functional.linear with native complex Parameters (the complex-weight op variant)
+    w_param, b_param = torch.nn.Parameter(W.to(device)), torch.nn.Parameter(b.to(device))
+    impls["cplxfast functional"] = complex_layer(lambda z: cplxfast.functional.linear(z, w_param, b_param))
 
     native = torch.nn.Linear(K, N, dtype=torch.complex64, device=device)
     with torch.no_grad():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-import cplxfast  # noqa: F401  (loads the ops)
+import cplxfast  # loads the ops
 
 DEVICES = [
     "cpu",
@@ -26,3 +26,9 @@ def rel_err(actual, expected):
 
 
 TOL = {torch.complex64: 2e-5, torch.complex128: 1e-12}
+
+
+def linear_real_parts(x, w, b=None, algorithm=None):
+    """cplxfast.ops.linear, the real-parts op variant the layers use, fed .real/.imag views of complex
+    w and b (functional.linear runs the complex-weight variant): gradients flow back to w and b."""
+    return cplxfast.ops.linear(x, w.real, w.imag, None if b is None else b.real, None if b is None else b.imag, algorithm)

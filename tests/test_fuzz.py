@@ -13,7 +13,7 @@ from hypothesis import strategies as st  # noqa: E402
 from cplxfast import _reference as ref  # noqa: E402
 from cplxfast import functional as F  # noqa: E402
 from cplxfast import ops  # noqa: E402
-from conftest import rel_err  # noqa: E402
+from conftest import linear_real_parts, rel_err  # noqa: E402
 
 # `make fuzz` raises the count (CPLXFAST_FUZZ_EXAMPLES) and draws new cases each run.
 EXAMPLES = int(os.environ.get("CPLXFAST_FUZZ_EXAMPLES", "60"))
@@ -53,16 +53,18 @@ def backward_pair(fn, ref_fn, inputs, grad):
 
 @SETTINGS
 @given(data=st.data(), dtype=DTYPES, batch=st.lists(st.integers(0, 5), max_size=2), n_in=st.integers(1, 24),
-       n_out=st.integers(1, 24), algorithm=st.sampled_from(["3m", "4m", "auto"]), bias=st.booleans())
-def test_linear_fuzz(data, dtype, batch, n_in, n_out, algorithm, bias):
+       n_out=st.integers(1, 24), algorithm=st.sampled_from(["3m", "4m", "auto"]), bias=st.booleans(),
+       complex_weight=st.booleans())
+def test_linear_fuzz(data, dtype, batch, n_in, n_out, algorithm, bias, complex_weight):
     torch.manual_seed(0)
+    linear = F.linear if complex_weight else linear_real_parts  # the two op variants
     x = tensor_with_layout(data.draw, (*batch, n_in), dtype)
     w = tensor_with_layout(data.draw, (n_out, n_in), dtype)
     b = torch.randn(n_out, dtype=dtype) if bias else None
-    assert close(F.linear(x, w, b, algorithm), ref.linear(x, w, b), dtype)
+    assert close(linear(x, w, b, algorithm), ref.linear(x, w, b), dtype)
     g = torch.randn(*batch, n_out, dtype=dtype)
     inputs = [x, w] + ([b] if bias else [])
-    grads = backward_pair(lambda *a: F.linear(*a, algorithm=algorithm), lambda *a: ref.linear(*a), inputs, g)
+    grads = backward_pair(lambda *a: linear(*a, algorithm=algorithm), lambda *a: ref.linear(*a), inputs, g)
     for got, want in grads:
         assert got.shape == want.shape and close(got, want, dtype)
 

@@ -9,15 +9,10 @@ from cplxfast import _reference as ref
 from cplxfast import functional as F
 from cplxfast import ops
 from cplxfast.nn import CplxLinear
-from conftest import TOL, crandn, rel_err
+from conftest import TOL, crandn, linear_real_parts, rel_err
 
 ALGOS = ["3m", "4m", "auto"]
 DTYPES = [torch.complex64, torch.complex128]
-
-
-def linear_real_parts(x, w, b, algorithm):
-    """The real-parts op (the layers' path), fed .real/.imag views: gradients flow back to w and b."""
-    return ops.linear(x, w.real, w.imag, None if b is None else b.real, None if b is None else b.imag, algorithm)
 
 
 # The two op variants: complex weight (functional.linear) and real parts (CplxLinear's).
