@@ -69,8 +69,8 @@ at::Tensor as_matrix(const at::Tensor& t) {
 
 // The complex tensor W = re + i im, for the backend's complex GEMM ("4m"). When re and im are
 // the two halves of one interleaved complex buffer (cplxfast.nn layers allocate their real and
-// imag Parameters that way, and functional.linear passes W.real/W.imag views), W is a view of
-// that buffer and nothing is copied; otherwise it is built (one pass).
+// imag Parameters that way, and the complex-weight ops pass real/imag views of W), W is a view
+// of that buffer and nothing is copied; otherwise (e.g. a lazily conjugated W) it is built.
 at::Tensor complex_of(const at::Tensor& re, const at::Tensor& im) {
   const bool interleaved = !re.is_neg() && !im.is_neg() && re.is_alias_of(im) &&
                            re.sizes() == im.sizes() && re.strides() == im.strides() &&
