@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
 STAMP  := $(VENV)/.deps-installed
 
-.PHONY: test bench bench-quick fuzz sanitize wheel wheel-test cpp-test build venv clean
+.PHONY: test bench bench-quick fuzz sanitize wheel wheel-test cpp-test gpu-dryrun build venv clean
 
 test: build
 	$(PY) -m pytest -q tests
@@ -37,6 +37,12 @@ wheel-test: wheel
 # The op library for C++ (libtorch) users, built with CMake (CMakeLists.txt), and its test program.
 cpp-test:
 	PYTHON_BOOTSTRAP=$(PYTHON_BOOTSTRAP) bash tools/cpp_test.sh
+
+# Rehearsal of bench/gpu_check.sh (the GPU machine's one run) on this machine: torch 2.11.0 (the
+# GPU machine's CUDA 13.0 build, a ~5 GB venv in build/gpu-dryrun-venv), no cplxmodule, a copy
+# of the working tree, the same build and test selection, then the whole suite. Not in CI.
+gpu-dryrun:
+	PYTHON_BOOTSTRAP=$(PYTHON_BOOTSTRAP) bash tools/gpu_dryrun.sh
 
 # AddressSanitizer + UBSan build of the C++ kernels (in build/sanitize/), op tests against it.
 sanitize: $(STAMP)

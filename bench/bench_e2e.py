@@ -1,6 +1,8 @@
-"""End to end: train the same complex MobileNetV2-style 1-D classifier built with cplxmodule.nn
-and with cplxfast.nn, from the same initial weights on the same batches, and compare the time
-per training step and the loss curves.
+"""End to end: train the same complex MobileNetV2-style 1-D classifier built with cplxfast.nn,
+with torch's native complex ops (bench/torch_twins.py: torch's complex conv1d and linear, batch
+norm and modReLU as torch op chains) and, where it is installed, with cplxmodule.nn, from the
+same initial weights on the same batches, and compare the time per training step and the loss
+curves.
 
     python bench/bench_e2e.py [--quick] [--device cpu|cuda] [--steps N] [--out DIR]
 
@@ -15,10 +17,11 @@ norm, the first two by an adaptive modReLU; a skip connection where shapes allow
 CplxLinear head applied at every time step whose output moduli, averaged over time, are the
 class logits (phase-invariant).
 
-cplxmodule layers pass cplxmodule.Cplx objects between them, cplxfast layers native complex
-tensors; the architecture code is the same for both (it takes the layer namespace). Steps of the
-two models alternate in one process; the table reports medians. Writes e2e-<device>.json and,
-with matplotlib, e2e-<device>.png (loss curves and time per step).
+cplxmodule layers pass cplxmodule.Cplx objects between them, cplxfast and torch layers native
+complex tensors; the architecture code is the same for all (it takes the layer namespace). Steps
+of the models alternate in one process; the table reports the median time per step with its
+min and max. Writes e2e-<device>.json and, with matplotlib, e2e-<device>.png (loss curves and
+time per step).
 """
 import math
 import os
@@ -30,6 +33,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import common  # noqa: E402
+import torch_twins  # noqa: E402
 
 import cplxfast.nn  # noqa: E402
 
@@ -147,7 +151,7 @@ def plot(path, losses, medians, title):
     a.set_title("loss curves (same weights, same batches)")
     a.legend()
     names = list(medians)
-    b.bar(names, [medians[n] * 1e3 for n in names], color=["tab:orange", "tab:blue"][: len(names)])
+    b.bar(names, [medians[n] * 1e3 for n in names], color=["tab:blue", "tab:green", "tab:orange"][: len(names)])
     b.set_ylabel("ms per training step (median)")
     b.set_title("time per step")
     fig.suptitle(title)
@@ -161,47 +165,53 @@ def main(argv=None):
     p = common.arg_parser(__doc__)
     p.add_argument("--steps", type=int, help="training steps (default 40, quick 4)")
     args = p.parse_args(argv)
-    if not common.have_cplxmodule():
-        print("(cplxmodule not installed: the end-to-end comparison needs it; skipped)")
-        return
-    from cplxmodule import Cplx
-    import cplxmodule.nn as theirs_nn
-
     steps = args.steps or (4 if args.quick else 40)
     batch, length = (8, 256) if args.quick else (64, 1024)
+    if not common.have_cplxmodule():
+        print("(cplxmodule not installed: its column is left out)")
     for device in args.device or common.devices():
         torch.manual_seed(0)
-        theirs = Classifier(theirs_nn).to(device)
         ours = Classifier(cplxfast.nn).to(device)
-        ours.load_state_dict(theirs.state_dict(), strict=True)  # the same initial weights
+        twin = Classifier(torch_twins).to(device)
+        twin.load_state_dict(ours.state_dict(), strict=True)  # the same initial weights
+        models = {"cplxfast": (ours, lambda x: x), "torch complex": (twin, lambda x: x)}
+        if common.have_cplxmodule():
+            from cplxmodule import Cplx
+            import cplxmodule.nn as theirs_nn
+
+            theirs = Classifier(theirs_nn).to(device)
+            theirs.load_state_dict(ours.state_dict(), strict=True)
+            models["cplxmodule"] = (theirs, lambda x: Cplx(x.real.contiguous(), x.imag.contiguous()))
         gen = torch.Generator().manual_seed(1)
         batches = [tuple(t.to(device) for t in make_batch(gen, batch, length)) for _ in range(steps + 2)]
-        models = {
-            "cplxmodule": (theirs, lambda x: Cplx(x.real.contiguous(), x.imag.contiguous())),
-            "cplxfast": (ours, lambda x: x),
-        }
         common.progress(f"[bench_e2e] {device}: {steps} steps of batch {batch} x {length} ...")
-        train_side_by_side(models, batches[:2], LR, device)  # warm-up steps (same for both)
+        train_side_by_side(models, batches[:2], LR, device)  # warm-up steps (same for all)
         losses, times = train_side_by_side(models, batches[2:], LR, device)
         med = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
-        gap = max(abs(a - b) / abs(b) for a, b in zip(losses["cplxfast"], losses["cplxmodule"]))
+        gaps = {name: max(abs(a - b) / abs(b) for a, b in zip(losses["cplxfast"], ls))
+                for name, ls in losses.items() if name != "cplxfast"}
         n_params = sum(p.numel() for p in ours.parameters())
         case = f"MobileNet-1D ({n_params} real params), batch {batch} x {length}, {steps} Adam steps"
+        speedup = lambda other, name: med[other] / med[name] if other in med else None  # noqa: E731
         rows = [{
-            "case": case, "impl": name, "ms_per_step": med[name] * 1e3,
-            "speedup_vs_cplxmodule": med["cplxmodule"] / med[name], "losses": losses[name],
+            "case": case, "impl": name, "ms_per_step": med[name] * 1e3, "min_ms": min(times[name]) * 1e3,
+            "max_ms": max(times[name]) * 1e3, "speedup_vs_torch": speedup("torch complex", name),
+            "speedup_vs_cplxmodule": speedup("cplxmodule", name), "losses": losses[name],
             "first_loss": losses[name][0], "last_loss": losses[name][-1],
         } for name in models]
         path = common.write_json(os.path.join(args.out, f"e2e-{device}.json"), "e2e", device, rows)
         png = plot(os.path.join(args.out, f"e2e-{device}.png"), losses, med,
                    f"{case}, {device}: {common.machine(device)}")
+        x_of = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731
         common.print_table(
-            ["case", "impl", "ms / step", "vs cplxmodule", "loss: first", "last"],
-            [[case, r["impl"], f"{r['ms_per_step']:.1f}", f"{r['speedup_vs_cplxmodule']:.2f}x",
+            ["case", "impl", "ms / step (median)", "min - max", "vs torch", "vs cplxmodule", "loss: first", "last"],
+            [[case, r["impl"], f"{r['ms_per_step']:.1f}", f"{r['min_ms']:.1f} - {r['max_ms']:.1f}",
+              x_of(r["speedup_vs_torch"]), x_of(r["speedup_vs_cplxmodule"]),
               f"{r['first_loss']:.4f}", f"{r['last_loss']:.4f}"] for r in rows],
-            title=f"end to end training, complex64, {device}: {common.machine(device)} (medians; JSON: {path})",
+            title=f"end to end training, complex64, {device}: {common.machine(device)} (JSON: {path})",
         )
-        print(f"largest relative difference between the two loss curves: {gap:.1e}"
+        print("largest relative difference of each loss curve from cplxfast's: "
+              + ", ".join(f"{name} {gap:.1e}" for name, gap in gaps.items())
               + (f"; plot: {png}" if png else " (no matplotlib: no plot)"))
 
 

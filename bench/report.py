@@ -61,7 +61,8 @@ def summary_rows(out, device):
     if e2e is not None:
         t = {r["impl"]: r["ms_per_step"] for r in e2e["rows"]}
         rows.append({"family": "end to end (train step)", "case": e2e["rows"][0]["case"], "cplxfast_ms": t["cplxfast"],
-                     "cplxmodule_ms": t["cplxmodule"], "real_ms": None, "overhead": {}, "bandwidth": None})
+                     "torch_ms": t.get("torch complex"), "cplxmodule_ms": t.get("cplxmodule"), "real_ms": None,
+                     "overhead": {}, "bandwidth": None})
     return rows
 
 

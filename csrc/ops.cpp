@@ -40,7 +40,8 @@ TORCH_LIBRARY(cplxfast, m) {
   // with W = weight_re + i weight_im ([C_out, C_in / groups, *k], or [C_in, C_out / groups, *k]
   // when transposed) and b = bias_re + i bias_im [C_out], as real parts. padding is symmetric
   // zero padding (other modes and "same" are applied by the Python layer). algorithm: "3m"
-  // (Gauss, one grouped real convolution), "4m" (real block form) or "auto". Backward:
+  // (Gauss: three real convolutions of the operand planes), "4m" (real block form, one real
+  // convolution of twice the channels; depthwise layers: the fused direct kernel) or "auto". Backward:
   // grad_x = conv's input gradient of (g, conj W), grad_W = its weight gradient of (g, conj x),
   // grad_b = sum of g over batch and space; output_mask (x, weight, bias).
   m.def(

@@ -6,6 +6,7 @@ import torch
 import cplxfast.nn as cnn
 from cplxfast import _reference as ref
 from cplxfast import ops
+from conftest import requires_cuda
 
 
 def c64(*shape):
@@ -108,3 +109,53 @@ def test_nan_and_inf_propagate_like_torch(layer, shape, bad):
     assert not torch.isfinite(out).all()
     assert torch.equal(torch.isfinite(out), torch.isfinite(want))
     assert torch.isfinite(out[1]).all()  # the other sample is untouched
+
+
+# ------------------------------------------------------------------------------ devices
+def _cuda_op_calls():
+    """(op, args) for every op, all tensor arguments on the GPU."""
+    d = "cuda"
+    z = torch.randn(4, 3, 5, dtype=torch.complex64, device=d)
+    w = torch.randn(2, 5, device=d)
+    wc = torch.randn(2, 5, dtype=torch.complex64, device=d)
+    gy = torch.randn(4, 3, 2, dtype=torch.complex64, device=d)
+    cw = torch.randn(6, 3, 3, device=d)
+    gc = torch.randn(4, 6, 3, dtype=torch.complex64, device=d)
+    tau = torch.rand(3, 1, device=d)
+    bw, bb = torch.eye(2, device=d).unsqueeze(-1).repeat(1, 1, 3), torch.zeros(2, 3, device=d)
+    mean, cov = torch.zeros(2, 3, device=d), torch.eye(2, device=d).unsqueeze(-1).repeat(1, 1, 3)
+    conv = ([1], [0], [1], False, [0], 1)
+    m = torch.ops.cplxfast
+    return [
+        (m.linear, (z, w, w, w[:, 0], w[:, 0], "3m")),
+        (m.linear_backward, (gy, z, w, w, "3m", [True, True, True])),
+        (m.linear_complex, (z, wc, wc[:, 0], "3m")),
+        (m.linear_complex_backward, (gy, z, wc, "3m", [True, True, True])),
+        (m.conv, (z, cw, cw, cw[:, 0, 0], cw[:, 0, 0], *conv, "3m")),
+        (m.conv_backward, (gc, z, cw, cw, *conv, "3m", [True, True, True])),
+        (m.modrelu, (z, tau)),
+        (m.modrelu_backward, (z, z, tau, [True, True])),
+        (m.batch_norm, (z, bw, bb, mean, cov, False, 1e-5)),
+        (m.batch_norm_backward, (z, z, bw, mean, cov, True, [True, True, True])),
+        (m.batch_norm_stats, (z,)),
+        (m.batch_norm_grad_sums, (z, z, mean)),
+    ]
+
+
+@requires_cuda
+def test_every_tensor_argument_on_another_device_raises_naming_the_op():
+    """A CPU tensor among CUDA arguments would hand a host pointer to a kernel (an illegal-address
+    error that kills the process's CUDA context): every op checks every tensor argument first."""
+    for op, args in _cuda_op_calls():
+        op(*args)  # the all-CUDA call works
+        name = f"cplxfast.{op._schema.name.split('::')[1]}"
+        for i, a in enumerate(args):
+            if not isinstance(a, torch.Tensor):
+                continue
+            moved = list(args)
+            moved[i] = a.cpu()
+            with pytest.raises(RuntimeError, match=f"{name}: .*cpu") as info:
+                op(*moved)
+            assert "cuda" in str(info.value).lower(), (name, i, str(info.value))
+    torch.cuda.synchronize()  # the context survived
+    assert torch.ones(2, device="cuda").sum().item() == 2

@@ -196,9 +196,7 @@ def test_module_errors():
         CplxBatchNorm2d(3)(torch.randn(2, 3, 4, 4))
 
 
-cplxmodule = pytest.importorskip("cplxmodule")
-
-
+@pytest.mark.cplxmodule
 @pytest.mark.parametrize("kind,shape", [(1, (16, 4)), (1, (8, 4, 6)), (2, (4, 4, 5, 5)), (3, (2, 4, 3, 3, 3))])
 @pytest.mark.parametrize("momentum", [0.1, None])
 def test_matches_cplxmodule_training_and_eval(kind, shape, momentum):
@@ -261,6 +259,7 @@ def test_torch_compile_fullgraph():
         torch.testing.assert_close(t, s)
 
 
+@pytest.mark.cplxmodule
 @pytest.mark.parametrize("affine,track", [(False, True), (True, False), (False, False)])
 def test_matches_cplxmodule_affine_and_tracking_options(affine, track):
     import cplxmodule.nn as theirs_nn

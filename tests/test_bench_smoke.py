@@ -26,18 +26,31 @@ def test_bench_script_runs_quick(tmp_path, script, title):
     assert len(list(tmp_path.glob("*.json"))) == 1
 
 
-def test_e2e_loss_curves_agree(tmp_path):
-    """The two implementations train the same model on the same batches: their losses agree."""
+@pytest.fixture(scope="module")
+def e2e_losses(tmp_path_factory):
+    """Loss curves per implementation of one quick bench_e2e run (same model, same batches)."""
     import json
 
+    out = tmp_path_factory.mktemp("e2e")
     subprocess.run([sys.executable, os.path.join(ROOT, "bench", "bench_e2e.py"), "--quick", "--device", "cpu",
-                    "--out", str(tmp_path)], check=True, capture_output=True, timeout=600, cwd=ROOT)
-    rows = json.load(open(tmp_path / "e2e-cpu.json"))["rows"]
-    losses = {r["impl"]: r["losses"] for r in rows}
-    assert len(losses["cplxfast"]) == len(losses["cplxmodule"]) == 4
-    for a, b in zip(losses["cplxfast"], losses["cplxmodule"]):
+                    "--out", str(out)], check=True, capture_output=True, timeout=600, cwd=ROOT)
+    assert (out / "e2e-cpu.png").exists()
+    return {r["impl"]: r["losses"] for r in json.load(open(out / "e2e-cpu.json"))["rows"]}
+
+
+def assert_curves_agree(losses, other):
+    assert len(losses["cplxfast"]) == len(losses[other]) == 4
+    for a, b in zip(losses["cplxfast"], losses[other]):
         assert abs(a - b) <= 0.02 * abs(b)
-    assert (tmp_path / "e2e-cpu.png").exists()
+
+
+def test_e2e_loss_curves_agree_with_torch_native_complex(e2e_losses):
+    assert_curves_agree(e2e_losses, "torch complex")
+
+
+@pytest.mark.cplxmodule
+def test_e2e_loss_curves_agree_with_cplxmodule(e2e_losses):
+    assert_curves_agree(e2e_losses, "cplxmodule")
 
 
 def test_make_bench_quick_prints_the_summary_and_plots(tmp_path):

@@ -9,7 +9,7 @@ from cplxfast import _reference as ref
 from cplxfast import functional as F
 from cplxfast import nn as cnn
 from cplxfast import ops
-from conftest import TOL, crandn, rel_err
+from conftest import TOL, crandn, rel_err, requires_cuda
 
 ALGOS = ["3m", "4m", "auto"]
 DTYPES = [torch.complex64, torch.complex128]
@@ -305,6 +305,20 @@ def test_backward_bad_grad_shape():
         ops.conv_backward(crandn(2, 6, 7), x, w.real, w.imag, [1], [0], [1], False, [0], 1)
 
 
+def test_depthwise_with_an_empty_kernel(device):
+    """A kernel dimension of size 0: the output is the bias, gradients are zero or empty (and no
+    kernel is launched on an empty grid)."""
+    x = crandn(2, 3, 5, dtype=torch.complex64, device=device).requires_grad_()
+    w = torch.zeros(3, 1, 0, dtype=torch.complex64, device=device, requires_grad=True)
+    b = crandn(3, dtype=torch.complex64, device=device).requires_grad_()
+    y = F.conv1d(x, w, b, groups=3)
+    assert y.shape == (2, 3, 6)
+    torch.testing.assert_close(y, b.detach().view(1, 3, 1).expand(2, 3, 6))
+    y.backward(torch.ones_like(y))
+    assert torch.equal(x.grad, torch.zeros_like(x)) and w.grad.shape == w.shape
+    torch.testing.assert_close(b.grad, torch.full_like(b, 12))
+
+
 # ------------------------------------------------------------------------------ 3M accuracy
 def test_accuracy_near_real_data(device):
     """As for linear: 3M loses componentwise accuracy on nearly real data, 4M (and depthwise) do not."""
@@ -323,7 +337,37 @@ def test_accuracy_near_real_data(device):
     assert err_3m > 10 * err_4m
 
 
+@requires_cuda
+def test_tf32_follows_cudnn_flag_and_costs_3m_its_imaginary_part():
+    """cuDNN's TF32 (torch.backends.cudnn.allow_tf32, True by default in torch) is followed as torch's
+    own convolutions follow it: with it off, complex64 convolution is fp32-exact (the tolerance of
+    every other test); with it on (10-bit mantissa products on Ampere and later), 4M stays
+    componentwise accurate to TF32's precision while 3M's imaginary part, a difference of products
+    of the size of the real part, loses about |Re| / |Im| times more: on nearly real data it is
+    no longer accurate at all. torch's native complex conv (a 3M composite) behaves alike."""
+    torch.manual_seed(4)
+    x = crandn(4, 32, 16, 16, dtype=torch.complex64, device="cuda")
+    w = crandn(32, 32, 3, 3, dtype=torch.complex64, device="cuda") / math.sqrt(32 * 9)
+    x, w = torch.complex(x.real, 1e-2 * x.imag), torch.complex(w.real, 1e-2 * w.imag)
+    want = ref.conv(x, w, None, 1, 1)
+
+    def errors(algorithm):
+        y = F.conv2d(x, w, padding=1, algorithm=algorithm)
+        return rel_err(y, want), ((y.imag.double() - want.imag).norm() / want.imag.norm()).item()
+
+    torch.backends.cudnn.allow_tf32 = False
+    assert errors("3m")[0] < TOL[torch.complex64] and errors("4m")[0] < TOL[torch.complex64]
+    torch.backends.cudnn.allow_tf32 = True
+    (norm_3m, imag_3m), (norm_4m, imag_4m) = errors("3m"), errors("4m")
+    assert norm_3m < 5e-3 and norm_4m < 5e-3  # TF32: ~2^-11 per operand, normwise
+    assert imag_4m < 5e-3  # 4M: componentwise too
+    assert imag_3m > 3 * imag_4m  # 3M's imaginary part: the cancellation TF32 makes visible
+    torch_err = rel_err(torch.nn.functional.conv2d(x, w, padding=1), want)
+    assert norm_3m < 4 * torch_err + TOL[torch.complex64]  # no worse than torch's own complex conv
+
+
 # ------------------------------------------------------------------------------ modules
+@pytest.mark.cplxmodule
 def test_module_signatures_parameters_and_state_dict_match_cplxmodule():
     from cplxmodule import nn as theirs_nn
 
@@ -354,6 +398,7 @@ def test_module_init_distribution():
         assert part.abs().max() <= 1 / math.sqrt(fan_in)
 
 
+@pytest.mark.cplxmodule
 @pytest.mark.parametrize("name,shape,kwargs", [
     ("CplxConv1d", (2, 4, 16), dict(kernel_size=3, stride=2, padding=1, groups=2)),
     ("CplxConv2d", (2, 4, 9, 8), dict(kernel_size=(3, 2), dilation=(1, 2), padding=1)),

@@ -9,7 +9,7 @@ from cplxfast import _reference as ref
 from cplxfast import functional as F
 from cplxfast import ops
 from cplxfast.nn import CplxLinear
-from conftest import TOL, crandn, linear_real_parts, rel_err
+from conftest import TOL, crandn, linear_real_parts, rel_err, requires_cuda
 
 ALGOS = ["3m", "4m", "auto"]
 DTYPES = [torch.complex64, torch.complex128]
@@ -205,6 +205,23 @@ def test_opcheck_backward(device, mask):
         )
 
 
+@pytest.mark.parametrize("algorithm", ["3m", "4m"])
+def test_weight_parts_interleaved_but_misaligned(device, algorithm):
+    """(re, im) as adjacent strided views of one real buffer that look interleaved but whose pairs are
+    not 2 * sizeof(T) aligned (an odd offset, an odd row stride): read element by element, on CUDA
+    as on the CPU (the host decides whether whole-pair accesses are allowed)."""
+    torch.manual_seed(0)
+    x = crandn(5, 6, dtype=torch.complex64, device=device)
+    odd_offset = torch.randn(1 + 3 * 12, device=device)[1:].view(3, 6, 2)
+    odd_rows = torch.randn(3, 13, device=device)
+    for w_re, w_im in [(odd_offset[..., 0], odd_offset[..., 1]), (odd_rows[:, 0:12:2], odd_rows[:, 1:12:2])]:
+        assert w_im.data_ptr() == w_re.data_ptr() + 4 and w_re.stride(1) == 2
+        b = torch.randn(1 + 2 * 3, device=device)[1:].view(3, 2)
+        y = ops.linear(x, w_re, w_im, b[:, 0], b[:, 1], algorithm)
+        want = ref.linear(x, torch.complex(w_re, w_im), torch.complex(b[:, 0], b[:, 1]))
+        assert rel_err(y, want) < TOL[torch.complex64]
+
+
 # ------------------------------------------------------------------------------ 3M accuracy
 def _accuracy_case(device, near_real):
     torch.manual_seed(3)
@@ -241,6 +258,25 @@ def test_accuracy_near_real_data(device):
     assert rel_err(F.linear(x, w, None, "3m"), want) < 1e-6  # still normwise accurate
 
 
+@requires_cuda
+def test_tf32_follows_matmul_flag_and_auto_takes_4m_under_it():
+    """torch.backends.cuda.matmul.allow_tf32 (False by default) is followed as torch's matmuls follow
+    it. Under TF32, 3M's imaginary part (a difference of products as large as the real part) loses
+    |Re| / |Im| times TF32's 2^-11, so "auto" takes 4M for complex64 on CUDA while TF32 is allowed."""
+    torch.manual_seed(6)
+    x = crandn(8192, 512, dtype=torch.complex64, device="cuda")  # large: "auto" is 3m without TF32
+    w = crandn(512, 512, dtype=torch.complex64, device="cuda") / math.sqrt(512)
+    assert torch.equal(F.linear(x, w, None, "auto"), F.linear(x, w, None, "3m"))
+    torch.backends.cuda.matmul.allow_tf32 = True
+    assert torch.equal(F.linear(x, w, None, "auto"), F.linear(x, w, None, "4m"))
+    xs, ws = torch.complex(x.real, 1e-2 * x.imag)[:512], torch.complex(w.real, 1e-2 * w.imag)
+    want = ref.linear(xs, ws)
+    imag_3m = _imag_rel_err(F.linear(xs, ws, None, "3m"), want)
+    imag_4m = _imag_rel_err(F.linear(xs, ws, None, "4m"), want)
+    assert rel_err(F.linear(xs, ws, None, "3m"), want) < 5e-3 and imag_4m < 5e-3
+    assert imag_3m > 3 * imag_4m
+
+
 # ------------------------------------------------------------------------------ errors
 def test_bad_input_errors(device):
     x, w, b = make((4,), 6, 3, torch.complex64, device)
@@ -270,7 +306,7 @@ def test_bad_input_errors(device):
         F.linear(x, w, b, "fast")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for a device mismatch")
+@requires_cuda
 def test_device_mismatch_error():
     x, w, b = make((4,), 6, 3, torch.complex64, "cpu")
     with pytest.raises(RuntimeError, match="weight is on cuda:0 but the input is on cpu"):
@@ -397,9 +433,7 @@ def test_module_float64_parameters():
 
 
 # ------------------------------------------------------------------------------ cplxmodule
-cplxmodule = pytest.importorskip("cplxmodule")
-
-
+@pytest.mark.cplxmodule
 @pytest.mark.parametrize("bias", [True, False])
 def test_matches_cplxmodule_forward_and_gradients(bias):
     from cplxmodule import Cplx
@@ -426,6 +460,7 @@ def test_matches_cplxmodule_forward_and_gradients(bias):
     torch.testing.assert_close(x_ours.imag.grad, x_theirs.imag.grad, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.cplxmodule
 def test_checkpoint_round_trip_with_cplxmodule():
     from cplxmodule.nn import CplxLinear as TheirLinear
 

@@ -245,9 +245,7 @@ def test_module_errors():
         CplxAdaptiveModReLU(5, 1, 1)(crandn(2, 3, 4, 4, dtype=torch.complex64))
 
 
-cplxmodule = pytest.importorskip("cplxmodule")
-
-
+@pytest.mark.cplxmodule
 @pytest.mark.parametrize("kind", ["fixed", "learnable", "adaptive"])
 @pytest.mark.parametrize("tau_sign", [1.0, -1.0])
 def test_matches_cplxmodule(kind, tau_sign):

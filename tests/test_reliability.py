@@ -118,10 +118,22 @@ def test_concurrent_calls_give_correct_results(family):
     assert not errors
 
 
-def test_results_are_bitwise_reproducible():
+@pytest.fixture
+def deterministic():
+    """torch.use_deterministic_algorithms(True): torch raises for its own non-deterministic ops;
+    cplxfast's reductions use no atomics (partial sums added in a fixed order), so they run and
+    repeat bit for bit, on CUDA too."""
+    saved = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(saved)
+
+
+def test_results_are_bitwise_reproducible(device, deterministic):
     torch.manual_seed(0)
-    x = torch.randn(2048, 256, dtype=torch.complex64, requires_grad=True)
-    layers = torch.nn.Sequential(CplxLinear(256, 256, algorithm="3m"), CplxBatchNorm2d(256).train(), CplxAdaptiveModReLU(256))
+    x = torch.randn(2048, 256, dtype=torch.complex64, device=device, requires_grad=True)
+    layers = torch.nn.Sequential(CplxLinear(256, 256, algorithm="3m"), CplxBatchNorm2d(256).train(),
+                                 CplxAdaptiveModReLU(256)).to(device)
 
     def run():
         out = layers[2](layers[1](layers[0](x).view(2048, 256, 1, 1)).view(2048, 256))
@@ -135,11 +147,29 @@ def test_results_are_bitwise_reproducible():
         assert all(torch.equal(a, b) for a, b in zip(grads, first_grads))
 
 
-@pytest.mark.parametrize("groups", [1, 16])
-def test_conv_results_are_bitwise_reproducible(groups):
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_batch_norm_and_modrelu_per_channel_results_are_bitwise_reproducible(device, deterministic, memory_format):
     torch.manual_seed(0)
-    x = torch.randn(8, 16, 20, 20, dtype=torch.complex64, requires_grad=True)
-    layer = CplxConv2d(16, 16, 3, padding=1, groups=groups)
+    x = torch.randn(16, 32, 24, 24, dtype=torch.complex64, device=device).to(memory_format=memory_format)
+    x.requires_grad_()
+    layers = torch.nn.Sequential(CplxBatchNorm2d(32).train(), CplxAdaptiveModReLU(32, 1, 1)).to(device)
+
+    def run():
+        out = layers(x)
+        return out.detach(), torch.autograd.grad(out.abs().sum(), [x, *layers.parameters()])
+
+    first_out, first_grads = run()
+    for _ in range(2):
+        out, grads = run()
+        assert torch.equal(out, first_out)
+        assert all(torch.equal(a, b) for a, b in zip(grads, first_grads))
+
+
+@pytest.mark.parametrize("groups", [1, 16])
+def test_conv_results_are_bitwise_reproducible(device, deterministic, groups):
+    torch.manual_seed(0)
+    x = torch.randn(8, 16, 20, 20, dtype=torch.complex64, device=device, requires_grad=True)
+    layer = CplxConv2d(16, 16, 3, padding=1, groups=groups).to(device)
 
     def run():
         out = layer(x)

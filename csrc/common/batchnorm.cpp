@@ -46,17 +46,26 @@ void check_bn_params(const char* op, const at::Tensor& input, const c10::optiona
   }
 }
 
+// Statistics are the input's real dtype, or float64 (CplxSyncBatchNorm combines them across
+// processes in float64), on the input's device.
+void check_bn_statistic(const char* op, const char* name, const at::Tensor& t, const at::Tensor& input,
+                        at::IntArrayRef shape) {
+  TORCH_CHECK(t.defined(), op, ": ", name, " is undefined");
+  TORCH_CHECK(t.scalar_type() == at::kDouble || t.scalar_type() == c10::toRealValueType(input.scalar_type()), op,
+              ": ", name, " must be a ", c10::toRealValueType(input.scalar_type()), " or float64 tensor, got ",
+              t.scalar_type());
+  TORCH_CHECK(t.device() == input.device(), op, ": ", name, " is on ", t.device(), " but the input is on ",
+              input.device(), "; move them to the same device");
+  TORCH_CHECK(t.sizes() == shape, op, ": ", name, " must have shape ", shape, ", got ", t.sizes());
+}
+
+void check_bn_mean(const char* op, const at::Tensor& input, const at::Tensor& mean) {
+  check_bn_statistic(op, "mean (running_mean)", mean, input, {2, input.size(1)});
+}
+
 void check_bn_stats(const char* op, const at::Tensor& input, const at::Tensor& mean, const at::Tensor& cov) {
-  const int64_t C = input.size(1);
-  // Statistics may also be float64 (CplxSyncBatchNorm combines them across processes in float64).
-  if (mean.scalar_type() != at::kDouble) check_real_part(op, "mean", mean, input);
-  if (cov.scalar_type() != at::kDouble) check_real_part(op, "covariance", cov, input);
-  TORCH_CHECK(mean.device() == input.device() && cov.device() == input.device(), op,
-              ": the statistics must be on the input's device (", input.device(), ")");
-  TORCH_CHECK(mean.sizes() == at::IntArrayRef({2, C}), op, ": mean (running_mean) must have shape [2, ", C,
-              "], got ", mean.sizes());
-  TORCH_CHECK(cov.sizes() == at::IntArrayRef({2, 2, C}), op, ": covariance (running_var) must have shape [2, 2, ",
-              C, "], got ", cov.sizes());
+  check_bn_mean(op, input, mean);
+  check_bn_statistic(op, "covariance (running_var)", cov, input, {2, 2, input.size(1)});
 }
 
 at::Tensor weight_rows(const c10::optional<at::Tensor>& weight, const BatchNormLayout& layout) {
@@ -129,10 +138,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
   const BatchNormLayout L = plan_batch_norm(op, input);
   check_bn_params(op, input, weight, c10::nullopt);
   check_bn_stats(op, input, mean_in, cov_in);
-  check_complex(op, "grad", grad);
-  TORCH_CHECK(grad.sizes() == input.sizes(), op, ": grad has shape ", grad.sizes(), " but the input ", input.sizes());
-  TORCH_CHECK(grad.scalar_type() == input.scalar_type(), op, ": grad has dtype ", grad.scalar_type(), " but the input ",
-              input.scalar_type());
+  check_grad_like_input(op, grad, input);
   const auto real = c10::toRealValueType(input.scalar_type());
   const at::Tensor g = with_layout_of(grad, L.z);
   const at::Tensor mean = mean_rows(mean_in), cov = cov_rows(cov_in);
@@ -176,10 +182,8 @@ at::Tensor batch_norm_grad_sums(const at::Tensor& grad, const at::Tensor& input,
                                 const BatchNormBackend& backend) {
   const char* op = "cplxfast.batch_norm_grad_sums";
   const BatchNormLayout L = plan_batch_norm(op, input);
-  check_complex(op, "grad", grad);
-  TORCH_CHECK(grad.sizes() == input.sizes() && grad.scalar_type() == input.scalar_type(), op,
-              ": grad must match the input's shape and dtype");
-  TORCH_CHECK(mean.sizes() == at::IntArrayRef({2, L.C}), op, ": mean must have shape [2, ", L.C, "], got ", mean.sizes());
+  check_grad_like_input(op, grad, input);
+  check_bn_mean(op, input, mean);
   if (L.numel == 0) return at::zeros({6, L.C}, mean.options().dtype(at::kDouble));
   return backend.grad_sums(L, with_layout_of(grad, L.z), mean_rows(mean)).t().contiguous();
 }

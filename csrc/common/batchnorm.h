@@ -161,6 +161,7 @@ BatchNormLayout plan_batch_norm(const char* op, const at::Tensor& input);
 void check_bn_params(const char* op, const at::Tensor& input, const c10::optional<at::Tensor>& weight,
                      const c10::optional<at::Tensor>& bias);
 void check_bn_stats(const char* op, const at::Tensor& input, const at::Tensor& mean, const at::Tensor& cov);
+void check_bn_mean(const char* op, const at::Tensor& input, const at::Tensor& mean);
 
 // [C, 4] (W00, W01, W10, W11) and [C, 2] as double on the input's device; identity/zero if absent.
 at::Tensor weight_rows(const c10::optional<at::Tensor>& weight, const BatchNormLayout& layout);

@@ -23,6 +23,16 @@ inline void check_same_dtype_device(
       " but the input is on ", like.device(), "; move them to the same device");
 }
 
+// The upstream gradient of an op's output that has the input's shape: complex, with the input's
+// dtype and device (a CPU tensor handed to a CUDA kernel would be a host pointer there: an
+// illegal-address error that kills the process's CUDA context), and the input's shape.
+inline void check_grad_like_input(const char* op, const at::Tensor& grad, const at::Tensor& input) {
+  check_complex(op, "grad", grad);
+  check_same_dtype_device(op, "grad", grad, input);
+  TORCH_CHECK(grad.sizes() == input.sizes(), op, ": grad has shape ", grad.sizes(), " but the input has shape ",
+              input.sizes());
+}
+
 // A real tensor holding the real or imaginary part of a complex operand `like`.
 inline void check_real_part(const char* op, const char* name, const at::Tensor& t, const at::Tensor& like) {
   TORCH_CHECK(t.defined(), op, ": ", name, " is undefined");

@@ -132,9 +132,11 @@ struct Layout {
     return {at::real(m), at::imag(m)};
   }
 
-  // Plane-major buffer [P, rows, cols] for P planes of an activation with these sizes.
+  // Plane-major buffer [P, rows, cols] for P planes of an activation with these sizes, each plane
+  // starting aligned.
   at::Tensor plane_major(at::IntArrayRef sizes, int64_t P, Workspace& ws) const {
-    return ws.take(P * c10::multiply_integers(sizes)).view({P, rows(sizes), cols(sizes)});
+    const int64_t r = rows(sizes), c = cols(sizes);
+    return Workspace::planes_in(ws.take(P * Workspace::plane_stride(r, c)), P, r, c);
   }
 
   // Row-interleaved buffer, seen as its planes [P, rows, cols] (the storage is [rows, P, cols]).
@@ -298,7 +300,7 @@ at::Tensor conv_forward(
 
   const at::Tensor x = x_in.contiguous(fmt);
   const int64_t P = algo == ConvAlgorithm::k4M ? 2 : 3;
-  Workspace ws(real_options(x), P * x.numel());
+  Workspace ws(real_options(x), P * Workspace::plane_stride(x.numel(), 1));
   if (algo == ConvAlgorithm::k4M) {
     const Layout layout{fmt, p.groups};
     const at::Tensor x_planes = layout.row_interleaved(x.sizes(), 2, ws);
@@ -362,7 +364,7 @@ ConvGrads conv_backward(
   const int64_t P = algo == ConvAlgorithm::k4M ? 2 : 3;
   // x's planes are only read when the weight gradient is wanted; otherwise they are a shape
   // to the backend, and fresh (never touched) memory.
-  Workspace ws(ropts, P * (g.numel() + (need_w ? x.numel() : 0)));
+  Workspace ws(ropts, P * (Workspace::plane_stride(g.numel(), 1) + (need_w ? Workspace::plane_stride(x.numel(), 1) : 0)));
   const auto x_planes_of = [&](const Layout& layout) {
     if (need_w) return P == 2 ? layout.row_interleaved(x.sizes(), P, ws) : layout.plane_major(x.sizes(), P, ws);
     return P == 2 ? at::empty({layout.rows(x.sizes()), P, layout.cols(x.sizes())}, ropts).transpose(0, 1)

@@ -89,11 +89,14 @@ ComplexPair rows_of(const ComplexPair& p, int64_t r0, int64_t rows) {
   return {p.re.narrow(0, r0, rows), p.im.narrow(0, r0, rows)};
 }
 
-// Real planes buffer [3, rows, cols] carved from the front of a reusable flat buffer, so the
-// last, shorter chunk still gets contiguous planes.
-at::Tensor planes_view(const at::Tensor& flat, int64_t rows, int64_t cols) {
-  return flat.narrow(0, 0, 3 * rows * cols).view({3, rows, cols});
+// Real planes [3, rows, cols] carved from the front of a reusable slice, so the last, shorter
+// chunk still gets contiguous (and aligned) planes.
+at::Tensor planes_view(const at::Tensor& slice, int64_t rows, int64_t cols) {
+  return Workspace::planes_in(slice, 3, rows, cols);
 }
+
+// Elements of a slice holding 3 planes [rows, cols].
+int64_t planes_numel(int64_t rows, int64_t cols) { return 3 * Workspace::plane_stride(rows, cols); }
 
 // P[j] (= or +=) A[j] B[j] for the three planes.
 void real_products(const Gemm3mBackend& backend, at::Tensor P, const at::Tensor& A, const at::Tensor& B, bool accumulate) {
@@ -173,15 +176,15 @@ at::Tensor forward_impl(const char* op, const at::Tensor& x_in, const ComplexPai
   }
 
   const int64_t chunk = chunk_of(backend, M);
-  Workspace ws(real_options(x), 3 * (N * K + chunk * K + chunk * N));
-  at::Tensor w_planes = ws.take(3 * N * K).view({3, N, K});
+  Workspace ws(real_options(x), planes_numel(N, K) + planes_numel(chunk, K) + planes_numel(chunk, N));
+  at::Tensor w_planes = planes_view(ws.take(planes_numel(N, K)), N, K);
   backend.planes.split(weight, /*conj=*/false, w_planes.unbind(0));
   const at::Tensor w_planes_t = w_planes.transpose(1, 2);  // planes of W^T, [3, K, N]
   const ComplexPair b = bias != nullptr ? *bias : ComplexPair{};
   const ComplexPair xs = parts(x), ys = parts(y);
 
-  at::Tensor x_buf = ws.take(3 * chunk * K);
-  at::Tensor p_buf = ws.take(3 * chunk * N);
+  at::Tensor x_buf = ws.take(planes_numel(chunk, K));
+  at::Tensor p_buf = ws.take(planes_numel(chunk, N));
   for (int64_t r0 = 0; r0 < M; r0 += chunk) {
     const int64_t rows = std::min(chunk, M - r0);
     at::Tensor x_planes = planes_view(x_buf, rows, K);
@@ -243,23 +246,23 @@ LinearGrads backward_impl(const char* op, const at::Tensor& grad_in, const at::T
   // grad_x [M, K] = g conj(W): long side M.  grad_W [N, K] = g^T conj(x): reduces over M.
   // Both are driven by one pass over M in chunks, so g's planes are built once for both.
   const int64_t chunk = chunk_of(backend, M);
-  Workspace ws(real_options(x),
-               (need_x ? 3 * (N * K + chunk * K) : 0) + (need_w ? 3 * (N * K + chunk * K) : 0) + 3 * chunk * N);
+  const int64_t per_grad = planes_numel(N, K) + planes_numel(chunk, K);
+  Workspace ws(real_options(x), (need_x ? per_grad : 0) + (need_w ? per_grad : 0) + planes_numel(chunk, N));
   const ComplexPair gs = parts(g), xs = parts(x);
   at::Tensor w_planes, gx_buf, gw_products, x_buf;
   ComplexPair gxs;
   if (need_x) {
     out.x = at::empty({M, K}, x.options().memory_format(at::MemoryFormat::Contiguous));
     gxs = parts(out.x);
-    w_planes = ws.take(3 * N * K).view({3, N, K});  // planes of conj(W)
+    w_planes = planes_view(ws.take(planes_numel(N, K)), N, K);  // planes of conj(W)
     backend.planes.split(weight, /*conj=*/true, w_planes.unbind(0));
-    gx_buf = ws.take(3 * chunk * K);
+    gx_buf = ws.take(planes_numel(chunk, K));
   }
   if (need_w) {
-    gw_products = ws.take(3 * N * K).view({3, N, K});  // accumulated over the chunks of M
-    x_buf = ws.take(3 * chunk * K);
+    gw_products = planes_view(ws.take(planes_numel(N, K)), N, K);  // accumulated over the chunks of M
+    x_buf = ws.take(planes_numel(chunk, K));
   }
-  at::Tensor g_buf = ws.take(3 * chunk * N);
+  at::Tensor g_buf = ws.take(planes_numel(chunk, N));
   for (int64_t r0 = 0; r0 < M; r0 += chunk) {
     const int64_t rows = std::min(chunk, M - r0);
     at::Tensor g_planes = planes_view(g_buf, rows, N);

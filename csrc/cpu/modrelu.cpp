@@ -14,6 +14,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "common/checks.h"
 #include "common/layout.h"
 #include "common/modrelu.h"
 #include "cpu/runs.h"
@@ -143,8 +144,7 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
                                                     const at::Tensor& threshold, std::array<bool, 2> mask) {
   const char* op = "cplxfast.modrelu_backward";
   const ModReLULayout L = plan_modrelu(op, z, threshold);
-  TORCH_CHECK(grad.sizes() == z.sizes(), op, ": grad has shape ", grad.sizes(), " but the input has shape ", z.sizes());
-  TORCH_CHECK(grad.scalar_type() == z.scalar_type(), op, ": grad has dtype ", grad.scalar_type(), " but the input ", z.scalar_type());
+  check_grad_like_input(op, grad, z);
   const at::Tensor g = with_layout_of(grad, L.z);
   // The run kernels always write grad_z (a branch in the loop would stop it vectorising); when
   // only the threshold's gradient is wanted, it goes to a scratch tensor that is dropped.

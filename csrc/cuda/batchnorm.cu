@@ -1,8 +1,10 @@
 // Complex batch norm on CUDA: the device-agnostic driver (common/batchnorm.cpp) with CUDA
-// kernels. Per-channel reductions run on a (channel, split) grid with double accumulation, block
-// reductions in shared memory and one atomic per block and sum; the apply pass is elementwise
-// with whole-complex (8/16-byte) accesses; per-channel coefficient maths runs one thread per
-// channel (bn_math, shared with the CPU).
+// kernels. Per-channel reductions are the sums of cuda/channel_sums.cuh in double: a block per
+// (channel, split) for channels-first input, a 32-channel tile per block for channels-inner input
+// ([B, C], channels_last), partial sums summed in a fixed order (no atomics: reproducible bit for
+// bit); the apply pass is elementwise with whole-complex (8/16-byte) accesses and 32-bit indices
+// where the tensor allows; per-channel coefficient maths runs one thread per channel (bn_math,
+// shared with the CPU).
 #include <algorithm>
 
 #include <ATen/ATen.h>
@@ -13,70 +15,72 @@
 #include <torch/library.h>
 
 #include "common/batchnorm.h"
+#include "cuda/channel_sums.cuh"
+#include "cuda/kernel_utils.cuh"
 
 namespace cplxfast::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
-template <typename T>
-struct alignas(2 * sizeof(T)) Pair {
-  T re, im;
+struct Shift {
+  double re, im;
 };
 
-// Shifted moment sums (K = 5) or gradient sums (K = 6) of one channel per blockIdx.x.
-template <typename T, int K>
-__global__ void channel_sums_kernel(const Pair<T>* __restrict__ x, const Pair<T>* __restrict__ g,
-                                    const double* __restrict__ mean, int64_t C, int64_t inner, int64_t per_channel,
-                                    double* __restrict__ sums) {
-  const int64_t c = blockIdx.x;
-  // Moments: shift by the channel's first element (accuracy with a large mean); gradient sums:
-  // x' = x - mean.
-  const Pair<T> first = x[c * inner];
-  const double s0 = K == 5 ? double(first.re) : mean[2 * c], s1 = K == 5 ? double(first.im) : mean[2 * c + 1];
-  double acc[K] = {};
-  for (int64_t j = blockIdx.y * int64_t{blockDim.x} + threadIdx.x; j < per_channel; j += int64_t{gridDim.y} * blockDim.x) {
-    const int64_t o = j / inner, i = j - o * inner;
-    const int64_t idx = (o * C + c) * inner + i;
-    const Pair<T> v = x[idx];
-    const double xr = double(v.re) - s0, xi = double(v.im) - s1;
-    if (K == 5) {
-      acc[0] += xr;
-      acc[1] += xi;
-      acc[2] += xr * xr;
-      acc[3] += xr * xi;
-      acc[4] += xi * xi;
-    } else {
-      const Pair<T> gv = g[idx];
-      const double gr = gv.re, gi = gv.im;
-      acc[0] += gr;
-      acc[1] += gi;
-      acc[2] += gr * xr;
-      acc[3] += gr * xi;
-      acc[4 % K] += gi * xr;
-      acc[5 % K] += gi * xi;
-    }
-  }
-  __shared__ double shared[K][kThreads];
-  for (int k = 0; k < K; ++k) shared[k][threadIdx.x] = acc[k];
-  __syncthreads();
-  for (int width = kThreads / 2; width > 0; width /= 2) {
-    if (threadIdx.x < width) {
-      for (int k = 0; k < K; ++k) shared[k][threadIdx.x] += shared[k][threadIdx.x + width];
-    }
-    __syncthreads();
-  }
-  if (threadIdx.x < K) atomicAdd(&sums[c * K + threadIdx.x], shared[threadIdx.x][0]);
-}
-
-// Moments from shifted sums: mean = shift + E[x - shift], central moments.
+// Shifted moment sums of a channel: sum x', sum x'r^2, x'r x'i, x'i^2 with x' = x - shift, the
+// shift being the channel's first element (accuracy with a large mean).
 template <typename T>
-__global__ void finish_moments_kernel(const Pair<T>* __restrict__ x, const double* __restrict__ sums, int64_t C,
-                                      int64_t inner, double n, double* __restrict__ out) {
+struct MomentSumsOp {
+  const Pair<T>* x;
+  int64_t inner;
+
+  using State = Shift;
+  __device__ Shift state(int64_t c) const {
+    const Pair<T> first = x[c * inner];
+    return {double(first.re), double(first.im)};
+  }
+  __device__ void operator()(const Shift& s, int64_t idx, double (&acc)[5]) const {
+    const Pair<T> v = x[idx];
+    const double xr = double(v.re) - s.re, xi = double(v.im) - s.im;
+    acc[0] += xr;
+    acc[1] += xi;
+    acc[2] += xr * xr;
+    acc[3] += xr * xi;
+    acc[4] += xi * xi;
+  }
+};
+
+// Gradient sums of a channel: sum g, and S = sum g x'^T with x' = x - mean.
+template <typename T>
+struct GradSumsOp {
+  const Pair<T>* x;
+  const Pair<T>* g;
+  const double* mean;  // [C, 2]
+
+  using State = Shift;
+  __device__ Shift state(int64_t c) const { return {mean[2 * c], mean[2 * c + 1]}; }
+  __device__ void operator()(const Shift& m, int64_t idx, double (&acc)[6]) const {
+    const Pair<T> v = x[idx], gv = g[idx];
+    const double xr = double(v.re) - m.re, xi = double(v.im) - m.im, gr = gv.re, gi = gv.im;
+    acc[0] += gr;
+    acc[1] += gi;
+    acc[2] += gr * xr;
+    acc[3] += gr * xi;
+    acc[4] += gi * xr;
+    acc[5] += gi * xi;
+  }
+};
+
+// Moments [C, 5] from the shifted partial sums [splits, C, 5], the splits summed in order:
+// mean = shift + E[x - shift], central moments.
+template <typename T>
+__global__ void finish_moments_kernel(const Pair<T>* __restrict__ x, const double* __restrict__ partials,
+                                      int64_t splits, int64_t C, int64_t inner, double n, double* __restrict__ out) {
   const int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (c >= C) return;
+  double s[5] = {};
+  for (int64_t p = 0; p < splits; ++p) {
+    for (int k = 0; k < 5; ++k) s[k] += partials[(p * C + c) * 5 + k];
+  }
   const Pair<T> first = x[c * inner];
-  const double* s = sums + 5 * c;
   const double mr = s[0] / n, mi = s[1] / n;
   out[5 * c] = double(first.re) + mr;
   out[5 * c + 1] = double(first.im) + mi;
@@ -85,10 +89,10 @@ __global__ void finish_moments_kernel(const Pair<T>* __restrict__ x, const doubl
   out[5 * c + 4] = s[4] / n - mi * mi;
 }
 
-template <typename T>
+template <typename T, typename I>
 __global__ void apply_kernel(const Pair<T>* __restrict__ u, const Pair<T>* __restrict__ v, const double* __restrict__ k,
-                             int64_t numel, int64_t C, int64_t inner, Pair<T>* __restrict__ out) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < numel; i += int64_t{gridDim.x} * blockDim.x) {
+                             I numel, I C, I inner, Pair<T>* __restrict__ out) {
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < numel; i += I(gridDim.x) * blockDim.x) {
     const double* q = k + kBnCoeffs * ((i / inner) % C);
     const Pair<T> a = u[i];
     const double ur = double(a.re) - q[10], ui = double(a.im) - q[11];
@@ -118,37 +122,19 @@ __global__ void backward_coeffs_kernel(const double* mean, const double* cov, co
 
 int64_t channel_blocks(int64_t C) { return (C + kThreads - 1) / kThreads; }
 
-// Splits per channel so that the (C, splits) grid fills the GPU, each block >= 4 waves of work.
-dim3 sums_grid(const BatchNormLayout& L) {
-  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const int64_t want = std::max<int64_t>(1, (sms * 8 + L.C - 1) / L.C);
-  const int64_t useful = std::max<int64_t>(1, L.per_channel / (4 * kThreads));
-  return dim3(static_cast<unsigned>(L.C), static_cast<unsigned>(std::min<int64_t>({want, useful, 65535})));
-}
-
-template <int K>
-at::Tensor channel_sums(const BatchNormLayout& L, const at::Tensor& g, const at::Tensor& mean) {
-  at::Tensor sums = at::zeros({L.C, K}, L.z.options().dtype(at::kDouble));
-  auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(L.z.scalar_type()), "cplxfast_bn_sums_cuda", [&] {
-    using P = Pair<scalar_t>;
-    channel_sums_kernel<scalar_t, K><<<sums_grid(L), kThreads, 0, stream>>>(
-        static_cast<const P*>(L.z.data_ptr()), g.defined() ? static_cast<const P*>(g.data_ptr()) : nullptr,
-        mean.defined() ? mean.data_ptr<double>() : nullptr, L.C, L.inner, L.per_channel, sums.data_ptr<double>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return sums;
-}
+// The layout's elements as [outer, C, inner] for the channel sums.
+int64_t outer_of(const BatchNormLayout& L) { return L.numel / (L.C * L.inner); }
 
 at::Tensor moments(const BatchNormLayout& L) {
   const c10::cuda::CUDAGuard guard(L.z.device());
-  const at::Tensor sums = channel_sums<5>(L, at::Tensor(), at::Tensor());
-  at::Tensor out = at::empty({L.C, 5}, sums.options());
+  at::Tensor out = at::empty({L.C, 5}, L.z.options().dtype(at::kDouble));
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(L.z.scalar_type()), "cplxfast_bn_moments_cuda", [&] {
+    const auto* x = static_cast<const Pair<scalar_t>*>(L.z.data_ptr());
+    const at::Tensor partials = channel_partials<5>(MomentSumsOp<scalar_t>{x, L.inner}, outer_of(L), L.C, L.inner, L.z.options());
     finish_moments_kernel<scalar_t><<<channel_blocks(L.C), kThreads, 0, stream>>>(
-        static_cast<const Pair<scalar_t>*>(L.z.data_ptr()), sums.data_ptr<double>(), L.C, L.inner,
-        static_cast<double>(L.per_channel), out.data_ptr<double>());
+        x, partials.data_ptr<double>(), partials.size(0), L.C, L.inner, static_cast<double>(L.per_channel),
+        out.data_ptr<double>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
@@ -156,21 +142,29 @@ at::Tensor moments(const BatchNormLayout& L) {
 
 at::Tensor grad_sums(const BatchNormLayout& L, const at::Tensor& g, const at::Tensor& mean) {
   const c10::cuda::CUDAGuard guard(L.z.device());
-  return channel_sums<6>(L, g, mean);
+  at::Tensor sums;
+  AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(L.z.scalar_type()), "cplxfast_bn_grad_sums_cuda", [&] {
+    using P = Pair<scalar_t>;
+    const GradSumsOp<scalar_t> op{static_cast<const P*>(L.z.data_ptr()), static_cast<const P*>(g.data_ptr()),
+                                  mean.data_ptr<double>()};
+    sums = sum_splits(channel_partials<6>(op, outer_of(L), L.C, L.inner, L.z.options()));
+  });
+  return sums;
 }
 
 void apply(const BatchNormLayout& L, const at::Tensor& u, const at::Tensor& v, const at::Tensor& coeffs,
            const at::Tensor& out) {
   const c10::cuda::CUDAGuard guard(L.z.device());
   auto stream = at::cuda::getCurrentCUDAStream();
-  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>((L.numel + kThreads - 1) / kThreads, sms * 32));
   AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(L.z.scalar_type()), "cplxfast_bn_apply_cuda", [&] {
     using P = Pair<scalar_t>;
-    apply_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
-        static_cast<const P*>(u.data_ptr()), v.defined() ? static_cast<const P*>(v.data_ptr()) : nullptr,
-        coeffs.data_ptr<double>(), L.numel, L.C, L.inner, static_cast<P*>(out.data_ptr()));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    with_index_type(L.numel, [&](auto index) {
+      using I = decltype(index);
+      apply_kernel<scalar_t, I><<<grid_for(L.numel), kThreads, 0, stream>>>(
+          static_cast<const P*>(u.data_ptr()), v.defined() ? static_cast<const P*>(v.data_ptr()) : nullptr,
+          coeffs.data_ptr<double>(), I(L.numel), I(L.C), I(L.inner), static_cast<P*>(out.data_ptr()));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
 }
 
@@ -205,7 +199,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm(
     const at::Tensor& input, const c10::optional<at::Tensor>& weight, const c10::optional<at::Tensor>& bias,
     const c10::optional<at::Tensor>& running_mean, const c10::optional<at::Tensor>& running_var, bool training,
     double eps) {
-  const c10::cuda::CUDAGuard guard(input.device());
+  const auto guard = device_guard("cplxfast.batch_norm", input);
   return batch_norm_forward(input, weight, bias, running_mean, running_var, training, eps, backend());
 }
 
@@ -213,18 +207,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
     const at::Tensor& grad, const at::Tensor& input, const c10::optional<at::Tensor>& weight, const at::Tensor& mean,
     const at::Tensor& cov, bool training, std::array<bool, 3> output_mask, const c10::optional<at::Tensor>& grad_sums,
     int64_t count) {
-  const c10::cuda::CUDAGuard guard(input.device());
+  const auto guard = device_guard("cplxfast.batch_norm_backward", input);
   return cplxfast::batch_norm_backward(grad, input, weight, mean, cov, training, output_mask, grad_sums, count,
                                        backend());
 }
 
 std::tuple<at::Tensor, at::Tensor> batch_norm_stats(const at::Tensor& input) {
-  const c10::cuda::CUDAGuard guard(input.device());
+  const auto guard = device_guard("cplxfast.batch_norm_stats", input);
   return cplxfast::batch_norm_stats(input, backend());
 }
 
 at::Tensor batch_norm_grad_sums(const at::Tensor& grad, const at::Tensor& input, const at::Tensor& mean) {
-  const c10::cuda::CUDAGuard guard(input.device());
+  const auto guard = device_guard("cplxfast.batch_norm_grad_sums", input);
   return cplxfast::batch_norm_grad_sums(grad, input, mean, backend());
 }
 

@@ -1,11 +1,13 @@
-// Complex convolution on CUDA: the grouped 3M/4M driver (common/conv.cpp) with the CUDA plane
+// Complex convolution on CUDA: the 3M/4M driver (common/conv.cpp) with the CUDA plane
 // kernels and cuDNN's real convolution, and a fused direct kernel for depthwise convolution.
 //
 // Depthwise (groups == channels, 1d/2d, contiguous): the forward pass is one thread per output
 // element, accumulating the complex taps in registers (input reads coalesced along the row);
 // grad_x is one thread per input element, gathering g conj(W) over the taps that reach it (no
-// atomics); grad_W is one block per (channel, tap), reducing g conj(x) over batch and space
-// through shared memory; grad_b is a sum of g.
+// atomics); grad_W is a grid of (channel x tap, split) blocks, each reducing g conj(x) over one
+// slice of batch and space in double, the slices' partial sums then added in a fixed order (no
+// atomics: reproducible bit for bit); grad_b is a sum of g. Flat indices are 32-bit where the
+// tensors allow.
 #include <algorithm>
 
 #include <ATen/ATen.h>
@@ -15,32 +17,36 @@
 #include <torch/library.h>
 
 #include "common/conv.h"
+#include "cuda/channel_sums.cuh"
+#include "cuda/kernel_utils.cuh"
 #include "cuda/planes.h"
 
 namespace cplxfast::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
 template <typename T>
-struct alignas(2 * sizeof(T)) Cx {
-  T re, im;
-};
+using Cx = Pair<T>;
 
 using Depthwise = DepthwiseGeometry;
 
-int64_t blocks_for(int64_t n) {
-  const int64_t max_blocks = int64_t{at::cuda::getCurrentDeviceProperties()->multiProcessorCount} * 32;
-  return std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, max_blocks));
+// (row, col, plane) of flat index i over [planes, rows, cols], divisions in I.
+template <typename I>
+__device__ __forceinline__ void unflatten(I i, I rows, I cols, int64_t& r, int64_t& c, int64_t& plane) {
+  const I q = i / cols;
+  c = i - q * cols;
+  plane = q / rows;
+  r = q - I(plane) * rows;
 }
 
-template <typename T>
+template <typename T, typename I>
 __global__ void depthwise_forward_kernel(const Cx<T>* __restrict__ x, const T* __restrict__ wr,
                                          const T* __restrict__ wi, const T* __restrict__ br,
                                          const T* __restrict__ bi, Depthwise d, Cx<T>* __restrict__ y) {
-  const int64_t n = d.B * d.C * d.OH * d.OW;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t ow = i % d.OW, oh = (i / d.OW) % d.OH, plane = i / (d.OW * d.OH), c = plane % d.C;
+  const I n = I(d.B * d.C * d.OH * d.OW), OH = I(d.OH), OW = I(d.OW);
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
+    int64_t oh, ow, plane;
+    unflatten(i, OH, OW, oh, ow, plane);
+    const int64_t c = I(plane) % I(d.C);
     T acc_re = br ? br[c] : T(0), acc_im = bi ? bi[c] : T(0);
     const Cx<T>* xp = x + plane * d.H * d.W;
     for (int64_t kh = 0; kh < d.KH; ++kh) {
@@ -60,12 +66,14 @@ __global__ void depthwise_forward_kernel(const Cx<T>* __restrict__ x, const T* _
 }
 
 // gx[ih, iw] = sum over the taps (kh, kw) whose output (oh, ow) reads (ih, iw) of g conj(w).
-template <typename T>
+template <typename T, typename I>
 __global__ void depthwise_grad_input_kernel(const Cx<T>* __restrict__ g, const T* __restrict__ wr,
                                             const T* __restrict__ wi, Depthwise d, Cx<T>* __restrict__ gx) {
-  const int64_t n = d.B * d.C * d.H * d.W;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t iw = i % d.W, ih = (i / d.W) % d.H, plane = i / (d.W * d.H), c = plane % d.C;
+  const I n = I(d.B * d.C * d.H * d.W), H = I(d.H), W = I(d.W);
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
+    int64_t ih, iw, plane;
+    unflatten(i, H, W, ih, iw, plane);
+    const int64_t c = I(plane) % I(d.C);
     const Cx<T>* gp = g + plane * d.OH * d.OW;
     T acc_re = 0, acc_im = 0;
     for (int64_t kh = 0; kh < d.KH; ++kh) {
@@ -84,37 +92,30 @@ __global__ void depthwise_grad_input_kernel(const Cx<T>* __restrict__ g, const T
   }
 }
 
-// One block per (channel, tap): gw = sum over (b, oh, ow) of g conj(x), accumulated in double
-// for float inputs too (long reductions).
-template <typename T>
+// Block (channel x tap, split): the partial sum of g conj(x) over the split's slice of the
+// (b, oh, ow) positions, accumulated in double for float inputs too (long reductions), written to
+// partials[split][channel x tap][re, im].
+template <typename T, typename I>
 __global__ void depthwise_grad_weight_kernel(const Cx<T>* __restrict__ g, const Cx<T>* __restrict__ x, Depthwise d,
-                                             T* __restrict__ gw_re, T* __restrict__ gw_im) {
-  const int64_t K = d.KH * d.KW, c = blockIdx.x / K, t = blockIdx.x % K, kh = t / d.KW, kw = t % d.KW;
-  const int64_t per_batch = d.OH * d.OW, n = d.B * per_batch;
-  double acc_re = 0, acc_im = 0;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const int64_t b = i / per_batch, oh = (i % per_batch) / d.OW, ow = i % d.OW;
+                                             double* __restrict__ partials) {
+  const int64_t K = d.KH * d.KW, ct = blockIdx.x, c = ct / K, t = ct % K, kh = t / d.KW, kw = t % d.KW;
+  const I OH = I(d.OH), OW = I(d.OW), n = I(d.B * d.OH * d.OW);
+  double acc[2] = {0, 0};
+  for (I i = blockIdx.y * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.y) * blockDim.x) {
+    int64_t oh, ow, b;
+    unflatten(i, OH, OW, oh, ow, b);
     const int64_t ih = oh * d.sh - d.ph + kh * d.dh, iw = ow * d.sw - d.pw + kw * d.dw;
     if (ih < 0 || ih >= d.H || iw < 0 || iw >= d.W) continue;
     const int64_t plane = b * d.C + c;
-    const Cx<T> gv = g[plane * per_batch + oh * d.OW + ow], xv = x[(plane * d.H + ih) * d.W + iw];
-    acc_re += double(gv.re) * xv.re + double(gv.im) * xv.im;
-    acc_im += double(gv.im) * xv.re - double(gv.re) * xv.im;
+    const Cx<T> gv = g[(plane * d.OH + oh) * d.OW + ow], xv = x[(plane * d.H + ih) * d.W + iw];
+    acc[0] += double(gv.re) * xv.re + double(gv.im) * xv.im;
+    acc[1] += double(gv.im) * xv.re - double(gv.re) * xv.im;
   }
-  __shared__ double sre[kThreads], sim[kThreads];
-  sre[threadIdx.x] = acc_re;
-  sim[threadIdx.x] = acc_im;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) {
-      sre[threadIdx.x] += sre[threadIdx.x + s];
-      sim[threadIdx.x] += sim[threadIdx.x + s];
-    }
-    __syncthreads();
-  }
+  block_sum<2>(acc);
   if (threadIdx.x == 0) {
-    gw_re[c * K + t] = T(sre[0]);
-    gw_im[c * K + t] = T(sim[0]);
+    double* out = partials + (blockIdx.y * int64_t{gridDim.x} + ct) * 2;
+    out[0] = acc[0];
+    out[1] = acc[1];
   }
 }
 
@@ -132,13 +133,17 @@ at::Tensor depthwise(const at::Tensor& x_in, const at::Tensor& weight_re, const 
   const at::Tensor br = bias_re.defined() ? plain(bias_re) : at::Tensor();
   const at::Tensor bi = bias_im.defined() ? plain(bias_im) : at::Tensor();
   const at::Tensor wr = plain(weight_re), wi = plain(weight_im);
+  if (y.numel() == 0) return y;
   AT_DISPATCH_FLOATING_TYPES(weight_re.scalar_type(), "cplxfast_depthwise_cuda", [&] {
     using C = Cx<scalar_t>;
-    depthwise_forward_kernel<scalar_t><<<blocks_for(y.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        reinterpret_cast<const C*>(x.data_ptr()), wr.data_ptr<scalar_t>(), wi.data_ptr<scalar_t>(),
-        br.defined() ? br.data_ptr<scalar_t>() : nullptr, bi.defined() ? bi.data_ptr<scalar_t>() : nullptr, d,
-        reinterpret_cast<C*>(y.data_ptr()));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    with_index_type(std::max(y.numel(), x.numel()), [&](auto index) {
+      using I = decltype(index);
+      depthwise_forward_kernel<scalar_t, I><<<grid_for(y.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          reinterpret_cast<const C*>(x.data_ptr()), wr.data_ptr<scalar_t>(), wi.data_ptr<scalar_t>(),
+          br.defined() ? br.data_ptr<scalar_t>() : nullptr, bi.defined() ? bi.data_ptr<scalar_t>() : nullptr, d,
+          reinterpret_cast<C*>(y.data_ptr()));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
   return y;
 }
@@ -154,21 +159,36 @@ ConvGrads depthwise_backward(const at::Tensor& grad, const at::Tensor& x_in, con
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(weight_re.scalar_type(), "cplxfast_depthwise_backward_cuda", [&] {
     using C = Cx<scalar_t>;
-    if (mask[0]) {
-      gx = at::empty(x.sizes(), x.options());
-      depthwise_grad_input_kernel<scalar_t><<<blocks_for(gx.numel()), kThreads, 0, stream>>>(
-          reinterpret_cast<const C*>(g.data_ptr()), wr.data_ptr<scalar_t>(), wi.data_ptr<scalar_t>(), d,
-          reinterpret_cast<C*>(gx.data_ptr()));
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
-    if (mask[1]) {
-      gw_re = at::empty(weight_re.sizes(), wr.options());
-      gw_im = at::empty(weight_re.sizes(), wr.options());
-      depthwise_grad_weight_kernel<scalar_t><<<d.C * d.KH * d.KW, kThreads, 0, stream>>>(
-          reinterpret_cast<const C*>(g.data_ptr()), reinterpret_cast<const C*>(x.data_ptr()), d,
-          gw_re.data_ptr<scalar_t>(), gw_im.data_ptr<scalar_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
+    with_index_type(std::max(g.numel(), x.numel()), [&](auto index) {
+      using I = decltype(index);
+      if (mask[0]) {
+        gx = at::empty(x.sizes(), x.options());
+        if (gx.numel() > 0) {
+          depthwise_grad_input_kernel<scalar_t, I><<<grid_for(gx.numel()), kThreads, 0, stream>>>(
+              reinterpret_cast<const C*>(g.data_ptr()), wr.data_ptr<scalar_t>(), wi.data_ptr<scalar_t>(), d,
+              reinterpret_cast<C*>(gx.data_ptr()));
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        }
+      }
+      if (mask[1]) {
+        const int64_t taps = d.C * d.KH * d.KW, n = d.B * d.OH * d.OW;
+        if (taps > 0 && n > 0) {
+          const int64_t splits = reduction_splits(taps, n, kThreads);
+          const at::Tensor partials = at::empty({splits, taps, 2}, x.options().dtype(at::kDouble));
+          depthwise_grad_weight_kernel<scalar_t, I>
+              <<<dim3(static_cast<unsigned>(taps), static_cast<unsigned>(splits)), kThreads, 0, stream>>>(
+                  reinterpret_cast<const C*>(g.data_ptr()), reinterpret_cast<const C*>(x.data_ptr()), d,
+                  partials.data_ptr<double>());
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+          const at::Tensor sums = sum_splits(partials).to(wr.scalar_type());  // [taps, 2]
+          gw_re = sums.select(1, 0).reshape(weight_re.sizes()).contiguous();
+          gw_im = sums.select(1, 1).reshape(weight_re.sizes()).contiguous();
+        } else {
+          gw_re = at::zeros(weight_re.sizes(), wr.options());
+          gw_im = at::zeros(weight_re.sizes(), wr.options());
+        }
+      }
+    });
   });
   if (mask[2]) {
     std::vector<int64_t> dims{0};
@@ -189,7 +209,7 @@ at::Tensor conv(const at::Tensor& x, const at::Tensor& weight_re, const at::Tens
                 const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
                 at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
                 at::IntArrayRef output_padding, int64_t groups, c10::string_view algorithm) {
-  const c10::cuda::CUDAGuard guard(x.device());
+  const auto guard = device_guard("cplxfast.conv", x);
   return conv_forward(x, weight_re, weight_im, bias_re, bias_im,
                       conv_params(stride, padding, dilation, transposed, output_padding, groups), algorithm, backend());
 }
@@ -198,7 +218,7 @@ ConvGrads conv_backward(const at::Tensor& grad, const at::Tensor& x, const at::T
                         const at::Tensor& weight_im, at::IntArrayRef stride, at::IntArrayRef padding,
                         at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding, int64_t groups,
                         c10::string_view algorithm, std::array<bool, 3> output_mask) {
-  const c10::cuda::CUDAGuard guard(x.device());
+  const auto guard = device_guard("cplxfast.conv_backward", x);
   return cplxfast::conv_backward(grad, x, weight_re, weight_im,
                                  conv_params(stride, padding, dilation, transposed, output_padding, groups), algorithm,
                                  output_mask, backend());

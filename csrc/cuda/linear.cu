@@ -3,27 +3,35 @@
 #include <algorithm>
 
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include "common/gemm3m.h"
+#include "cuda/kernel_utils.cuh"
 #include "cuda/planes.h"
 
 namespace cplxfast::cuda {
 namespace {
 
 // Not yet measured on a GPU: bench/gpu_check.sh runs bench_linear.py --crossover there. Until
-// a GPU run says otherwise, the CPU's measured rule (csrc/cpu/linear.cpp).
+// a GPU run says otherwise, the CPU's measured rule (csrc/cpu/linear.cpp). Never 3M for complex64
+// while torch allows TF32 matmuls (torch.backends.cuda.matmul.allow_tf32): the real products are
+// then rounded to 10-bit mantissas, and 3M's imaginary part, P2 - P0 - P1, cancels products as
+// large as the real part (README: TF32).
 bool prefer_3m(int64_t M, int64_t N, int64_t K, at::ScalarType dtype) {
+  if (dtype == at::kComplexFloat && at::globalContext().allowTF32CuBLAS()) return false;
   const int64_t features = std::min(N, K);
   return dtype == at::kComplexFloat ? (M >= 512 && features >= 512) || (M >= 4096 && features >= 128)
                                      : M >= 256 && features >= 1024;
 }
 
 const Gemm3mBackend& backend() {
-  // No chunking: the caching allocator reuses device memory, so full-size planes cost no page
-  // faults. One strided-batched GEMM for the three products: one launch instead of three.
-  static const Gemm3mBackend b{plane_kernels(), /*chunk_rows=*/0,
+  // Rows in chunks of 8192: the 3M scratch (operand planes and products of a chunk) stays bounded
+  // (M = 32k, K = N = 4096 fp32: ~1 GB instead of ~3.4 GB for full-size planes, beyond what
+  // cgemm needs) while each GEMM keeps 8192 rows, tall enough for cuBLAS's large tiles. One
+  // strided-batched GEMM for the three products: one launch instead of three.
+  static const Gemm3mBackend b{plane_kernels(), /*chunk_rows=*/8192,
                                /*batched=*/true, &prefer_3m};
   return b;
 }
@@ -31,27 +39,27 @@ const Gemm3mBackend& backend() {
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
                   const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
                   c10::string_view algorithm) {
-  const c10::cuda::CUDAGuard guard(x.device());
+  const auto guard = device_guard("cplxfast.linear", x);
   return linear_forward(x, weight_re, weight_im, bias_re, bias_im, algorithm, backend());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
     const at::Tensor& weight_im, c10::string_view algorithm, std::array<bool, 3> output_mask) {
-  const c10::cuda::CUDAGuard guard(x.device());
+  const auto guard = device_guard("cplxfast.linear_backward", x);
   return cplxfast::linear_backward(grad, x, weight_re, weight_im, algorithm, output_mask, backend());
 }
 
 at::Tensor linear_complex(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                           c10::string_view algorithm) {
-  const c10::cuda::CUDAGuard guard(x.device());
+  const auto guard = device_guard("cplxfast.linear_complex", x);
   return linear_complex_forward(x, weight, bias, algorithm, backend());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_complex_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight, c10::string_view algorithm,
     std::array<bool, 3> output_mask) {
-  const c10::cuda::CUDAGuard guard(x.device());
+  const auto guard = device_guard("cplxfast.linear_complex_backward", x);
   return cplxfast::linear_complex_backward(grad, x, weight, algorithm, output_mask, backend());
 }
 

@@ -1,7 +1,10 @@
-// modReLU on CUDA: one pass over z forward; one pass over (z, g) backward that also reduces the
-// threshold gradient (warp shuffles where a warp's elements share a threshold, shared-memory
-// partial sums per block, one global atomic per block and threshold). Elements are walked in
-// z's memory order; complex values are loaded and stored whole (8/16-byte accesses).
+// modReLU on CUDA: one pass over z forward; one pass over (z, g) backward, which also reduces the
+// threshold gradient when it is wanted: the per-threshold sums of cuda/channel_sums.cuh (z seen
+// as [outer, T, inner] in memory order; partial sums per block, summed in a fixed order: no
+// atomics, reproducible bit for bit). With thresholds along the innermost dim (threshold [F] on
+// [B, F], the usual case after a linear layer) each thread owns one threshold's column and sums
+// it in registers. Elements are walked in z's memory order; complex values are loaded and stored
+// whole (8/16-byte accesses); flat indices are 32-bit where the tensor allows.
 #include <algorithm>
 
 #include <ATen/ATen.h>
@@ -11,91 +14,72 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "common/checks.h"
 #include "common/layout.h"
 #include "common/modrelu.h"
+#include "cuda/channel_sums.cuh"
+#include "cuda/kernel_utils.cuh"
 
 namespace cplxfast::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kSharedThresholds = 2048;  // doubles in shared memory per block (16 KiB)
-
-template <typename T>
-struct alignas(2 * sizeof(T)) Pair {
-  T re, im;
-};
-
-int64_t blocks_for(int64_t n, int per_sm) {
-  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  return std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, sms * per_sm));
-}
-
-template <typename T>
-__global__ void modrelu_kernel(const Pair<T>* __restrict__ z, const T* __restrict__ tau, int64_t n,
-                               int64_t inner, int64_t T_count, Pair<T>* __restrict__ out) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+template <typename T, typename I>
+__global__ void modrelu_kernel(const Pair<T>* __restrict__ z, const T* __restrict__ tau, I n, I inner, I T_count,
+                               Pair<T>* __restrict__ out) {
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
     const Pair<T> v = z[i];
     const T f = modrelu_math::scale(v.re, v.im, tau[(i / inner) % T_count]);
     out[i] = Pair<T>{v.re * f, v.im * f};
   }
 }
 
-template <typename T>
-__global__ void modrelu_backward_kernel(const Pair<T>* __restrict__ z, const Pair<T>* __restrict__ g,
-                                        const T* __restrict__ tau, int64_t n, int64_t inner, int64_t T_count,
-                                        Pair<T>* __restrict__ grad_z, double* __restrict__ grad_tau) {
-  extern __shared__ double partial[];  // [T_count] when T_count <= kSharedThresholds
-  const bool shared = grad_tau != nullptr && T_count <= kSharedThresholds;
-  if (shared) {
-    for (int64_t t = threadIdx.x; t < T_count; t += blockDim.x) partial[t] = 0;
-    __syncthreads();
-  }
-  const int lane = threadIdx.x & 31;
-  // Every lane runs the same number of iterations, so the warp-wide shuffles below are safe.
-  const int64_t stride = int64_t{gridDim.x} * blockDim.x;
-  const int64_t first = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-  const int64_t iters = (n + stride - 1) / stride;
-  for (int64_t it = 0; it < iters; ++it) {
-    const int64_t i = first + it * stride;
-    const bool active = i < n;
-    int64_t t = -1;
-    double dtau = 0;
-    if (active) {
-      t = (i / inner) % T_count;
-      const Pair<T> v = z[i], gv = g[i];
-      T dre, dim, dt;
-      modrelu_math::grads(v.re, v.im, tau[t], gv.re, gv.im, dre, dim, dt);
-      if (grad_z != nullptr) grad_z[i] = Pair<T>{dre, dim};
-      dtau = dt;
-    }
-    if (grad_tau == nullptr) continue;
-    const int64_t t0 = __shfl_sync(0xffffffffu, t, 0);
-    if (__all_sync(0xffffffffu, !active || t == t0)) {  // the warp shares one threshold
-      for (int offset = 16; offset > 0; offset >>= 1) dtau += __shfl_down_sync(0xffffffffu, dtau, offset);
-      if (lane == 0 && t0 >= 0) atomicAdd(shared ? &partial[t0] : &grad_tau[t0], dtau);
-    } else if (active) {
-      atomicAdd(shared ? &partial[t] : &grad_tau[t], dtau);
-    }
-  }
-  if (shared) {
-    __syncthreads();
-    for (int64_t t = threadIdx.x; t < T_count; t += blockDim.x) {
-      if (partial[t] != 0) atomicAdd(&grad_tau[t], partial[t]);
-    }
+// grad_z only (the threshold needs no gradient).
+template <typename T, typename I>
+__global__ void modrelu_grad_input_kernel(const Pair<T>* __restrict__ z, const Pair<T>* __restrict__ g,
+                                          const T* __restrict__ tau, I n, I inner, I T_count,
+                                          Pair<T>* __restrict__ grad_z) {
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
+    const Pair<T> v = z[i], gv = g[i];
+    T dre, dim, dt;
+    modrelu_math::grads(v.re, v.im, tau[(i / inner) % T_count], gv.re, gv.im, dre, dim, dt);
+    grad_z[i] = Pair<T>{dre, dim};
   }
 }
 
+// The backward pass as a per-threshold reduction: grad_z written per element (when wanted), the
+// element gradients of the threshold summed per threshold ("channel" t of [outer, T, inner]).
+template <typename T>
+struct ModReLUBackwardOp {
+  const Pair<T>* z;
+  const Pair<T>* g;
+  const T* tau;
+  Pair<T>* grad_z;  // nullptr: not wanted
+
+  using State = T;
+  __device__ T state(int64_t t) const { return tau[t]; }
+  __device__ void operator()(T tau_t, int64_t i, double (&acc)[1]) const {
+    const Pair<T> v = z[i], gv = g[i];
+    T dre, dim, dt;
+    modrelu_math::grads(v.re, v.im, tau_t, gv.re, gv.im, dre, dim, dt);
+    if (grad_z != nullptr) grad_z[i] = Pair<T>{dre, dim};
+    acc[0] += dt;
+  }
+};
+
 at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold) {
-  const c10::cuda::CUDAGuard guard(z.device());
+  const auto guard = device_guard("cplxfast.modrelu", z);
   const ModReLULayout L = plan_modrelu("cplxfast.modrelu", z, threshold);
   at::Tensor out = empty_with_layout_of(L.z);
   if (L.numel == 0) return out;
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(L.tau_block.scalar_type(), "cplxfast_modrelu_cuda", [&] {
-    modrelu_kernel<scalar_t><<<blocks_for(L.numel, 32), kThreads, 0, stream>>>(
-        reinterpret_cast<const Pair<scalar_t>*>(L.z.data_ptr()), L.tau_block.data_ptr<scalar_t>(), L.numel,
-        L.inner, L.T, reinterpret_cast<Pair<scalar_t>*>(out.data_ptr()));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    with_index_type(L.numel, [&](auto index) {
+      using I = decltype(index);
+      modrelu_kernel<scalar_t, I><<<grid_for(L.numel), kThreads, 0, stream>>>(
+          reinterpret_cast<const Pair<scalar_t>*>(L.z.data_ptr()), L.tau_block.data_ptr<scalar_t>(), I(L.numel),
+          I(L.inner), I(L.T), reinterpret_cast<Pair<scalar_t>*>(out.data_ptr()));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
   return out;
 }
@@ -103,10 +87,9 @@ at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold) {
 std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, const at::Tensor& z,
                                                     const at::Tensor& threshold, std::array<bool, 2> mask) {
   const char* op = "cplxfast.modrelu_backward";
-  const c10::cuda::CUDAGuard guard(z.device());
+  const auto guard = device_guard("cplxfast.modrelu_backward", z);
   const ModReLULayout L = plan_modrelu(op, z, threshold);
-  TORCH_CHECK(grad.sizes() == z.sizes(), op, ": grad has shape ", grad.sizes(), " but the input has shape ", z.sizes());
-  TORCH_CHECK(grad.scalar_type() == z.scalar_type(), op, ": grad has dtype ", grad.scalar_type(), " but the input ", z.scalar_type());
+  check_grad_like_input(op, grad, z);
   const at::Tensor g = with_layout_of(grad, L.z);
   at::Tensor grad_z = mask[0] ? empty_with_layout_of(L.z) : at::Tensor();
   at::Tensor grad_tau;
@@ -114,16 +97,25 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
     if (mask[1]) grad_tau = at::zeros_like(threshold, at::MemoryFormat::Contiguous);
     return {grad_z, grad_tau};
   }
-  at::Tensor block = mask[1] ? at::zeros({L.T}, L.tau_block.options().dtype(at::kDouble)) : at::Tensor();
   auto stream = at::cuda::getCurrentCUDAStream();
-  const size_t smem = mask[1] && L.T <= kSharedThresholds ? L.T * sizeof(double) : 0;
+  at::Tensor block;  // [T] per-threshold sums of the gradient, float64
   AT_DISPATCH_FLOATING_TYPES(L.tau_block.scalar_type(), "cplxfast_modrelu_backward_cuda", [&] {
     using P = Pair<scalar_t>;
-    modrelu_backward_kernel<scalar_t><<<blocks_for(L.numel, 4), kThreads, smem, stream>>>(
-        reinterpret_cast<const P*>(L.z.data_ptr()), reinterpret_cast<const P*>(g.data_ptr()),
-        L.tau_block.data_ptr<scalar_t>(), L.numel, L.inner, L.T,
-        mask[0] ? reinterpret_cast<P*>(grad_z.data_ptr()) : nullptr, mask[1] ? block.data_ptr<double>() : nullptr);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    const P* zp = reinterpret_cast<const P*>(L.z.data_ptr());
+    const P* gp = reinterpret_cast<const P*>(g.data_ptr());
+    const scalar_t* tau = L.tau_block.data_ptr<scalar_t>();
+    P* gz = mask[0] ? reinterpret_cast<P*>(grad_z.data_ptr()) : nullptr;
+    if (mask[1]) {
+      const ModReLUBackwardOp<scalar_t> op{zp, gp, tau, gz};
+      block = sum_splits(channel_partials<1>(op, L.numel / (L.T * L.inner), L.T, L.inner, L.z.options())).view({L.T});
+    } else if (mask[0]) {
+      with_index_type(L.numel, [&](auto index) {
+        using I = decltype(index);
+        modrelu_grad_input_kernel<scalar_t, I><<<grid_for(L.numel), kThreads, 0, stream>>>(
+            zp, gp, tau, I(L.numel), I(L.inner), I(L.T), gz);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+    }
   });
   if (mask[1]) grad_tau = grad_threshold_from_block(L, block, threshold);
   return {grad_z, grad_tau};

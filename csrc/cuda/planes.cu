@@ -1,11 +1,13 @@
 // CUDA kernels for the two memory-bound passes of the fused 3M GEMM (see common/planes.h).
-// One element per thread, 64-bit indexing, grid-stride loops; plane reads and writes are
-// coalesced, and an interleaved complex operand is read and written as whole (re, im) pairs
-// (8-byte complex64 / 16-byte complex128 accesses).
+// One element per thread, grid-stride loops, 32-bit indices where the matrix allows; plane reads
+// and writes are coalesced, and an interleaved complex operand is read and written as whole
+// (re, im) pairs (8-byte complex64 / 16-byte complex128 accesses) when the host finds its
+// layout and alignment allow it.
 #include "cuda/planes.h"
 #include "common/layout.h"
+#include "cuda/kernel_utils.cuh"
 
-#include <algorithm>
+#include <cstdint>
 
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -15,22 +17,15 @@
 namespace cplxfast::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
-int64_t blocks_for(int64_t n) {
-  const int64_t max_blocks = int64_t{at::cuda::getCurrentDeviceProperties()->multiProcessorCount} * 32;
-  return std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, max_blocks));
-}
-
+// Whether (re, im) can be accessed as whole pairs: adjacent parts of an interleaved complex
+// matrix, and every pair 2 * sizeof(T) aligned. Interleaved (re, im) views of a real buffer at
+// an odd offset or with an odd row stride (e.g. buf[1:].view(rows, 2 * cols)[:, 0::2] and
+// [:, 1::2] of a real tensor) look interleaved but are not aligned: they take two scalar
+// accesses per element, as on the CPU.
 template <typename T>
-struct alignas(2 * sizeof(T)) Pair {
-  T re, im;
-};
-
-// Interleaved complex: re and im are adjacent, so load/store the pair in one access.
-template <typename T>
-__device__ __forceinline__ bool interleaved(const View<T>& re, const View<T>& im) {
-  return im.data == re.data + 1 && re.col_stride == 2 && im.col_stride == 2 && re.row_stride == im.row_stride;
+bool pairs_of(const View<T>& re, const View<T>& im, int64_t rows) {
+  return im.data == re.data + 1 && re.col_stride == 2 && im.col_stride == 2 && re.row_stride == im.row_stride &&
+         reinterpret_cast<std::uintptr_t>(re.data) % (2 * sizeof(T)) == 0 && (rows <= 1 || re.row_stride % 2 == 0);
 }
 
 // Element (r, c) of the pair (re, im), without its neg-bit signs.
@@ -67,12 +62,10 @@ PlanePtrs<T> plane_ptrs(at::TensorList planes) {
 }
 
 // Three planes: 3M (with the sum plane); two: the 4M planes (re, im).
-template <typename T>
-__global__ void split_kernel(View<T> re, View<T> im, T sim, int64_t rows, int64_t cols, PlanePtrs<T> ps) {
-  const int64_t n = rows * cols;
-  const bool pairs = interleaved(re, im);
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t r = i / cols, c = i - r * cols;
+template <typename T, typename I>
+__global__ void split_kernel(View<T> re, View<T> im, bool pairs, T sim, I n, I cols, PlanePtrs<T> ps) {
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
+    const int64_t r = i / cols, c = i - I(r) * cols;
     T a, b;
     load(re, im, pairs, r, c, a, b);
     a *= re.sign;
@@ -84,13 +77,11 @@ __global__ void split_kernel(View<T> re, View<T> im, T sim, int64_t rows, int64_
 }
 
 // Three products: (P0 - P1) + i (P2 - P0 - P1); two: P0 + i P1.
-template <typename T>
-__global__ void combine_kernel(PlanePtrs<T> ps, View<T> bre, View<T> bim, int64_t rows, int64_t cols, View<T> re,
-                               View<T> im) {
-  const int64_t n = rows * cols;
-  const bool pairs = interleaved(re, im);
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t r = i / cols, c = i - r * cols;
+template <typename T, typename I>
+__global__ void combine_kernel(PlanePtrs<T> ps, View<T> bre, View<T> bim, I n, I cols, View<T> re, View<T> im,
+                               bool pairs) {
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
+    const int64_t r = i / cols, c = i - I(r) * cols;
     const T a = ps.data[0][r * ps.row[0] + c], b = ps.data[1][r * ps.row[1] + c];
     const bool gauss = ps.count == 3;
     T out_re = gauss ? a - b : a, out_im = gauss ? ps.data[2][r * ps.row[2] + c] - a - b : b;
@@ -107,12 +98,10 @@ __global__ void combine_kernel(PlanePtrs<T> ps, View<T> bre, View<T> bim, int64_
   }
 }
 
-template <typename T>
-__global__ void copy_parts_kernel(View<T> re, View<T> im, int64_t rows, int64_t cols, View<T> o_re, View<T> o_im) {
-  const int64_t n = rows * cols;
-  const bool pairs = interleaved(re, im);
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t r = i / cols, c = i - r * cols;
+template <typename T, typename I>
+__global__ void copy_parts_kernel(View<T> re, View<T> im, bool pairs, I n, I cols, View<T> o_re, View<T> o_im) {
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
+    const int64_t r = i / cols, c = i - I(r) * cols;
     T a, b;
     load(re, im, pairs, r, c, a, b);
     o_re.data[r * o_re.row_stride + c * o_re.col_stride] = re.sign * a;
@@ -127,10 +116,13 @@ void copy_parts(const ComplexPair& src, const ComplexPair& dst) {
   const c10::cuda::CUDAGuard guard(dst.re.device());
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(dst.re.scalar_type(), "cplxfast_copy_parts_cuda", [&] {
-    copy_parts_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
-        view_of<scalar_t>(src.re), view_of<scalar_t>(src.im), rows, cols, view_of<scalar_t>(dst.re),
-        view_of<scalar_t>(dst.im));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    const View<scalar_t> re = view_of<scalar_t>(src.re), im = view_of<scalar_t>(src.im);
+    with_index_type(n, [&](auto index) {
+      using I = decltype(index);
+      copy_parts_kernel<scalar_t, I><<<grid_for(n), kThreads, 0, stream>>>(
+          re, im, pairs_of(re, im, rows), I(n), I(cols), view_of<scalar_t>(dst.re), view_of<scalar_t>(dst.im));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
 }
 
@@ -141,9 +133,12 @@ void split_planes(const ComplexPair& s, bool conj, at::TensorList planes) {
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(planes[0].scalar_type(), "cplxfast_split_planes_cuda", [&] {
     const View<scalar_t> re = view_of<scalar_t>(s.re), im = view_of<scalar_t>(s.im);
-    split_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
-        re, im, conj ? -im.sign : im.sign, rows, cols, plane_ptrs<scalar_t>(planes));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    with_index_type(n, [&](auto index) {
+      using I = decltype(index);
+      split_kernel<scalar_t, I><<<grid_for(n), kThreads, 0, stream>>>(
+          re, im, pairs_of(re, im, rows), conj ? -im.sign : im.sign, I(n), I(cols), plane_ptrs<scalar_t>(planes));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
 }
 
@@ -156,11 +151,14 @@ void combine_planes(at::TensorList products, const ComplexPair& bias, const Comp
     using V = View<scalar_t>;
     const V none{nullptr, 0, 0, scalar_t(1)};
     const bool has_bias = bias.re.defined();
-    combine_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
-        plane_ptrs<scalar_t>(products), has_bias ? view_of<scalar_t>(bias.re) : none,
-        has_bias ? view_of<scalar_t>(bias.im) : none, rows, cols, view_of<scalar_t>(out.re),
-        view_of<scalar_t>(out.im));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    const V re = view_of<scalar_t>(out.re), im = view_of<scalar_t>(out.im);
+    with_index_type(n, [&](auto index) {
+      using I = decltype(index);
+      combine_kernel<scalar_t, I><<<grid_for(n), kThreads, 0, stream>>>(
+          plane_ptrs<scalar_t>(products), has_bias ? view_of<scalar_t>(bias.re) : none,
+          has_bias ? view_of<scalar_t>(bias.im) : none, I(n), I(cols), re, im, pairs_of(re, im, rows));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
 }
 
