@@ -68,31 +68,22 @@ void check_bn_stats(const char* op, const at::Tensor& input, const at::Tensor& m
   check_bn_statistic(op, "covariance (running_var)", cov, input, {2, 2, input.size(1)});
 }
 
-at::Tensor weight_rows(const c10::optional<at::Tensor>& weight, const BatchNormLayout& layout) {
-  const auto opts = layout.z.options().dtype(at::kDouble);
-  if (!weight.has_value() || !weight->defined()) {
-    at::Tensor eye = at::zeros({layout.C, 4}, opts);
-    eye.select(1, 0).fill_(1);
-    eye.select(1, 3).fill_(1);
-    return eye;
-  }
-  return weight->to(at::kDouble).reshape({4, layout.C}).t().contiguous();  // [C, (00, 01, 10, 11)]
-}
-
-at::Tensor bias_rows(const c10::optional<at::Tensor>& bias, const BatchNormLayout& layout) {
-  const auto opts = layout.z.options().dtype(at::kDouble);
-  if (!bias.has_value() || !bias->defined()) return at::zeros({layout.C, 2}, opts);
-  return bias->to(at::kDouble).t().contiguous();  // [C, 2]
-}
-
 }  // namespace cplxfast
 
 namespace cplxfast {
 namespace {
 
-// [2, C] real -> [C, 2] double; [2, 2, C] real -> [C, 4] double (a, b, c, d).
-at::Tensor mean_rows(const at::Tensor& mean) { return mean.to(at::kDouble).t().contiguous(); }
-at::Tensor cov_rows(const at::Tensor& cov) { return cov.to(at::kDouble).reshape({4, cov.size(2)}).t().contiguous(); }
+// A parameter or statistic as the per-channel step reads it (contiguous; a no-op for the
+// module's own tensors). The returned tensor must outlive the step (it owns the memory).
+at::Tensor dense(const c10::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() ? t->contiguous() : at::Tensor();
+}
+
+BnStat stat_of(const at::Tensor& t) { return {t.data_ptr(), t.scalar_type() == at::kDouble}; }
+
+const void* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+
+at::ScalarType real_of(const BatchNormLayout& L) { return c10::toRealValueType(L.z.scalar_type()); }
 
 }  // namespace
 
@@ -103,28 +94,42 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
   const char* op = "cplxfast.batch_norm";
   const BatchNormLayout L = plan_batch_norm(op, input);
   check_bn_params(op, input, weight, bias);
-  const auto real = c10::toRealValueType(input.scalar_type());
-  at::Tensor mean, cov, mean_out, cov_out;
+  const at::TensorOptions real = input.options().dtype(real_of(L));
+  const at::Tensor w = dense(weight), b = dense(bias);
+  at::Tensor coeffs = at::empty({L.C, kBnCoeffs}, real.dtype(at::kDouble));
+  at::Tensor mean_out, cov_out, partials, rm, rv;
+  BnFinish a;
+  a.C = L.C;
+  a.weight = data_or_null(w);
+  a.bias = data_or_null(b);
+  a.coeffs = coeffs.data_ptr<double>();
   if (training) {
     TORCH_CHECK(L.per_channel > 1, op, ": expected more than 1 value per channel when training, got input of shape ",
                 input.sizes());
-    const at::Tensor m = backend.moments(L);  // [C, 5]
-    mean = m.narrow(1, 0, 2).contiguous();
-    cov = at::stack({m.select(1, 2) + eps, m.select(1, 3), m.select(1, 3), m.select(1, 4) + eps}, 1);  // [C, 4]
-    mean_out = mean.t().to(real).contiguous();
-    cov_out = cov.t().reshape({2, 2, L.C}).to(real).contiguous();
+    partials = backend.moment_sums(L);
+    mean_out = at::empty({2, L.C}, real);
+    cov_out = at::empty({2, 2, L.C}, real);
+    a.mode = BnFinish::kTrainForward;
+    a.partials = partials.data_ptr<double>();
+    a.splits = partials.size(0);
+    a.n = static_cast<double>(L.per_channel);
+    a.x = L.z.data_ptr();
+    a.inner = L.inner;
+    a.eps = eps;
+    a.mean_out = mean_out.data_ptr();
+    a.cov_out = cov_out.data_ptr();
   } else {
-    const at::Tensor* rm = present(running_mean);
-    const at::Tensor* rv = present(running_var);
-    TORCH_CHECK(rm != nullptr && rv != nullptr, op, ": evaluation (training=False) needs running_mean and running_var");
-    check_bn_stats(op, input, *rm, *rv);
-    mean = mean_rows(*rm);
-    cov = cov_rows(*rv);
-    mean_out = input.new_empty({0}, input.options().dtype(real));
-    cov_out = input.new_empty({0}, input.options().dtype(real));
+    TORCH_CHECK(present(running_mean) != nullptr && present(running_var) != nullptr, op,
+                ": evaluation (training=False) needs running_mean and running_var");
+    check_bn_stats(op, input, *running_mean, *running_var);
+    rm = running_mean->contiguous(), rv = running_var->contiguous();
+    mean_out = at::empty({0}, real);
+    cov_out = at::empty({0}, real);
+    a.mode = BnFinish::kEvalForward;
+    a.mean = stat_of(rm);
+    a.cov = stat_of(rv);
   }
-  at::Tensor coeffs = at::empty({L.C, kBnCoeffs}, mean.options());
-  backend.forward_coeffs(mean, cov, weight_rows(weight, L), bias_rows(bias, L), coeffs);
+  if (L.C > 0) backend.finish(a, real_of(L));
   at::Tensor out = empty_with_layout_of(L.z);
   if (L.numel > 0) backend.apply(L, L.z, at::Tensor(), coeffs, out);
   return {out, mean_out, cov_out};
@@ -139,53 +144,75 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
   check_bn_params(op, input, weight, c10::nullopt);
   check_bn_stats(op, input, mean_in, cov_in);
   check_grad_like_input(op, grad, input);
-  const auto real = c10::toRealValueType(input.scalar_type());
+  const at::TensorOptions real = input.options().dtype(real_of(L));
   const at::Tensor g = with_layout_of(grad, L.z);
-  const at::Tensor mean = mean_rows(mean_in), cov = cov_rows(cov_in);
+  const at::Tensor w = dense(weight), mean = mean_in.contiguous(), cov = cov_in.contiguous();
+  at::Tensor coeffs = at::empty({L.C, kBnCoeffs}, real.dtype(at::kDouble));
+  at::Tensor grad_weight = output_mask[1] ? at::empty({2, 2, L.C}, real) : at::Tensor();
+  at::Tensor grad_bias = output_mask[2] ? at::empty({2, L.C}, real) : at::Tensor();
+  BnFinish a;
+  a.mode = BnFinish::kBackward;
+  a.C = L.C;
+  a.weight = data_or_null(w);
+  a.mean = stat_of(mean);
+  a.cov = stat_of(cov);
+  a.training = training;
+  a.n = static_cast<double>(L.per_channel);
+  a.coeffs = coeffs.data_ptr<double>();
+  a.grad_weight = output_mask[1] ? grad_weight.data_ptr() : nullptr;
+  a.grad_bias = output_mask[2] ? grad_bias.data_ptr() : nullptr;
   // The per-channel sums feed grad_bias, grad_weight, and grad_input through the statistics.
-  const bool need_sums = training || output_mask[1] || output_mask[2];
   at::Tensor sums;
-  double n = static_cast<double>(L.per_channel);
   if (const at::Tensor* given = present(grad_sums)) {
     TORCH_CHECK(given->sizes() == at::IntArrayRef({6, L.C}) && given->scalar_type() == at::kDouble, op,
                 ": grad_sums must be a float64 tensor of shape [6, ", L.C, "], got ", given->scalar_type(), " ",
                 given->sizes());
     TORCH_CHECK(count > 0, op, ": count (elements per channel behind grad_sums) must be positive, got ", count);
-    sums = given->to(input.device()).t().contiguous();
-    n = static_cast<double>(count);
-  } else {
-    sums = need_sums && L.numel > 0 ? backend.grad_sums(L, g, mean) : at::zeros({L.C, 6}, mean.options());
+    sums = given->to(input.device()).contiguous();
+    a.given_sums = sums.data_ptr<double>();
+    a.n = static_cast<double>(count);
+  } else if ((training || output_mask[1] || output_mask[2]) && L.numel > 0) {
+    sums = backend.grad_sums(L, g, a.mean);
+    a.partials = sums.data_ptr<double>();
+    a.splits = sums.size(0);
   }
-  at::Tensor coeffs = at::empty({L.C, kBnCoeffs}, mean.options());
-  at::Tensor grad_w_rows = at::empty({L.C, 4}, mean.options());
-  backend.backward_coeffs(mean, cov, weight_rows(weight, L), sums, n, training, coeffs, grad_w_rows);
-  at::Tensor grad_input, grad_weight, grad_bias;
+  if (L.C > 0) backend.finish(a, real_of(L));
+  at::Tensor grad_input;
   if (output_mask[0]) {
     grad_input = empty_with_layout_of(L.z);
     if (L.numel > 0) backend.apply(L, g, training ? L.z : at::Tensor(), coeffs, grad_input);
   }
-  if (output_mask[1]) grad_weight = grad_w_rows.t().reshape({2, 2, L.C}).to(real).contiguous();
-  if (output_mask[2]) grad_bias = sums.narrow(1, 0, 2).t().to(real).contiguous();
   return {grad_input, grad_weight, grad_bias};
 }
 
 std::tuple<at::Tensor, at::Tensor> batch_norm_stats(const at::Tensor& input, const BatchNormBackend& backend) {
   const BatchNormLayout L = plan_batch_norm("cplxfast.batch_norm_stats", input);
   TORCH_CHECK(L.per_channel > 0, "cplxfast.batch_norm_stats: the input has no elements per channel: ", input.sizes());
-  const at::Tensor m = backend.moments(L);  // [C, 5]
-  const at::Tensor mean = m.narrow(1, 0, 2).t().contiguous();
-  const at::Tensor cov = at::stack({m.select(1, 2), m.select(1, 3), m.select(1, 3), m.select(1, 4)}).view({2, 2, L.C});
+  const at::Tensor partials = backend.moment_sums(L);
+  at::Tensor mean = at::empty({2, L.C}, partials.options()), cov = at::empty({2, 2, L.C}, partials.options());
+  BnFinish a;
+  a.mode = BnFinish::kStats;
+  a.C = L.C;
+  a.partials = partials.data_ptr<double>();
+  a.splits = partials.size(0);
+  a.n = static_cast<double>(L.per_channel);
+  a.x = L.z.data_ptr();
+  a.inner = L.inner;
+  a.mean_out = mean.data_ptr();
+  a.cov_out = cov.data_ptr();
+  backend.finish(a, real_of(L));
   return {mean, cov};
 }
 
-at::Tensor batch_norm_grad_sums(const at::Tensor& grad, const at::Tensor& input, const at::Tensor& mean,
+at::Tensor batch_norm_grad_sums(const at::Tensor& grad, const at::Tensor& input, const at::Tensor& mean_in,
                                 const BatchNormBackend& backend) {
   const char* op = "cplxfast.batch_norm_grad_sums";
   const BatchNormLayout L = plan_batch_norm(op, input);
   check_grad_like_input(op, grad, input);
-  check_bn_mean(op, input, mean);
-  if (L.numel == 0) return at::zeros({6, L.C}, mean.options().dtype(at::kDouble));
-  return backend.grad_sums(L, with_layout_of(grad, L.z), mean_rows(mean)).t().contiguous();
+  check_bn_mean(op, input, mean_in);
+  if (L.numel == 0) return at::zeros({6, L.C}, mean_in.options().dtype(at::kDouble));
+  const at::Tensor mean = mean_in.contiguous();
+  return backend.grad_sums(L, with_layout_of(grad, L.z), stat_of(mean)).sum(0).t().contiguous();
 }
 
 }  // namespace cplxfast

@@ -85,8 +85,9 @@ struct BatchNormLayout {
   int64_t C = 0, inner = 1, numel = 0, per_channel = 0;
 };
 
-// The per-backend kernels; the device-agnostic driver (batchnorm.cpp) sequences them.
-// Per-channel tensors are double, [C, k], on the input's device.
+// The per-backend kernels; the device-agnostic driver (batchnorm.cpp) sequences them: a
+// reduction pass (partial sums), the per-channel step (bn_finish_channel: statistics,
+// coefficients, parameter gradients, in one kernel on CUDA) and an apply pass.
 constexpr int64_t kBnCoeffs = 14;  // A (4), D (4), c (2), su (2), sv (2)
 
 // Fills one channel's coefficient row (see BatchNormBackend::apply).
@@ -114,24 +115,129 @@ C10_HOST_DEVICE inline void backward_row(const double mu[2], const double cov[4]
   grad_W[0] = G.m00, grad_W[1] = G.m01, grad_W[2] = G.m10, grad_W[3] = G.m11;
 }
 
+// A per-channel statistic ([2, C] mean or [2, 2, C] covariance, contiguous) in the input's real
+// dtype T, or in float64 (CplxSyncBatchNorm combines statistics across processes in float64).
+struct BnStat {
+  const void* data = nullptr;
+  bool is_double = false;
+  template <typename T>
+  C10_HOST_DEVICE double at(int64_t i) const {
+    return is_double ? static_cast<const double*>(data)[i] : double(static_cast<const T*>(data)[i]);
+  }
+};
+
+// Everything the per-channel step between the reductions and the apply pass reads and writes
+// (device or host pointers; T-typed ones as void*, T the input's real dtype). Parameters and
+// statistics are read in their own [.., C] layouts, so no per-channel tensor op runs per call.
+struct BnFinish {
+  enum Mode { kTrainForward, kEvalForward, kBackward, kStats };
+  Mode mode = kTrainForward;
+  int64_t C = 0;
+  // Sums: partials [splits, C, K] (K = 5 moments, 6 gradient sums), summed in order; or, for
+  // the backward, given_sums [6, C] (all-reduced across processes); neither: zeros.
+  const double* partials = nullptr;
+  int64_t splits = 0;
+  const double* given_sums = nullptr;
+  double n = 0;             // elements per channel behind the sums
+  const void* x = nullptr;  // the input (interleaved T): the moments are shifted by the
+  int64_t inner = 1;        // channel's first element, x[c * inner]
+  double eps = 0;           // added to the covariance's diagonal (training forward)
+  BnStat mean, cov;         // eval forward and backward: the statistics to use
+  const void* weight = nullptr;  // [2, 2, C] T, or nullptr (identity)
+  const void* bias = nullptr;    // [2, C] T, or nullptr (zero)
+  bool training = false;         // backward: through batch statistics
+  // Outputs (each optional): batch statistics in T (training forward) or float64 (kStats, no
+  // eps), apply coefficients [C, kBnCoeffs], parameter gradients in T (backward).
+  void* mean_out = nullptr;
+  void* cov_out = nullptr;
+  double* coeffs = nullptr;
+  void* grad_weight = nullptr;
+  void* grad_bias = nullptr;
+};
+
+// Channel c of the step described by a (CPU: a loop over the channels; CUDA: a thread each).
+template <typename T>
+C10_HOST_DEVICE inline void bn_finish_channel(const BnFinish& a, int64_t c) {
+  const int64_t C = a.C;
+  const auto sum_partials = [&](int K, double* s) {
+    for (int k = 0; k < K; ++k) s[k] = 0;
+    if (a.partials == nullptr) return;
+    for (int64_t p = 0; p < a.splits; ++p) {
+      for (int k = 0; k < K; ++k) s[k] += a.partials[(p * C + c) * K + k];
+    }
+  };
+  double mu[2], cov[4], W[4] = {1, 0, 0, 1};
+  if (a.weight != nullptr) {
+    for (int q = 0; q < 4; ++q) W[q] = double(static_cast<const T*>(a.weight)[q * C + c]);
+  }
+  if (a.mode == BnFinish::kTrainForward || a.mode == BnFinish::kStats) {
+    double s[5];
+    sum_partials(5, s);
+    const T* first = static_cast<const T*>(a.x) + 2 * c * a.inner;
+    const double mr = s[0] / a.n, mi = s[1] / a.n, eps = a.mode == BnFinish::kStats ? 0.0 : a.eps;
+    mu[0] = double(first[0]) + mr;
+    mu[1] = double(first[1]) + mi;
+    cov[0] = s[2] / a.n - mr * mr + eps;
+    cov[1] = cov[2] = s[3] / a.n - mr * mi;
+    cov[3] = s[4] / a.n - mi * mi + eps;
+    for (int k = 0; k < 2; ++k) {
+      if (a.mode == BnFinish::kStats) {
+        static_cast<double*>(a.mean_out)[k * C + c] = mu[k];
+      } else if (a.mean_out != nullptr) {
+        static_cast<T*>(a.mean_out)[k * C + c] = T(mu[k]);
+      }
+    }
+    for (int q = 0; q < 4; ++q) {
+      if (a.mode == BnFinish::kStats) {
+        static_cast<double*>(a.cov_out)[q * C + c] = cov[q];
+      } else if (a.cov_out != nullptr) {
+        static_cast<T*>(a.cov_out)[q * C + c] = T(cov[q]);
+      }
+    }
+    if (a.mode == BnFinish::kStats) return;
+  } else {
+    for (int k = 0; k < 2; ++k) mu[k] = a.mean.at<T>(k * C + c);
+    for (int q = 0; q < 4; ++q) cov[q] = a.cov.at<T>(q * C + c);
+  }
+  if (a.mode != BnFinish::kBackward) {
+    double b[2] = {0, 0};
+    if (a.bias != nullptr) {
+      for (int k = 0; k < 2; ++k) b[k] = double(static_cast<const T*>(a.bias)[k * C + c]);
+    }
+    forward_row(mu, cov, W, b, a.coeffs + kBnCoeffs * c);
+    return;
+  }
+  double s[6];
+  if (a.given_sums != nullptr) {
+    for (int k = 0; k < 6; ++k) s[k] = a.given_sums[k * C + c];
+  } else {
+    sum_partials(6, s);
+  }
+  double gw[4];
+  backward_row(mu, cov, W, s, a.n, a.training, a.coeffs + kBnCoeffs * c, gw);
+  if (a.grad_weight != nullptr) {
+    for (int q = 0; q < 4; ++q) static_cast<T*>(a.grad_weight)[q * C + c] = T(gw[q]);
+  }
+  if (a.grad_bias != nullptr) {
+    for (int k = 0; k < 2; ++k) static_cast<T*>(a.grad_bias)[k * C + c] = T(s[k]);
+  }
+}
+
 struct BatchNormBackend {
-  // [C, 5]: mean re, mean im, then the biased central moments E[x'r^2], E[x'r x'i], E[x'i^2].
-  at::Tensor (*moments)(const BatchNormLayout& layout);
-  // [C, 6]: sum g re, sum g im, S00, S01, S10, S11 with S = sum g x'^T, x' = z - mean ([C, 2]).
-  at::Tensor (*grad_sums)(const BatchNormLayout& layout, const at::Tensor& g, const at::Tensor& mean);
+  // Partial sums [splits, C, 5] of x' = x - shift per channel (shift: the channel's first
+  // element, x[c * inner]): sum x'r, sum x'i, sum x'r^2, sum x'r x'i, sum x'i^2.
+  at::Tensor (*moment_sums)(const BatchNormLayout& layout);
+  // Partial sums [splits, C, 6]: sum g re, sum g im, S00, S01, S10, S11 with S = sum g x'^T,
+  // x' = z - mean (mean [2, C]).
+  at::Tensor (*grad_sums)(const BatchNormLayout& layout, const at::Tensor& g, const BnStat& mean);
   // out = A (u - su) + D (v - sv) + c per channel, in double, with coeffs [C, 14] =
   // (A 2x2, D 2x2, c 2, su 2, sv 2); v may be undefined (then D is ignored). Subtracting the
   // channel mean in double first keeps fp32 data with a large mean (1e3 + noise) accurate.
   // u, v and out are laid out like layout.z.
   void (*apply)(const BatchNormLayout& layout, const at::Tensor& u, const at::Tensor& v, const at::Tensor& coeffs,
                 const at::Tensor& out);
-  // Per-channel maths (bn_math) over [C] rows: coeffs [C, 14] from mean [C, 2], cov [C, 4]
-  // (a, b, c, d), W [C, 4], bias [C, 2].
-  void (*forward_coeffs)(const at::Tensor& mean, const at::Tensor& cov, const at::Tensor& W, const at::Tensor& bias,
-                         const at::Tensor& coeffs);
-  // coeffs [C, 14] = (B, D, e, 0, mean) and grad_W [C, 4] from mean, cov, W, sums [C, 6].
-  void (*backward_coeffs)(const at::Tensor& mean, const at::Tensor& cov, const at::Tensor& W, const at::Tensor& sums,
-                          double n, bool training, const at::Tensor& coeffs, const at::Tensor& grad_W);
+  // bn_finish_channel<T>(a, c) for every channel c < a.C (C >= 1), T the real dtype of `real`.
+  void (*finish)(const BnFinish& a, at::ScalarType real);
 };
 
 // (out, batch mean [2, C], batch covariance [2, 2, C] eps included) in training; in eval the
@@ -163,8 +269,5 @@ void check_bn_params(const char* op, const at::Tensor& input, const c10::optiona
 void check_bn_stats(const char* op, const at::Tensor& input, const at::Tensor& mean, const at::Tensor& cov);
 void check_bn_mean(const char* op, const at::Tensor& input, const at::Tensor& mean);
 
-// [C, 4] (W00, W01, W10, W11) and [C, 2] as double on the input's device; identity/zero if absent.
-at::Tensor weight_rows(const c10::optional<at::Tensor>& weight, const BatchNormLayout& layout);
-at::Tensor bias_rows(const c10::optional<at::Tensor>& bias, const BatchNormLayout& layout);
 
 }  // namespace cplxfast

@@ -90,7 +90,7 @@ at::Tensor channel_sums(const BatchNormLayout& L, const T* x, const T* y, const 
   return partials.total(L.z.options());
 }
 
-at::Tensor moments(const BatchNormLayout& L) {
+at::Tensor moment_sums(const BatchNormLayout& L) {
   at::Tensor out;
   AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(L.z.scalar_type()), "cplxfast_bn_moments_cpu", [&] {
     using T = scalar_t;
@@ -102,36 +102,26 @@ at::Tensor moments(const BatchNormLayout& L) {
       shift[2 * c] = x[2 * c * L.inner];
       shift[2 * c + 1] = x[2 * c * L.inner + 1];
     }
-    const at::Tensor s = channel_sums<T, 5>(L, x, nullptr, shift, [](T r, T i, T, T, T* v) {
+    out = channel_sums<T, 5>(L, x, nullptr, shift, [](T r, T i, T, T, T* v) {
       v[0] = r;
       v[1] = i;
       v[2] = r * r;
       v[3] = r * i;
       v[4] = i * i;
     });
-    // mean = shift + E[x - shift]; central moments from the shifted ones.
-    out = at::empty({L.C, 5}, s.options());
-    const double* sp = s.data_ptr<double>();
-    double* o = out.data_ptr<double>();
-    const double n = static_cast<double>(L.per_channel);
-    for (int64_t c = 0; c < L.C; ++c) {
-      const double mr = sp[5 * c] / n, mi = sp[5 * c + 1] / n;
-      o[5 * c] = shift[2 * c] + mr;
-      o[5 * c + 1] = shift[2 * c + 1] + mi;
-      o[5 * c + 2] = sp[5 * c + 2] / n - mr * mr;
-      o[5 * c + 3] = sp[5 * c + 3] / n - mr * mi;
-      o[5 * c + 4] = sp[5 * c + 4] / n - mi * mi;
-    }
   });
-  return out;
+  return out.view({1, L.C, 5});
 }
 
-at::Tensor grad_sums(const BatchNormLayout& L, const at::Tensor& g, const at::Tensor& mean) {
+at::Tensor grad_sums(const BatchNormLayout& L, const at::Tensor& g, const BnStat& mean) {
   at::Tensor out;
   AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(L.z.scalar_type()), "cplxfast_bn_grad_sums_cpu", [&] {
     using T = scalar_t;
-    const double* m = mean.data_ptr<double>();
-    std::vector<T> shift(m, m + 2 * L.C);
+    std::vector<T> shift(2 * L.C);
+    for (int64_t c = 0; c < L.C; ++c) {
+      shift[2 * c] = T(mean.at<T>(c));
+      shift[2 * c + 1] = T(mean.at<T>(L.C + c));
+    }
     out = channel_sums<T, 6>(L, static_cast<const T*>(L.z.data_ptr()), static_cast<const T*>(g.data_ptr()), shift,
                              [](T xr, T xi, T gr, T gi, T* v) {
                                v[0] = gr;
@@ -142,7 +132,7 @@ at::Tensor grad_sums(const BatchNormLayout& L, const at::Tensor& g, const at::Te
                                v[5] = gi * xi;
                              });
   });
-  return out;
+  return out.view({1, L.C, 6});
 }
 
 // One channel's apply coefficients in the data's precision: A, D, c, and the two shifts each
@@ -230,26 +220,14 @@ void apply(const BatchNormLayout& L, const at::Tensor& u, const at::Tensor& v, c
   });
 }
 
-void forward_coeffs(const at::Tensor& mean, const at::Tensor& cov, const at::Tensor& W, const at::Tensor& bias,
-                    const at::Tensor& coeffs) {
-  const double *mp = mean.data_ptr<double>(), *cp = cov.data_ptr<double>(), *wp = W.data_ptr<double>(),
-               *bp = bias.data_ptr<double>();
-  double* k = coeffs.data_ptr<double>();
-  for (int64_t c = 0; c < coeffs.size(0); ++c) forward_row(mp + 2 * c, cp + 4 * c, wp + 4 * c, bp + 2 * c, k + kBnCoeffs * c);
-}
-
-void backward_coeffs(const at::Tensor& mean, const at::Tensor& cov, const at::Tensor& W, const at::Tensor& sums,
-                     double n, bool training, const at::Tensor& coeffs, const at::Tensor& grad_W) {
-  const double *mp = mean.data_ptr<double>(), *cp = cov.data_ptr<double>(), *wp = W.data_ptr<double>(),
-               *sp = sums.data_ptr<double>();
-  double *k = coeffs.data_ptr<double>(), *gw = grad_W.data_ptr<double>();
-  for (int64_t c = 0; c < coeffs.size(0); ++c) {
-    backward_row(mp + 2 * c, cp + 4 * c, wp + 4 * c, sp + 6 * c, n, training, k + kBnCoeffs * c, gw + 4 * c);
-  }
+void finish(const BnFinish& a, at::ScalarType real) {
+  AT_DISPATCH_FLOATING_TYPES(real, "cplxfast_bn_finish_cpu", [&] {
+    for (int64_t c = 0; c < a.C; ++c) bn_finish_channel<scalar_t>(a, c);
+  });
 }
 
 const BatchNormBackend& backend() {
-  static const BatchNormBackend b{&moments, &grad_sums, &apply, &forward_coeffs, &backward_coeffs};
+  static const BatchNormBackend b{&moment_sums, &grad_sums, &apply, &finish};
   return b;
 }
 

@@ -1,10 +1,11 @@
 // Complex batch norm on CUDA: the device-agnostic driver (common/batchnorm.cpp) with CUDA
-// kernels. Per-channel reductions are the sums of cuda/channel_sums.cuh in double: a block per
-// (channel, split) for channels-first input, a 32-channel tile per block for channels-inner input
-// ([B, C], channels_last), partial sums summed in a fixed order (no atomics: reproducible bit for
-// bit); the apply pass is elementwise with whole-complex (8/16-byte) accesses and 32-bit indices
-// where the tensor allows; per-channel coefficient maths runs one thread per channel (bn_math,
-// shared with the CPU).
+// kernels; three launches per training forward or backward. Per-channel reductions are the
+// partial sums of cuda/channel_sums.cuh in double: a block per (channel, split) for
+// channels-first input, a 32-channel tile per block for channels-inner input ([B, C],
+// channels_last); no atomics, so results repeat bit for bit. One thread per channel then sums
+// the splits in order and computes the statistics, the apply coefficients and the parameter
+// gradients (bn_finish_channel, shared with the CPU). The apply pass is elementwise with
+// whole-complex (8/16-byte) accesses and 32-bit indices where the tensor allows.
 #include <algorithm>
 
 #include <ATen/ATen.h>
@@ -53,10 +54,11 @@ template <typename T>
 struct GradSumsOp {
   const Pair<T>* x;
   const Pair<T>* g;
-  const double* mean;  // [C, 2]
+  BnStat mean;  // [2, C]
+  int64_t C;
 
   using State = Shift;
-  __device__ Shift state(int64_t c) const { return {mean[2 * c], mean[2 * c + 1]}; }
+  __device__ Shift state(int64_t c) const { return {mean.at<T>(c), mean.at<T>(C + c)}; }
   __device__ void operator()(const Shift& m, int64_t idx, double (&acc)[6]) const {
     const Pair<T> v = x[idx], gv = g[idx];
     const double xr = double(v.re) - m.re, xi = double(v.im) - m.im, gr = gv.re, gi = gv.im;
@@ -69,24 +71,10 @@ struct GradSumsOp {
   }
 };
 
-// Moments [C, 5] from the shifted partial sums [splits, C, 5], the splits summed in order:
-// mean = shift + E[x - shift], central moments.
 template <typename T>
-__global__ void finish_moments_kernel(const Pair<T>* __restrict__ x, const double* __restrict__ partials,
-                                      int64_t splits, int64_t C, int64_t inner, double n, double* __restrict__ out) {
+__global__ void finish_kernel(BnFinish a) {
   const int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-  if (c >= C) return;
-  double s[5] = {};
-  for (int64_t p = 0; p < splits; ++p) {
-    for (int k = 0; k < 5; ++k) s[k] += partials[(p * C + c) * 5 + k];
-  }
-  const Pair<T> first = x[c * inner];
-  const double mr = s[0] / n, mi = s[1] / n;
-  out[5 * c] = double(first.re) + mr;
-  out[5 * c + 1] = double(first.im) + mi;
-  out[5 * c + 2] = s[2] / n - mr * mr;
-  out[5 * c + 3] = s[3] / n - mr * mi;
-  out[5 * c + 4] = s[4] / n - mi * mi;
+  if (c < a.C) bn_finish_channel<T>(a, c);
 }
 
 template <typename T, typename I>
@@ -108,48 +96,30 @@ __global__ void apply_kernel(const Pair<T>* __restrict__ u, const Pair<T>* __res
   }
 }
 
-__global__ void forward_coeffs_kernel(const double* mean, const double* cov, const double* W, const double* bias,
-                                      int64_t C, double* k) {
-  const int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-  if (c < C) forward_row(mean + 2 * c, cov + 4 * c, W + 4 * c, bias + 2 * c, k + kBnCoeffs * c);
-}
-
-__global__ void backward_coeffs_kernel(const double* mean, const double* cov, const double* W, const double* sums,
-                                       double n, bool training, int64_t C, double* k, double* grad_W) {
-  const int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-  if (c < C) backward_row(mean + 2 * c, cov + 4 * c, W + 4 * c, sums + 6 * c, n, training, k + kBnCoeffs * c, grad_W + 4 * c);
-}
-
 int64_t channel_blocks(int64_t C) { return (C + kThreads - 1) / kThreads; }
 
 // The layout's elements as [outer, C, inner] for the channel sums.
 int64_t outer_of(const BatchNormLayout& L) { return L.numel / (L.C * L.inner); }
 
-at::Tensor moments(const BatchNormLayout& L) {
+at::Tensor moment_sums(const BatchNormLayout& L) {
   const c10::cuda::CUDAGuard guard(L.z.device());
-  at::Tensor out = at::empty({L.C, 5}, L.z.options().dtype(at::kDouble));
-  auto stream = at::cuda::getCurrentCUDAStream();
+  at::Tensor partials;
   AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(L.z.scalar_type()), "cplxfast_bn_moments_cuda", [&] {
-    const auto* x = static_cast<const Pair<scalar_t>*>(L.z.data_ptr());
-    const at::Tensor partials = channel_partials<5>(MomentSumsOp<scalar_t>{x, L.inner}, outer_of(L), L.C, L.inner, L.z.options());
-    finish_moments_kernel<scalar_t><<<channel_blocks(L.C), kThreads, 0, stream>>>(
-        x, partials.data_ptr<double>(), partials.size(0), L.C, L.inner, static_cast<double>(L.per_channel),
-        out.data_ptr<double>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    const MomentSumsOp<scalar_t> op{static_cast<const Pair<scalar_t>*>(L.z.data_ptr()), L.inner};
+    partials = channel_partials<5>(op, outer_of(L), L.C, L.inner, L.z.options());
   });
-  return out;
+  return partials;
 }
 
-at::Tensor grad_sums(const BatchNormLayout& L, const at::Tensor& g, const at::Tensor& mean) {
+at::Tensor grad_sums(const BatchNormLayout& L, const at::Tensor& g, const BnStat& mean) {
   const c10::cuda::CUDAGuard guard(L.z.device());
-  at::Tensor sums;
+  at::Tensor partials;
   AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(L.z.scalar_type()), "cplxfast_bn_grad_sums_cuda", [&] {
     using P = Pair<scalar_t>;
-    const GradSumsOp<scalar_t> op{static_cast<const P*>(L.z.data_ptr()), static_cast<const P*>(g.data_ptr()),
-                                  mean.data_ptr<double>()};
-    sums = sum_splits(channel_partials<6>(op, outer_of(L), L.C, L.inner, L.z.options()));
+    const GradSumsOp<scalar_t> op{static_cast<const P*>(L.z.data_ptr()), static_cast<const P*>(g.data_ptr()), mean, L.C};
+    partials = channel_partials<6>(op, outer_of(L), L.C, L.inner, L.z.options());
   });
-  return sums;
+  return partials;
 }
 
 void apply(const BatchNormLayout& L, const at::Tensor& u, const at::Tensor& v, const at::Tensor& coeffs,
@@ -168,30 +138,16 @@ void apply(const BatchNormLayout& L, const at::Tensor& u, const at::Tensor& v, c
   });
 }
 
-void forward_coeffs(const at::Tensor& mean, const at::Tensor& cov, const at::Tensor& W, const at::Tensor& bias,
-                    const at::Tensor& coeffs) {
-  const int64_t C = coeffs.size(0);
-  if (C == 0) return;
-  const c10::cuda::CUDAGuard guard(coeffs.device());
-  forward_coeffs_kernel<<<channel_blocks(C), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-      mean.data_ptr<double>(), cov.data_ptr<double>(), W.data_ptr<double>(), bias.data_ptr<double>(), C,
-      coeffs.data_ptr<double>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-void backward_coeffs(const at::Tensor& mean, const at::Tensor& cov, const at::Tensor& W, const at::Tensor& sums,
-                     double n, bool training, const at::Tensor& coeffs, const at::Tensor& grad_W) {
-  const int64_t C = coeffs.size(0);
-  if (C == 0) return;
-  const c10::cuda::CUDAGuard guard(coeffs.device());
-  backward_coeffs_kernel<<<channel_blocks(C), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-      mean.data_ptr<double>(), cov.data_ptr<double>(), W.data_ptr<double>(), sums.data_ptr<double>(), n, training, C,
-      coeffs.data_ptr<double>(), grad_W.data_ptr<double>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+// One thread per channel: statistics, coefficients and parameter gradients in one launch.
+void finish(const BnFinish& a, at::ScalarType real) {
+  AT_DISPATCH_FLOATING_TYPES(real, "cplxfast_bn_finish_cuda", [&] {
+    finish_kernel<scalar_t><<<channel_blocks(a.C), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(a);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
 }
 
 const BatchNormBackend& backend() {
-  static const BatchNormBackend b{&moments, &grad_sums, &apply, &forward_coeffs, &backward_coeffs};
+  static const BatchNormBackend b{&moment_sums, &grad_sums, &apply, &finish};
   return b;
 }
 
