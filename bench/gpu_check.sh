@@ -52,7 +52,8 @@ skip_step() {  # skip_step NAME WHY
 }
 
 { date -u; git rev-parse --short HEAD 2>/dev/null || echo "(no git)"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
+  if command -v nvidia-smi > /dev/null; then nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
+  else echo "(no nvidia-smi)"; fi
   "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "gpu", torch.cuda.is_available())'
   nvcc --version 2>&1 | tail -n 2; } | tee "$OUT/machine.txt"
 HAVE_GPU=$("$PY" -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/null || echo 0)

@@ -1,5 +1,6 @@
 """DistributedDataParallel (2 processes, gloo, CPU) trains a cplxfast model exactly like one process
 on the whole batch: the parameters after a few SGD steps agree."""
+import os
 import tempfile
 
 import torch
@@ -53,5 +54,7 @@ def _worker(rank, init_file):
 
 
 def test_ddp_matches_single_process_training():
-    with tempfile.NamedTemporaryFile() as f:
-        mp.spawn(_worker, args=(f.name,), nprocs=WORLD, join=True)
+    # A path in a fresh folder, not a temporary file: torch's FileStore may delete the file itself
+    # when the process group is destroyed (torch 2.11 does).
+    with tempfile.TemporaryDirectory() as folder:
+        mp.spawn(_worker, args=(os.path.join(folder, "init"),), nprocs=WORLD, join=True)
