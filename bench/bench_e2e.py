@@ -40,6 +40,8 @@ import cplxfast.nn  # noqa: E402
 MODULATIONS = ("BPSK", "QPSK", "8PSK", "16QAM")
 SAMPLES_PER_SYMBOL = (2, 4, 8, 16)  # the classes
 LR = 3e-3
+CONVERTED = "cplxfast convert() (Cplx flow)"
+PROFILED_OPS = 15  # rows of the per-op breakdown kept in the JSON
 
 
 # ------------------------------------------------------------------------------ data
@@ -136,6 +138,26 @@ def train_side_by_side(models, batches, lr, device):
     return losses, times
 
 
+def op_breakdown(model, wrap, batch, lr, device):
+    """Per-op self time of one training step (torch.profiler), the top PROFILED_OPS rows."""
+    from torch.profiler import ProfilerActivity, profile
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    x, labels = batch
+    with profile(activities=activities) as prof:
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(wrap(x)), labels).backward()
+        opt.step()
+        common.sync(device)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    key = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+    rows = sorted(events, key=lambda e: getattr(e, key, 0), reverse=True)[:PROFILED_OPS]
+    return [{"op": e.key, "self_ms": getattr(e, key, 0) / 1e3, "calls": e.count,
+             "share_of_cpu": e.self_cpu_time_total / total} for e in rows]
+
+
 def plot(path, losses, medians, title):
     try:
         import matplotlib
@@ -151,7 +173,7 @@ def plot(path, losses, medians, title):
     a.set_title("loss curves (same weights, same batches)")
     a.legend()
     names = list(medians)
-    b.bar(names, [medians[n] * 1e3 for n in names], color=["tab:blue", "tab:green", "tab:orange"][: len(names)])
+    b.bar(names, [medians[n] * 1e3 for n in names], color=["tab:blue", "tab:green", "tab:orange", "tab:purple"][: len(names)])
     b.set_ylabel("ms per training step (median)")
     b.set_title("time per step")
     fig.suptitle(title)
@@ -179,9 +201,14 @@ def main(argv=None):
             from cplxmodule import Cplx
             import cplxmodule.nn as theirs_nn
 
+            as_cplx = lambda x: Cplx(x.real.contiguous(), x.imag.contiguous())  # noqa: E731
             theirs = Classifier(theirs_nn).to(device)
             theirs.load_state_dict(ours.state_dict(), strict=True)
-            models["cplxmodule"] = (theirs, lambda x: Cplx(x.real.contiguous(), x.imag.contiguous()))
+            models["cplxmodule"] = (theirs, as_cplx)
+            # The seed user's path: a cplxmodule model converted in place, Cplx between the layers.
+            converted = cplxfast.nn.convert(Classifier(theirs_nn).to(device))
+            converted.load_state_dict(ours.state_dict(), strict=True)
+            models[CONVERTED] = (converted, as_cplx)
         gen = torch.Generator().manual_seed(1)
         batches = [tuple(t.to(device) for t in make_batch(gen, batch, length)) for _ in range(steps + 2)]
         common.progress(f"[bench_e2e] {device}: {steps} steps of batch {batch} x {length} ...")
@@ -199,6 +226,10 @@ def main(argv=None):
             "speedup_vs_cplxmodule": speedup("cplxmodule", name), "losses": losses[name],
             "first_loss": losses[name][0], "last_loss": losses[name][-1],
         } for name in models]
+        for r in rows:
+            if r["impl"] in ("cplxfast", CONVERTED):
+                model, wrap = models[r["impl"]]
+                r["op_breakdown"] = op_breakdown(model, wrap, batches[-1], LR, device)
         path = common.write_json(os.path.join(args.out, f"e2e-{device}.json"), "e2e", device, rows)
         png = plot(os.path.join(args.out, f"e2e-{device}.png"), losses, med,
                    f"{case}, {device}: {common.machine(device)}")
@@ -210,6 +241,12 @@ def main(argv=None):
               f"{r['first_loss']:.4f}", f"{r['last_loss']:.4f}"] for r in rows],
             title=f"end to end training, complex64, {device}: {common.machine(device)} (JSON: {path})",
         )
+        for r in rows:
+            if "op_breakdown" in r:
+                common.print_table(["op", "self ms", "calls", "share of CPU time"],
+                                   [[o["op"][:60], f"{o['self_ms']:.2f}", o["calls"], f"{100 * o['share_of_cpu']:.1f}%"]
+                                    for o in r["op_breakdown"][:8]],
+                                   title=f"one training step of {r['impl']}, by op (top 8 of the JSON's {PROFILED_OPS})")
         print("largest relative difference of each loss curve from cplxfast's: "
               + ", ".join(f"{name} {gap:.1e}" for name, gap in gaps.items())
               + (f"; plot: {png}" if png else " (no matplotlib: no plot)"))

@@ -212,7 +212,16 @@ at::Tensor batch_norm_grad_sums(const at::Tensor& grad, const at::Tensor& input,
   check_bn_mean(op, input, mean_in);
   if (L.numel == 0) return at::zeros({6, L.C}, mean_in.options().dtype(at::kDouble));
   const at::Tensor mean = mean_in.contiguous();
-  return backend.grad_sums(L, with_layout_of(grad, L.z), stat_of(mean)).sum(0).t().contiguous();
+  const at::Tensor partials = backend.grad_sums(L, with_layout_of(grad, L.z), stat_of(mean));
+  at::Tensor sums = at::empty({6, L.C}, partials.options());
+  BnFinish a;
+  a.mode = BnFinish::kGradSums;
+  a.C = L.C;
+  a.partials = partials.data_ptr<double>();
+  a.splits = partials.size(0);
+  a.mean_out = sums.data_ptr();
+  backend.finish(a, real_of(L));  // the splits summed in order, as the backward sums them
+  return sums;
 }
 
 }  // namespace cplxfast

@@ -130,7 +130,7 @@ struct BnStat {
 // (device or host pointers; T-typed ones as void*, T the input's real dtype). Parameters and
 // statistics are read in their own [.., C] layouts, so no per-channel tensor op runs per call.
 struct BnFinish {
-  enum Mode { kTrainForward, kEvalForward, kBackward, kStats };
+  enum Mode { kTrainForward, kEvalForward, kBackward, kStats, kGradSums };
   Mode mode = kTrainForward;
   int64_t C = 0;
   // Sums: partials [splits, C, K] (K = 5 moments, 6 gradient sums), summed in order; or, for
@@ -147,7 +147,8 @@ struct BnFinish {
   const void* bias = nullptr;    // [2, C] T, or nullptr (zero)
   bool training = false;         // backward: through batch statistics
   // Outputs (each optional): batch statistics in T (training forward) or float64 (kStats, no
-  // eps), apply coefficients [C, kBnCoeffs], parameter gradients in T (backward).
+  // eps; kGradSums: the [6, C] gradient sums in mean_out), apply coefficients [C, kBnCoeffs],
+  // parameter gradients in T (backward).
   void* mean_out = nullptr;
   void* cov_out = nullptr;
   double* coeffs = nullptr;
@@ -195,11 +196,11 @@ C10_HOST_DEVICE inline void bn_finish_channel(const BnFinish& a, int64_t c) {
       }
     }
     if (a.mode == BnFinish::kStats) return;
-  } else {
+  } else if (a.mode != BnFinish::kGradSums) {
     for (int k = 0; k < 2; ++k) mu[k] = a.mean.at<T>(k * C + c);
     for (int q = 0; q < 4; ++q) cov[q] = a.cov.at<T>(q * C + c);
   }
-  if (a.mode != BnFinish::kBackward) {
+  if (a.mode == BnFinish::kTrainForward || a.mode == BnFinish::kEvalForward) {
     double b[2] = {0, 0};
     if (a.bias != nullptr) {
       for (int k = 0; k < 2; ++k) b[k] = double(static_cast<const T*>(a.bias)[k * C + c]);
@@ -208,6 +209,11 @@ C10_HOST_DEVICE inline void bn_finish_channel(const BnFinish& a, int64_t c) {
     return;
   }
   double s[6];
+  if (a.mode == BnFinish::kGradSums) {  // the local gradient sums [6, C], float64
+    sum_partials(6, s);
+    for (int k = 0; k < 6; ++k) static_cast<double*>(a.mean_out)[k * C + c] = s[k];
+    return;
+  }
   if (a.given_sums != nullptr) {
     for (int k = 0; k < 6; ++k) s[k] = a.given_sums[k * C + c];
   } else {

@@ -1,0 +1,80 @@
+"""Zero-copy interop between layers that pass (real, imag) pairs (cplxmodule's Cplx, or any object
+with .real/.imag tensors): a layer's output parts are views of its complex result, and the next
+layer takes that result back without a copy; anything else is combined with torch.complex. The
+maths is the same either way: outputs and gradients are identical, bit for bit."""
+import pytest
+import torch
+
+import cplxfast.nn as cnn
+from cplxfast.nn._complex import to_complex
+from conftest import crandn
+
+
+class Pair:
+    """A minimal Cplx: cplxmodule's is a container of the two tensors, and so is this."""
+
+    def __init__(self, real, imag):
+        self.real, self.imag = real, imag
+
+    def __add__(self, other):
+        return Pair(self.real + other.real, self.imag + other.imag)
+
+
+def layers(device="cpu"):
+    torch.manual_seed(0)
+    return torch.nn.ModuleList([
+        cnn.CplxConv1d(3, 8, 3, padding=1), cnn.CplxBatchNorm1d(8), cnn.CplxAdaptiveModReLU(8, 1),
+        cnn.CplxConv1d(8, 8, 5, padding=2, groups=8), cnn.CplxLinear(16, 16),
+    ]).to(device)
+
+
+def run(model, x, wrap):
+    conv1, bn, act, dw, lin = model
+    z = act(bn(conv1(wrap(x))))
+    z = z + dw(z)  # arithmetic between layers: a pair of new tensors, combined with one copy
+    return lin(z)
+
+
+def test_a_layer_output_comes_back_without_a_copy():
+    z = crandn(4, 3, 16, dtype=torch.complex64)
+    out = cnn.CplxConv1d(3, 8, 3)(Pair(z.real, z.imag))
+    assert isinstance(out, Pair)
+    back, _ = to_complex(out, "test")
+    assert back.is_complex() and torch.equal(back.real, out.real) and torch.equal(back.imag, out.imag)
+    assert back.data_ptr() == out.real.data_ptr()  # the layer's own result, not a copy
+    other = Pair(out.real.clone(), out.imag)
+    assert to_complex(other, "test")[0].data_ptr() != out.real.data_ptr()  # not views of one tensor
+    assert torch.equal(to_complex(other, "test")[0], back)
+    swapped = Pair(out.imag, out.real)
+    assert torch.equal(to_complex(swapped, "test")[0], torch.complex(out.imag, out.real))
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_pair_flow_gives_the_same_outputs_and_gradients_as_complex_flow(device, mode):
+    x = crandn(4, 3, 16, dtype=torch.complex64, device=device)
+    results = []
+    for wrap in (lambda t: t, lambda t: Pair(t.real, t.imag)):
+        model = layers(device).train(mode == "train")
+        xg = x.clone().requires_grad_()
+        y = run(model, xg, wrap)
+        y = y if isinstance(y, torch.Tensor) else torch.complex(y.real, y.imag)
+        grads = torch.autograd.grad(y.abs().sum(), [xg, *model.parameters()])
+        results.append((y.detach(), grads, [b.clone() for b in model.buffers()]))
+    (y0, g0, b0), (y1, g1, b1) = results
+    assert torch.equal(y0, y1)
+    assert all(torch.equal(a, b) for a, b in zip(g0, g1))
+    assert all(torch.equal(a, b) for a, b in zip(b0, b1))
+
+
+def test_in_place_changes_to_the_parts_are_seen_by_the_next_layer():
+    """The parts are views of the complex result: changing them changes what the next layer reads,
+    exactly as if it had combined them with torch.complex."""
+    torch.manual_seed(0)
+    z = crandn(4, 3, 16, dtype=torch.complex64)
+    first, second = cnn.CplxConv1d(3, 8, 3), cnn.CplxConv1d(8, 2, 3)
+    with torch.no_grad():
+        out = first(Pair(z.real, z.imag))
+        out.real.mul_(2)
+        want = second(Pair(out.real.clone(), out.imag.clone()))
+        got = second(out)
+    assert torch.equal(got.real, want.real) and torch.equal(got.imag, want.imag)
