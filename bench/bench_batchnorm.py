@@ -86,6 +86,7 @@ def main(argv=None):
             for name in t_train:
                 row = {
                     "case": "x".join(map(str, shape)), "impl": name, "train_fwd_bwd_ms": t_train[name] * 1e3,
+                    **common.spread_fields("train_fwd_bwd", t_train[name]),
                     "eval_fwd_ms": t_eval[name] * 1e3, "train_vs_real": t_train[name] / real_train,
                     "eval_vs_real": t_eval[name] / real_eval,
                     "speedup_vs_cplxmodule": t_train["cplxmodule"] / t_train[name] if "cplxmodule" in t_train else None,
@@ -94,7 +95,8 @@ def main(argv=None):
                 }
                 rows.append(row)
                 table.append([
-                    row["case"], name, f"{row['train_fwd_bwd_ms']:.2f}", f"{row['train_vs_real']:.2f}",
+                    row["case"], name, f"{row['train_fwd_bwd_ms']:.2f}",
+                    common.spread_ms(t_train[name]), f"{row['train_vs_real']:.2f}",
                     f"{row['eval_fwd_ms']:.2f}", f"{row['eval_vs_real']:.2f}",
                     "-" if row["speedup_vs_cplxmodule"] is None else f"{row['speedup_vs_cplxmodule']:.1f}x",
                     "-" if row["fraction_of_copy_bandwidth"] is None else f"{100 * row['fraction_of_copy_bandwidth']:.0f}%",
@@ -104,7 +106,7 @@ def main(argv=None):
         if not common.have_cplxmodule():
             print("(cplxmodule not installed: its column is left out)")
         common.print_table(
-            ["case", "impl", "train fwd+bwd ms", "/ real BN", "eval fwd ms", "/ real BN", "vs cplxmodule", "of copy BW", "rel err"],
+            ["case", "impl", "train fwd+bwd ms", "min - max", "/ real BN", "eval fwd ms", "/ real BN", "vs cplxmodule", "of copy BW", "rel err"],
             table, title=f"complex batch norm 2d, complex64, {device}: {common.machine(device)} (medians; JSON: {path})",
         )
 

@@ -121,6 +121,7 @@ def main(argv=None):
             for name in both:
                 row = {
                     "case": case[0], "impl": name, "fwd_ms": fwd[name] * 1e3, "fwd_bwd_ms": both[name] * 1e3,
+                    **common.spread_fields("fwd_bwd", both[name]),
                     "bwd_ms": (both[name] - fwd[name]) * 1e3,
                     "overhead_vs_real": both[name] / real, "speedup_vs_torch": both["torch complex"] / both[name],
                     "speedup_vs_cplxmodule": both["cplxmodule"] / both[name] if "cplxmodule" in both else None,
@@ -129,6 +130,7 @@ def main(argv=None):
                 rows.append(row)
                 table.append([
                     row["case"], name, f"{row['fwd_ms']:.2f}", f"{row['bwd_ms']:.2f}", f"{row['fwd_bwd_ms']:.2f}",
+                    common.spread_ms(both[name]),
                     f"{row['overhead_vs_real']:.2f}", f"{row['speedup_vs_torch']:.2f}x",
                     "-" if row["speedup_vs_cplxmodule"] is None else f"{row['speedup_vs_cplxmodule']:.2f}x",
                     "-" if row["rel_err_vs_fp64"] is None else f"{row['rel_err_vs_fp64']:.1e}",
@@ -137,7 +139,7 @@ def main(argv=None):
         if not common.have_cplxmodule():
             print("(cplxmodule not installed: its column is left out)")
         common.print_table(
-            ["case", "impl", "fwd ms", "bwd ms (both - fwd)", "fwd+bwd ms", "overhead (/real)", "vs torch", "vs cplxmodule", "rel err"],
+            ["case", "impl", "fwd ms", "bwd ms (both - fwd)", "fwd+bwd ms", "min - max", "overhead (/real)", "vs torch", "vs cplxmodule", "rel err"],
             table, title=f"conv, complex64, {device}: {common.machine(device)} (medians; JSON: {path})",
         )
 

@@ -84,14 +84,16 @@ def main(argv=None):
             for name in both:
                 row = {
                     "case": "x".join(map(str, shape)), "impl": name, "fwd_ms": fwd[name] * 1e3,
-                    "fwd_bwd_ms": both[name] * 1e3, "bwd_ms": (both[name] - fwd[name]) * 1e3, "vs_real_relu": both[name] / relu,
+                    "fwd_bwd_ms": both[name] * 1e3, **common.spread_fields("fwd_bwd", both[name]),
+                    "bwd_ms": (both[name] - fwd[name]) * 1e3, "vs_real_relu": both[name] / relu,
                     "speedup_vs_cplxmodule": both["cplxmodule"] / both[name] if "cplxmodule" in both else None,
                     "fraction_of_copy_bandwidth": nbytes / both[name] / bandwidth if name == "cplxfast" else None,
                     "rel_err_vs_fp64": errors.get(name),
                 }
                 rows.append(row)
                 table.append([
-                    row["case"], name, f"{row['fwd_ms']:.2f}", f"{row['bwd_ms']:.2f}", f"{row['fwd_bwd_ms']:.2f}", f"{row['vs_real_relu']:.2f}",
+                    row["case"], name, f"{row['fwd_ms']:.2f}", f"{row['bwd_ms']:.2f}", f"{row['fwd_bwd_ms']:.2f}",
+                    common.spread_ms(both[name]), f"{row['vs_real_relu']:.2f}",
                     "-" if row["speedup_vs_cplxmodule"] is None else f"{row['speedup_vs_cplxmodule']:.1f}x",
                     "-" if row["fraction_of_copy_bandwidth"] is None else f"{100 * row['fraction_of_copy_bandwidth']:.0f}%",
                     "-" if row["rel_err_vs_fp64"] is None else f"{row['rel_err_vs_fp64']:.1e}",
@@ -101,7 +103,7 @@ def main(argv=None):
         if not common.have_cplxmodule():
             print("(cplxmodule not installed: its column is left out)")
         common.print_table(
-            ["case", "impl", "fwd ms", "bwd ms (both - fwd)", "fwd+bwd ms", "/ real ReLU", "vs cplxmodule", "of copy BW", "rel err"], table,
+            ["case", "impl", "fwd ms", "bwd ms (both - fwd)", "fwd+bwd ms", "min - max", "/ real ReLU", "vs cplxmodule", "of copy BW", "rel err"], table,
             title=f"adaptive modReLU (per-channel threshold), complex64, {device}: {common.machine(device)} (medians; JSON: {path})",
         )
 

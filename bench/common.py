@@ -32,7 +32,8 @@ def sync(device):
 
 
 def time_interleaved(fns, device, rounds=None, warmup=3, budget_s=2.0, max_rounds=300):
-    """Median seconds per call for each of fns (dict name -> zero-arg callable), interleaved.
+    """Median seconds per call (a Timing: also its min and max) for each of fns (dict name ->
+    zero-arg callable), interleaved.
 
     rounds=None: as many rounds as fit in about budget_s (at least 11, at most max_rounds), so
     small cases get enough samples for a stable median.
@@ -56,7 +57,27 @@ def time_interleaved(fns, device, rounds=None, warmup=3, budget_s=2.0, max_round
             fn()
             sync(device)
             samples[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return {name: Timing(s) for name, s in samples.items()}
+
+
+class Timing(float):
+    """The median of a set of timings (seconds), carrying their min and max: the tables report the
+    spread, since one step on these shared machines can vary 2x within a process."""
+
+    def __new__(cls, samples):
+        t = super().__new__(cls, statistics.median(samples))
+        t.min, t.max = min(samples), max(samples)
+        return t
+
+
+def spread_ms(t):
+    """'min - max' in ms of a Timing, for a table cell."""
+    return f"{t.min * 1e3:.2f} - {t.max * 1e3:.2f}"
+
+
+def spread_fields(prefix, t):
+    """JSON fields <prefix>_min_ms and <prefix>_max_ms of a Timing."""
+    return {f"{prefix}_min_ms": t.min * 1e3, f"{prefix}_max_ms": t.max * 1e3}
 
 
 def copy_bandwidth(device, nbytes=256 << 20):
