@@ -129,6 +129,15 @@ def deterministic():
     torch.use_deterministic_algorithms(saved)
 
 
+def assert_repeats_bitwise(run):
+    """run() -> (output, gradients): two more runs give the same tensors, bit for bit."""
+    first_out, first_grads = run()
+    for _ in range(2):
+        out, grads = run()
+        assert torch.equal(out, first_out)
+        assert all(torch.equal(a, b) for a, b in zip(grads, first_grads))
+
+
 def test_results_are_bitwise_reproducible(device, deterministic):
     torch.manual_seed(0)
     x = torch.randn(2048, 256, dtype=torch.complex64, device=device, requires_grad=True)
@@ -140,11 +149,7 @@ def test_results_are_bitwise_reproducible(device, deterministic):
         grads = torch.autograd.grad(out.abs().sum(), [x, *layers.parameters()])
         return out.detach(), grads
 
-    first_out, first_grads = run()
-    for _ in range(2):
-        out, grads = run()
-        assert torch.equal(out, first_out)
-        assert all(torch.equal(a, b) for a, b in zip(grads, first_grads))
+    assert_repeats_bitwise(run)
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
@@ -158,11 +163,7 @@ def test_batch_norm_and_modrelu_per_channel_results_are_bitwise_reproducible(dev
         out = layers(x)
         return out.detach(), torch.autograd.grad(out.abs().sum(), [x, *layers.parameters()])
 
-    first_out, first_grads = run()
-    for _ in range(2):
-        out, grads = run()
-        assert torch.equal(out, first_out)
-        assert all(torch.equal(a, b) for a, b in zip(grads, first_grads))
+    assert_repeats_bitwise(run)
 
 
 @pytest.mark.parametrize("groups", [1, 16])
@@ -175,8 +176,4 @@ def test_conv_results_are_bitwise_reproducible(device, deterministic, groups):
         out = layer(x)
         return out.detach(), torch.autograd.grad(out.abs().sum(), [x, *layer.parameters()])
 
-    first_out, first_grads = run()
-    for _ in range(2):
-        out, grads = run()
-        assert torch.equal(out, first_out)
-        assert all(torch.equal(a, b) for a, b in zip(grads, first_grads))
+    assert_repeats_bitwise(run)
