@@ -56,6 +56,11 @@ def build_impls(M, K, N, device):
         native.weight.copy_(W), native.bias.copy_(b)
     impls["torch complex"] = complex_layer(native)
 
+    # torch's layer after cplxfast.nn.convert (cplxfast.nn.Linear: the same complex Parameters)
+    converted = cplxfast.nn.convert(torch.nn.Linear(K, N, dtype=torch.complex64, device=device))
+    converted.load_state_dict(native.state_dict())
+    impls["cplxfast nn.Linear"] = complex_layer(converted)
+
     if common.have_cplxmodule():
         from cplxmodule import Cplx
         from cplxmodule.nn import CplxLinear as TheirLinear

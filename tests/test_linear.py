@@ -8,6 +8,7 @@ import cplxfast
 from cplxfast import _reference as ref
 from cplxfast import functional as F
 from cplxfast import ops
+import cplxfast.nn as cnn
 from cplxfast.nn import CplxLinear
 from conftest import TOL, crandn, linear_real_parts, rel_err, requires_cuda
 
@@ -511,3 +512,45 @@ def test_cplx_parameter_keeps_one_interleaved_buffer():
     # gradients still reach both Parameters
     layer(crandn(3, 6)).abs().sum().backward()
     assert layer.weight.real.grad is not None and layer.weight.imag.grad is not None
+
+
+# ------------------------------------------------------------------------------ torch's nn.Linear, complex
+@pytest.mark.parametrize("bias", [True, False])
+def test_native_complex_linear_matches_torch_and_converts_in_place(device, bias):
+    """cplxfast.nn.Linear is torch.nn.Linear with complex parameters on the fused ops: same
+    parameters and state_dict, same outputs and gradients; convert() swaps torch's layer in place,
+    keeping its Parameter objects (an optimizer built before keeps working)."""
+    torch.manual_seed(0)
+    theirs = torch.nn.Linear(12, 7, bias=bias, dtype=torch.complex64, device=device)
+    ours = cnn.Linear(12, 7, bias=bias, dtype=torch.complex64, device=device)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert all(a.shape == b.shape and a.dtype == b.dtype for a, b in zip(ours.parameters(), theirs.parameters()))
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = crandn(3, 5, 12, dtype=torch.complex64, device=device)
+    g = crandn(3, 5, 7, dtype=torch.complex64, device=device)
+    results = []
+    for layer in (theirs, ours):
+        xg = x.clone().requires_grad_()
+        y = layer(xg)
+        results.append((y.detach(), torch.autograd.grad(y, [xg, *layer.parameters()], g)))
+    (y0, g0), (y1, g1) = results
+    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g1, g0):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    model = torch.nn.Sequential(theirs, torch.nn.Linear(7, 2, device=device))  # the real layer stays torch's
+    params = list(model.parameters())
+    assert cnn.convert(model) is model
+    assert type(model[0]) is cnn.Linear and type(model[1]) is torch.nn.Linear
+    assert all(p is q for p, q in zip(model.parameters(), params))
+    torch.testing.assert_close(model[0](x), y0, rtol=1e-5, atol=1e-5)
+    assert cnn.convert(torch.nn.Linear(3, 2, dtype=torch.complex128)).__class__ is cnn.Linear
+    real = cnn.Linear(4, 3)  # real parameters: torch's own layer
+    torch.testing.assert_close(real(torch.ones(2, 4)), torch.nn.functional.linear(torch.ones(2, 4), real.weight, real.bias))
+
+
+def test_native_complex_linear_compiles_fullgraph():
+    torch.manual_seed(0)
+    layer = cnn.Linear(8, 4, dtype=torch.complex64)
+    x = crandn(3, 8, dtype=torch.complex64)
+    torch._dynamo.reset()
+    torch.testing.assert_close(torch.compile(layer, fullgraph=True)(x), layer(x))

@@ -1,7 +1,9 @@
-"""Drop-in replacements for cplxmodule.nn layers, backed by fused kernels.
+"""Drop-in replacements for cplxmodule.nn layers, and for torch's nn.Linear with complex
+parameters, backed by fused kernels.
 
 Every layer takes a native complex tensor or a cplxmodule ``Cplx`` and returns the same kind;
-``convert(model)`` swaps the cplxmodule layers of a live model for these.
+``convert(model)`` swaps the cplxmodule layers and torch's complex nn.Linear layers of a live
+model for these.
 """
 from ._complex import CplxParameter
 from .activation import CplxAdaptiveModReLU, CplxModReLU, ModReLU
@@ -14,12 +16,13 @@ from .convert import convert
 from .extra import (
     CplxDropout, CplxIdentity, CplxMaxPool1d, CplxMaxPool2d, CplxMaxPool3d, CplxPhaseShift, CplxSequential, CplxToCplx,
 )
-from .linear import CplxBilinear, CplxLinear
+from .linear import CplxBilinear, CplxLinear, Linear
 
 __all__ = [
     "AsTypeCplx", "CplxAdaptiveModReLU", "CplxAngle", "CplxBatchNorm1d", "CplxBatchNorm2d", "CplxBatchNorm3d",
     "CplxBilinear", "CplxConv1d", "CplxConv2d", "CplxConv3d", "CplxConvTranspose1d", "CplxConvTranspose2d",
     "CplxConvTranspose3d", "CplxDropout", "CplxIdentity", "CplxImag", "CplxLinear", "CplxMaxPool1d", "CplxMaxPool2d",
     "CplxMaxPool3d", "CplxModReLU", "CplxModulus", "CplxParameter", "CplxPhaseShift", "CplxReal", "CplxSequential",
-    "CplxSyncBatchNorm", "CplxToCplx", "CplxToReal", "ModReLU", "RealToCplx", "convert", "convert_sync_batchnorm",
+    "CplxSyncBatchNorm", "CplxToCplx", "CplxToReal", "Linear", "ModReLU", "RealToCplx", "convert",
+    "convert_sync_batchnorm",
 ]

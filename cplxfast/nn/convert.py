@@ -1,4 +1,5 @@
-"""``cplxfast.nn.convert(model)``: swap every cplxmodule layer of a live model for its cplxfast twin."""
+"""``cplxfast.nn.convert(model)``: swap every cplxmodule layer of a live model, and every torch
+nn.Linear with complex parameters, for its cplxfast twin."""
 import warnings
 
 import torch
@@ -83,6 +84,17 @@ def _promoted_split_layer(m):
     return twin
 
 
+def _native_complex_twin(m):
+    """torch's nn.Linear with complex parameters becomes cplxfast.nn.Linear in place: the same
+    object, Parameters, hooks and mode (optimizer states stay attached), only its class changes.
+    Other torch layers (and real ones) are left as they are."""
+    if type(m) is torch.nn.Linear and m.weight.is_complex():
+        m.__class__ = linear.Linear
+        m.algorithm = None
+        return m
+    return None
+
+
 def _twin_of(m):
     name = type(m).__name__
     if name in TWINS:
@@ -109,16 +121,17 @@ def convert(model):
     objects between layers keeps working: every layer returns the kind it was given, and the
     real-to-complex layers (RealToCplx, AsTypeCplx) are set to produce Cplx (set their
     ``cplx_type = None`` to have them produce native complex tensors instead). Containers
-    (including cplxmodule's CplxSequential) are kept, with their children converted.
+    (including cplxmodule's CplxSequential) are kept, with their children converted. torch's own
+    ``nn.Linear`` layers with complex parameters become :class:`cplxfast.nn.Linear` in place (same
+    object and Parameters); torch's other layers stay as they are.
     """
-    if _is_cplxmodule(model):
-        twin = _twin_of(model)
-        if twin is not None:
-            return twin
+    twin = _twin_of(model) if _is_cplxmodule(model) else _native_complex_twin(model)
+    if twin is not None:
+        return twin
     for name, child in model.named_children():
-        twin = _twin_of(child) if _is_cplxmodule(child) else None
-        if twin is not None:
-            setattr(model, name, twin)
-        else:
+        twin = _twin_of(child) if _is_cplxmodule(child) else _native_complex_twin(child)
+        if twin is None:
             convert(child)
+        elif twin is not child:
+            setattr(model, name, twin)
     return model

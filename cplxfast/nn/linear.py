@@ -1,9 +1,10 @@
-"""Complex linear layer: a drop-in for cplxmodule.nn.CplxLinear."""
+"""Complex linear layers: a drop-in for cplxmodule.nn.CplxLinear, and one for torch's own
+nn.Linear with complex parameters."""
 import math
 
 import torch
 
-from .. import _config, ops
+from .. import _config, functional, ops
 from ._complex import CplxModule, CplxParameter, check_dtype, to_complex
 
 
@@ -91,3 +92,23 @@ class CplxBilinear(CplxModule):
     def extra_repr(self):
         return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "
                 f"out_features={self.out_features}, bias={self.bias is not None}, conjugate={self.conjugate}")
+
+
+class Linear(torch.nn.Linear):
+    """torch.nn.Linear on the fused ops when its parameters are complex (``dtype=torch.complex64`` or
+    ``complex128``): the same signature, parameter names and shapes (``weight`` [out, in], ``bias``
+    [out], complex), init and state_dict as torch's layer, so checkpoints and optimizers carry over;
+    the weight is read in place and gets one complex gradient (the ``linear_complex`` ops). With
+    real parameters it is torch's layer. ``algorithm``: "auto", "3m", "4m", or None for the global
+    default. Also takes a cplxmodule ``Cplx`` and returns one.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None, *, algorithm=None):
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self.algorithm = None if algorithm is None else _config.resolve(algorithm)
+
+    def forward(self, input):
+        if not self.weight.is_complex():
+            return super().forward(input)
+        z, rewrap = to_complex(input, type(self).__name__)
+        return rewrap(functional.linear(z, self.weight, self.bias, getattr(self, "algorithm", None)))
