@@ -82,10 +82,12 @@ else
   done
 fi
 
-# CUDA kernels under compute-sanitizer, on a small CUDA subset of the op tests: memcheck
-# (out-of-bounds and misaligned accesses; without the caching allocator, so that an overrun
-# inside a cached segment is caught too) and racecheck (shared-memory races in the reductions).
-SAN_TESTS=(tests/test_conv.py tests/test_modrelu.py tests/test_batchnorm.py tests/test_linear.py
+# CUDA kernels under compute-sanitizer, on the CUDA cases of the reference and gradcheck tests,
+# for as long as each step's limit allows (-x: the first error stops it; a run cut by its limit is
+# reported as partial): memcheck (out-of-bounds and misaligned accesses; without the caching
+# allocator, so that an overrun inside a cached segment is caught too) and racecheck
+# (shared-memory races in the reductions).
+SAN_TESTS=(tests/test_modrelu.py tests/test_batchnorm.py tests/test_linear.py tests/test_conv.py
            -m cuda -k "forward_backward_match_reference or matches_reference or gradcheck")
 if [ "$HAVE_GPU" != 1 ]; then
   skip_step sanitize_memcheck "no CUDA device"

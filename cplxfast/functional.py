@@ -76,17 +76,26 @@ def _conv(n, input, weight, bias, stride, padding, dilation, groups, padding_mod
     _check_conv_input(input, n, name)
     stride, dilation = _ntuple(stride, n, "stride"), _ntuple(dilation, n, "dilation")
     input, pad = conv_padding(input, weight.shape[2:], stride, padding, dilation, padding_mode)
-    b_re, b_im = (None, None) if bias is None else (bias.real, bias.imag)
-    return _ops.conv(input, weight.real, weight.imag, b_re, b_im, stride, pad, dilation, False, (0,) * n, groups,
-                     algorithm)
+    return _conv_op(input, weight, bias, stride, pad, dilation, False, (0,) * n, groups, algorithm)
 
 
 def _conv_transpose(n, input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm):
     _check_conv_input(input, n, f"conv_transpose{n}d")
+    return _conv_op(input, weight, bias, _ntuple(stride, n, "stride"), _ntuple(padding, n, "padding"),
+                    _ntuple(dilation, n, "dilation"), True, _ntuple(output_padding, n, "output_padding"), groups,
+                    algorithm)
+
+
+def _conv_op(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, algorithm):
+    """A complex weight and bias (e.g. complex nn.Parameters) go to the complex-weight op: read in
+    place, one complex gradient each (not the gradients of .real/.imag views). A weight given as
+    parts (a layer's CplxParameter, any object with .real/.imag tensors) goes to the parts op."""
+    if isinstance(weight, torch.Tensor) and (bias is None or isinstance(bias, torch.Tensor)):
+        return _ops.conv_complex(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups,
+                                 algorithm)
     b_re, b_im = (None, None) if bias is None else (bias.real, bias.imag)
-    return _ops.conv(input, weight.real, weight.imag, b_re, b_im, _ntuple(stride, n, "stride"),
-                     _ntuple(padding, n, "padding"), _ntuple(dilation, n, "dilation"), True,
-                     _ntuple(output_padding, n, "output_padding"), groups, algorithm)
+    return _ops.conv(input, weight.real, weight.imag, b_re, b_im, stride, padding, dilation, transposed,
+                     output_padding, groups, algorithm)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",

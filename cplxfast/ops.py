@@ -142,6 +142,47 @@ def _conv_backward_fake(grad, x, weight_re, weight_im, stride, padding, dilation
     return grad_x, *grad_w, *grad_b
 
 
+def conv_complex(
+    x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: Sequence[int] = (1,),
+    padding: Sequence[int] = (0,), dilation: Sequence[int] = (1,), transposed: bool = False,
+    output_padding: Sequence[int] = (0,), groups: int = 1, algorithm: Optional[str] = None,
+) -> Tensor:
+    """:func:`conv` with a complex weight and bias (native complex parameters; their gradients come
+    back complex)."""
+    return _ops.conv_complex.default(
+        x, weight, bias, list(stride), list(padding), list(dilation), transposed, list(output_padding), groups,
+        _config.resolve(algorithm),
+    )
+
+
+def conv_complex_backward(
+    grad: Tensor, x: Tensor, weight: Tensor, stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
+    transposed: bool, output_padding: Sequence[int], groups: int, algorithm: Optional[str] = None,
+    output_mask: Sequence[bool] = (True, True, True),
+) -> Tuple[Optional[Tensor], ...]:
+    """(grad_x, grad_weight, grad_bias), complex; None where output_mask (x, weight, bias) is False."""
+    return _ops.conv_complex_backward.default(
+        grad, x, weight, list(stride), list(padding), list(dilation), transposed, list(output_padding), groups,
+        _config.resolve(algorithm), list(output_mask),
+    )
+
+
+@torch.library.register_fake("cplxfast::conv_complex")
+def _conv_complex_fake(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups, algorithm):
+    return _conv_fake(x, weight, None, None, None, stride, padding, dilation, transposed, output_padding, groups,
+                      algorithm)
+
+
+@torch.library.register_fake("cplxfast::conv_complex_backward")
+def _conv_complex_backward_fake(grad, x, weight, stride, padding, dilation, transposed, output_padding, groups,
+                                algorithm, output_mask):
+    grad_x = x.new_empty(x.shape).contiguous(memory_format=_activation_format(x)) if output_mask[0] else None
+    grad_w = weight.new_empty(weight.shape) if output_mask[1] else None
+    c_out = weight.shape[1] * groups if transposed else weight.shape[0]
+    grad_b = weight.new_empty((c_out,)) if output_mask[2] else None
+    return grad_x, grad_w, grad_b
+
+
 # ---------------------------------------------------------------------------------- modrelu
 def modrelu(input: Tensor, threshold: Tensor) -> Tensor:
     """out = z * relu(1 - tau / max(|z|, 1e-5)); tau real, broadcast against z's trailing dims."""

@@ -51,6 +51,14 @@ TORCH_LIBRARY(cplxfast, m) {
       "conv_backward(Tensor grad, Tensor x, Tensor weight_re, Tensor weight_im, int[] stride, int[] padding,"
       " int[] dilation, bool transposed, int[] output_padding, int groups, str algorithm, bool[3] output_mask)"
       " -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // The same with a complex weight and bias (native complex parameters), complex gradients.
+  m.def(
+      "conv_complex(Tensor x, Tensor weight, Tensor? bias, int[] stride, int[] padding, int[] dilation,"
+      " bool transposed, int[] output_padding, int groups, str algorithm) -> Tensor");
+  m.def(
+      "conv_complex_backward(Tensor grad, Tensor x, Tensor weight, int[] stride, int[] padding, int[] dilation,"
+      " bool transposed, int[] output_padding, int groups, str algorithm, bool[3] output_mask)"
+      " -> (Tensor, Tensor, Tensor)");
 
   // ---- modReLU (cplxmodule's form): out = z * relu(1 - tau / max(|z|, 1e-5)), threshold tau
   // real, broadcast against z's trailing dims. Backward: grad_input (conjugate-Wirtinger) and

@@ -55,6 +55,15 @@ def ours(x, w, b, geo, algorithm):
                     geo["transposed"], geo["output_padding"], geo["groups"], algorithm)
 
 
+def ours_complex(x, w, b, geo, algorithm):
+    """The complex-weight op variant (native complex parameters; complex gradients)."""
+    return ops.conv_complex(x, w, b, geo["stride"], geo["padding"], geo["dilation"], geo["transposed"],
+                            geo["output_padding"], geo["groups"], algorithm)
+
+
+ENTRIES = {"real parts": ours, "complex": ours_complex}
+
+
 def reference(x, w, b, geo):
     return ref.conv(x, w, b, geo["stride"], geo["padding"], geo["dilation"], geo["groups"], geo["transposed"],
                     geo["output_padding"])
@@ -69,13 +78,14 @@ def channels_last(x):
 
 
 # ------------------------------------------------------------------------------ against the reference
+@pytest.mark.parametrize("entry", list(ENTRIES))
 @pytest.mark.parametrize("algorithm", ALGOS)
 @pytest.mark.parametrize("geometry", list(GEOMETRIES))
-def test_forward_backward_match_reference(device, algorithm, geometry):
+def test_forward_backward_match_reference(device, algorithm, geometry, entry):
     x, w, b, geo = make(geometry, torch.complex128, device)
     args = [t.clone().requires_grad_() for t in (x, w, b)]
     ref_args = [t.clone().requires_grad_() for t in (x, w, b)]
-    y, want = ours(*args, geo, algorithm), reference(*ref_args, geo)
+    y, want = ENTRIES[entry](*args, geo, algorithm), reference(*ref_args, geo)
     assert y.shape == want.shape and y.dtype == x.dtype
     assert rel_err(y, want) < TOL[torch.complex128]
     g = crandn(*y.shape, device=device)
@@ -174,14 +184,15 @@ def test_other_modules_match_torch_native_complex(device, kind):
 
 
 # ------------------------------------------------------------------------------ autograd machinery
+@pytest.mark.parametrize("entry", list(ENTRIES))
 @pytest.mark.parametrize("algorithm", ALGOS)
 @pytest.mark.parametrize("geometry", ["1d-depthwise-strided", "2d", "T1d"])
-def test_gradcheck(device, algorithm, geometry):
+def test_gradcheck(device, algorithm, geometry, entry):
     x, w, b, geo = make(geometry, torch.complex128, device)
     if x.dim() == 4:
         x = x[:1, :, :5, :4]
     args = [t.clone().requires_grad_() for t in (x, w, b)]
-    assert torch.autograd.gradcheck(lambda x, w, b: ours(x, w, b, geo, algorithm), args)
+    assert torch.autograd.gradcheck(lambda x, w, b: ENTRIES[entry](x, w, b, geo, algorithm), args)
 
 
 @pytest.mark.parametrize("mask", [(True, False, False), (False, True, False), (False, False, True), (True, True, False)])
@@ -239,6 +250,35 @@ def test_opcheck_backward(device, algorithm):
                 [True, True, True])
         torch.library.opcheck(torch.ops.cplxfast.conv_backward.default, args,
                               test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+def test_opcheck_complex_weight_ops(device, algorithm):
+    for x, w, b, geo in _opcheck_samples(device):
+        geometry = (list(geo["stride"]), list(geo["padding"]), list(geo["dilation"]), geo["transposed"],
+                    list(geo["output_padding"]), geo["groups"], algorithm)
+        torch.library.opcheck(torch.ops.cplxfast.conv_complex.default, (x, w, b, *geometry))
+        y = reference(x, w, None, geo).to(x.dtype)
+        g = channels_last(crandn(*y.shape, dtype=x.dtype, device=device))
+        torch.library.opcheck(torch.ops.cplxfast.conv_complex_backward.default, (g, x, w, *geometry, [True, True, True]),
+                              test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
+def test_complex_weight_gets_one_complex_gradient():
+    """functional conv with complex Parameters runs the complex-weight op: the weight's and bias's
+    gradients are complex tensors of their shapes, equal to the parts op's."""
+    torch.manual_seed(0)
+    x = crandn(2, 4, 9, 8, dtype=torch.complex64)
+    w = torch.nn.Parameter(crandn(6, 4, 3, 3, dtype=torch.complex64) / 6)
+    b = torch.nn.Parameter(crandn(6, dtype=torch.complex64))
+    y = F.conv2d(x, w, b, padding=1)
+    assert y.grad_fn.name().startswith("torch::autograd::CppNode")
+    y.abs().sum().backward()
+    wr, wi = w.detach().real.clone().requires_grad_(), w.detach().imag.clone().requires_grad_()
+    br, bi = b.detach().real.clone().requires_grad_(), b.detach().imag.clone().requires_grad_()
+    ops.conv(x, wr, wi, br, bi, [1, 1], [1, 1], [1, 1], False, [0, 0], 1).abs().sum().backward()
+    torch.testing.assert_close(w.grad, torch.complex(wr.grad, wi.grad))
+    torch.testing.assert_close(b.grad, torch.complex(br.grad, bi.grad))
 
 
 # ------------------------------------------------------------------------------ edge cases and errors

@@ -35,7 +35,39 @@ const c10::TypedOperatorHandle<ConvBackwardSig>& conv_backward_op() {
   return op;
 }
 
+using ConvComplexSig = at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, IntList, IntList, IntList,
+                                  bool, IntList, int64_t, c10::string_view);
+using ComplexGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+using ConvComplexBackwardSig = ComplexGrads(const at::Tensor&, const at::Tensor&, const at::Tensor&, IntList, IntList,
+                                            IntList, bool, IntList, int64_t, c10::string_view, std::array<bool, 3>);
+
+const c10::TypedOperatorHandle<ConvComplexSig>& conv_complex_op() {
+  static const auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::conv_complex", "").typed<ConvComplexSig>();
+  return op;
+}
+
+const c10::TypedOperatorHandle<ConvComplexBackwardSig>& conv_complex_backward_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("cplxfast::conv_complex_backward", "")
+                             .typed<ConvComplexBackwardSig>();
+  return op;
+}
+
 std::vector<int64_t> int_list(const c10::IValue& v) { return v.toIntVector(); }
+
+// The geometry and algorithm of a call, kept for its backward.
+void save_geometry(AutogradContext* ctx, IntList stride, IntList padding, IntList dilation, bool transposed,
+                   IntList output_padding, int64_t groups, c10::string_view algorithm) {
+  auto& d = ctx->saved_data;
+  d["stride"] = stride.vec();
+  d["padding"] = padding.vec();
+  d["dilation"] = dilation.vec();
+  d["transposed"] = transposed;
+  d["output_padding"] = output_padding.vec();
+  d["groups"] = groups;
+  d["algorithm"] = std::string(algorithm);
+}
 
 class Conv : public torch::autograd::Function<Conv> {
  public:
@@ -44,15 +76,8 @@ class Conv : public torch::autograd::Function<Conv> {
                             IntList stride, IntList padding, IntList dilation, bool transposed, IntList output_padding,
                             int64_t groups, c10::string_view algorithm) {
     ctx->save_for_backward({x, weight_re, weight_im});
-    auto& d = ctx->saved_data;
-    d["stride"] = stride.vec();
-    d["padding"] = padding.vec();
-    d["dilation"] = dilation.vec();
-    d["transposed"] = transposed;
-    d["output_padding"] = output_padding.vec();
-    d["groups"] = groups;
-    d["algorithm"] = std::string(algorithm);
-    d["has_bias"] = bias_re.has_value() && bias_re->defined();
+    save_geometry(ctx, stride, padding, dilation, transposed, output_padding, groups, algorithm);
+    ctx->saved_data["has_bias"] = bias_re.has_value() && bias_re->defined();
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return conv_op().call(x, weight_re, weight_im, bias_re, bias_im, stride, padding, dilation, transposed,
                           output_padding, groups, algorithm);
@@ -89,6 +114,50 @@ class ConvBackward : public torch::autograd::Function<ConvBackward> {
   static variable_list backward(AutogradContext*, variable_list) { refuse_double_backward("conv_backward"); }
 };
 
+// The complex-weight variant: the same, with one complex weight and bias and their gradients.
+class ConvComplex : public torch::autograd::Function<ConvComplex> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, const OptTensor& bias,
+                            IntList stride, IntList padding, IntList dilation, bool transposed, IntList output_padding,
+                            int64_t groups, c10::string_view algorithm) {
+    ctx->save_for_backward({x, weight});
+    save_geometry(ctx, stride, padding, dilation, transposed, output_padding, groups, algorithm);
+    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return conv_complex_op().call(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups,
+                                  algorithm);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    auto& d = ctx->saved_data;
+    const std::array<bool, 3> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                                   d["has_bias"].toBool() && ctx->needs_input_grad(2)};
+    auto [grad_x, grad_w, grad_b] = call_backward_op(
+        conv_complex_backward_op(), grads[0], saved[0], saved[1], int_list(d["stride"]), int_list(d["padding"]),
+        int_list(d["dilation"]), d["transposed"].toBool(), int_list(d["output_padding"]), d["groups"].toInt(),
+        d["algorithm"].toStringRef(), mask);
+    variable_list out{grad_x, grad_w, grad_b};
+    out.resize(10);  // no gradients for the geometry and the algorithm
+    return out;
+  }
+};
+
+class ConvComplexBackward : public torch::autograd::Function<ConvComplexBackward> {
+ public:
+  static variable_list forward(AutogradContext*, const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight,
+                               IntList stride, IntList padding, IntList dilation, bool transposed,
+                               IntList output_padding, int64_t groups, c10::string_view algorithm,
+                               std::array<bool, 3> output_mask) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    const auto [a, b, c] = conv_complex_backward_op().call(grad, x, weight, stride, padding, dilation, transposed,
+                                                           output_padding, groups, algorithm, output_mask);
+    return defined_only<3>({a, b, c});
+  }
+
+  static variable_list backward(AutogradContext*, variable_list) { refuse_double_backward("conv_complex_backward"); }
+};
+
 at::Tensor conv_autograd(const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
                          const OptTensor& bias_re, const OptTensor& bias_im, IntList stride, IntList padding,
                          IntList dilation, bool transposed, IntList output_padding, int64_t groups,
@@ -108,11 +177,29 @@ Grads conv_backward_autograd(const at::Tensor& grad, const at::Tensor& x, const 
   return {out[0], out[1], out[2], out[3], out[4]};
 }
 
+at::Tensor conv_complex_autograd(const at::Tensor& x, const at::Tensor& weight, const OptTensor& bias, IntList stride,
+                                 IntList padding, IntList dilation, bool transposed, IntList output_padding,
+                                 int64_t groups, c10::string_view algorithm) {
+  return ConvComplex::apply(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups, algorithm);
+}
+
+ComplexGrads conv_complex_backward_autograd(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight,
+                                            IntList stride, IntList padding, IntList dilation, bool transposed,
+                                            IntList output_padding, int64_t groups, c10::string_view algorithm,
+                                            std::array<bool, 3> output_mask) {
+  const auto out = in_places<3>(ConvComplexBackward::apply(grad, x, weight, stride, padding, dilation, transposed,
+                                                           output_padding, groups, algorithm, output_mask),
+                                output_mask);
+  return {out[0], out[1], out[2]};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(cplxfast, Autograd, m) {
   m.impl("conv", &conv_autograd);
   m.impl("conv_backward", &conv_backward_autograd);
+  m.impl("conv_complex", &conv_complex_autograd);
+  m.impl("conv_complex_backward", &conv_complex_backward_autograd);
 }
 
 }  // namespace cplxfast::autograd

@@ -430,4 +430,45 @@ ConvGrads conv_backward(
   return {grad_x, gw_re, gw_im, gb_re, gb_im};
 }
 
+namespace {
+
+// A complex weight's and bias's checks, with messages about "weight"/"bias" rather than their parts.
+void check_complex_params(const char* op, const at::Tensor& x, const at::Tensor& weight, const at::Tensor* bias) {
+  check_complex(op, "input", x);
+  check_complex(op, "weight", weight);
+  check_same_dtype_device(op, "weight", weight, x);
+  if (bias != nullptr) {
+    check_complex(op, "bias", *bias);
+    check_same_dtype_device(op, "bias", *bias, x);
+  }
+}
+
+// The complex tensor re + i im of a gradient given as parts (undefined stays undefined).
+at::Tensor complex_or_undefined(const at::Tensor& re, const at::Tensor& im) {
+  return re.defined() ? at::complex(re, im) : at::Tensor();
+}
+
+}  // namespace
+
+at::Tensor conv_complex_forward(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                                const ConvParams& p, c10::string_view algorithm, const ConvBackend& backend) {
+  const at::Tensor* b = present(bias);
+  check_complex_params("cplxfast.conv_complex", x, weight, b);
+  const c10::optional<at::Tensor> b_re = b ? c10::optional<at::Tensor>(at::real(*b)) : c10::nullopt;
+  const c10::optional<at::Tensor> b_im = b ? c10::optional<at::Tensor>(at::imag(*b)) : c10::nullopt;
+  return conv_forward(x, at::real(weight), at::imag(weight), b_re, b_im, p, algorithm, backend);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_complex_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight, const ConvParams& p,
+    c10::string_view algorithm, std::array<bool, 3> output_mask, const ConvBackend& backend) {
+  const char* op = "cplxfast.conv_complex_backward";
+  check_complex_params(op, x, weight, nullptr);
+  check_complex(op, "grad", grad);
+  check_same_dtype_device(op, "grad", grad, x);
+  const auto [gx, gw_re, gw_im, gb_re, gb_im] =
+      conv_backward(grad, x, at::real(weight), at::imag(weight), p, algorithm, output_mask, backend);
+  return {gx, complex_or_undefined(gw_re, gw_im), complex_or_undefined(gb_re, gb_im)};
+}
+
 }  // namespace cplxfast

@@ -80,6 +80,14 @@ ConvGrads conv_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
     const ConvParams& p, c10::string_view algorithm, std::array<bool, 3> output_mask, const ConvBackend& backend);
 
+// The same with a complex weight and bias (native complex parameters): their real/imag views go
+// to the same driver, no copy; the gradients come back complex, (grad_x, grad_weight, grad_bias).
+at::Tensor conv_complex_forward(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                                const ConvParams& p, c10::string_view algorithm, const ConvBackend& backend);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_complex_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight, const ConvParams& p,
+    c10::string_view algorithm, std::array<bool, 3> output_mask, const ConvBackend& backend);
+
 // Output spatial sizes (validated: clear errors for geometry torch would reject).
 std::vector<int64_t> conv_output_sizes(const char* op, const at::Tensor& x, const at::Tensor& weight_re,
                                        const ConvParams& p);

@@ -283,11 +283,29 @@ ConvGrads conv_backward(const at::Tensor& grad, const at::Tensor& x, const at::T
                                  output_mask, backend());
 }
 
+at::Tensor conv_complex(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                        at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
+                        at::IntArrayRef output_padding, int64_t groups, c10::string_view algorithm) {
+  return conv_complex_forward(x, weight, bias, conv_params(stride, padding, dilation, transposed, output_padding, groups),
+                              algorithm, backend());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_complex_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding, int64_t groups,
+    c10::string_view algorithm, std::array<bool, 3> output_mask) {
+  return cplxfast::conv_complex_backward(grad, x, weight,
+                                         conv_params(stride, padding, dilation, transposed, output_padding, groups),
+                                         algorithm, output_mask, backend());
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(cplxfast, CPU, m) {
   m.impl("conv", &conv);
   m.impl("conv_backward", &conv_backward);
+  m.impl("conv_complex", &conv_complex);
+  m.impl("conv_complex_backward", &conv_complex_backward);
 }
 
 }  // namespace cplxfast::cpu
