@@ -46,6 +46,18 @@ inline void check_real_part(const char* op, const char* name, const at::Tensor& 
       " but the input is on ", like.device(), "; move them to the same device");
 }
 
+// The complex weight and bias (nullptr: none) of a complex-weight op variant, against its input;
+// messages about "weight"/"bias" rather than their parts.
+inline void check_complex_params(const char* op, const at::Tensor& x, const at::Tensor& weight, const at::Tensor* bias) {
+  check_complex(op, "input", x);
+  check_complex(op, "weight", weight);
+  check_same_dtype_device(op, "weight", weight, x);
+  if (bias != nullptr) {
+    check_complex(op, "bias", *bias);
+    check_same_dtype_device(op, "bias", *bias, x);
+  }
+}
+
 // The tensor of an optional argument, or nullptr when it is absent or undefined.
 inline const at::Tensor* present(const c10::optional<at::Tensor>& t) {
   return t.has_value() && t->defined() ? &*t : nullptr;

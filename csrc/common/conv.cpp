@@ -432,17 +432,6 @@ ConvGrads conv_backward(
 
 namespace {
 
-// A complex weight's and bias's checks, with messages about "weight"/"bias" rather than their parts.
-void check_complex_params(const char* op, const at::Tensor& x, const at::Tensor& weight, const at::Tensor* bias) {
-  check_complex(op, "input", x);
-  check_complex(op, "weight", weight);
-  check_same_dtype_device(op, "weight", weight, x);
-  if (bias != nullptr) {
-    check_complex(op, "bias", *bias);
-    check_same_dtype_device(op, "bias", *bias, x);
-  }
-}
-
 // The complex tensor re + i im of a gradient given as parts (undefined stays undefined).
 at::Tensor complex_or_undefined(const at::Tensor& re, const at::Tensor& im) {
   return re.defined() ? at::complex(re, im) : at::Tensor();

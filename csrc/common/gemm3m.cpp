@@ -122,17 +122,6 @@ int64_t chunk_of(const Gemm3mBackend& backend, int64_t M) {
   return backend.chunk_rows > 0 ? std::min(backend.chunk_rows, M) : M;
 }
 
-// A complex weight's checks, with messages about "weight"/"bias" rather than their parts.
-void check_complex_weight(const char* op, const at::Tensor& x, const at::Tensor& weight, const at::Tensor* bias) {
-  check_complex(op, "input", x);
-  check_complex(op, "weight", weight);
-  check_same_dtype_device(op, "weight", weight, x);
-  if (bias != nullptr) {
-    check_complex(op, "bias", *bias);
-    check_same_dtype_device(op, "bias", *bias, x);
-  }
-}
-
 // The gradient of a complex parameter in the layout its op returns: two real tensors (the real
 // parts of a layer's Parameters), or one complex tensor (z) whose real/imag views are written.
 struct ParamGrad {
@@ -315,7 +304,7 @@ at::Tensor linear_complex_forward(
     c10::string_view algorithm, const Gemm3mBackend& backend) {
   const char* op = "cplxfast.linear_complex";
   const at::Tensor* b = present(bias);
-  check_complex_weight(op, x, weight, b);
+  check_complex_params(op, x, weight, b);
   const ComplexPair w = parts(weight);
   const ComplexPair bp = b != nullptr ? parts(*b) : ComplexPair{};
   check_linear_args(op, x, w.re, w.im, b != nullptr ? &bp.re : nullptr, b != nullptr ? &bp.im : nullptr);
@@ -326,7 +315,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_complex_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight, c10::string_view algorithm,
     std::array<bool, 3> output_mask, const Gemm3mBackend& backend) {
   const char* op = "cplxfast.linear_complex_backward";
-  check_complex_weight(op, x, weight, nullptr);
+  check_complex_params(op, x, weight, nullptr);
   const ComplexPair w = parts(weight);
   check_linear_args(op, x, w.re, w.im, nullptr, nullptr);
   const LinearGrads g = backward_impl(op, grad, x, w, algorithm, output_mask, true, backend);
