@@ -120,6 +120,7 @@ def _cuda_op_calls():
     wc = torch.randn(2, 5, dtype=torch.complex64, device=d)
     gy = torch.randn(4, 3, 2, dtype=torch.complex64, device=d)
     cw = torch.randn(6, 3, 3, device=d)
+    cwc = torch.randn(6, 3, 3, dtype=torch.complex64, device=d)
     gc = torch.randn(4, 6, 3, dtype=torch.complex64, device=d)
     tau = torch.rand(3, 1, device=d)
     bw, bb = torch.eye(2, device=d).unsqueeze(-1).repeat(1, 1, 3), torch.zeros(2, 3, device=d)
@@ -133,6 +134,8 @@ def _cuda_op_calls():
         (m.linear_complex_backward, (gy, z, wc, "3m", [True, True, True])),
         (m.conv, (z, cw, cw, cw[:, 0, 0], cw[:, 0, 0], *conv, "3m")),
         (m.conv_backward, (gc, z, cw, cw, *conv, "3m", [True, True, True])),
+        (m.conv_complex, (z, cwc, cwc[:, 0, 0], *conv, "3m")),
+        (m.conv_complex_backward, (gc, z, cwc, *conv, "3m", [True, True, True])),
         (m.modrelu, (z, tau)),
         (m.modrelu_backward, (z, z, tau, [True, True])),
         (m.batch_norm, (z, bw, bb, mean, cov, False, 1e-5)),
