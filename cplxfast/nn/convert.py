@@ -112,6 +112,11 @@ def _twin_of(m):
     return twin
 
 
+def _twin_for(m):
+    """The cplxfast twin of a cplxmodule layer or of torch's complex nn.Linear, else None."""
+    return _twin_of(m) if _is_cplxmodule(m) else _native_complex_twin(m)
+
+
 def convert(model):
     """Swap every cplxmodule layer in ``model`` for its cplxfast twin, in place, and return the model
     (or the twin, when ``model`` itself is a cplxmodule layer).
@@ -125,11 +130,11 @@ def convert(model):
     ``nn.Linear`` layers with complex parameters become :class:`cplxfast.nn.Linear` in place (same
     object and Parameters); torch's other layers stay as they are.
     """
-    twin = _twin_of(model) if _is_cplxmodule(model) else _native_complex_twin(model)
+    twin = _twin_for(model)
     if twin is not None:
         return twin
     for name, child in model.named_children():
-        twin = _twin_of(child) if _is_cplxmodule(child) else _native_complex_twin(child)
+        twin = _twin_for(child)
         if twin is None:
             convert(child)
         elif twin is not child:

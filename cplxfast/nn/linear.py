@@ -111,4 +111,4 @@ class Linear(torch.nn.Linear):
         if not self.weight.is_complex():
             return super().forward(input)
         z, rewrap = to_complex(input, type(self).__name__)
-        return rewrap(functional.linear(z, self.weight, self.bias, getattr(self, "algorithm", None)))
+        return rewrap(functional.linear(z, self.weight, self.bias, self.algorithm))

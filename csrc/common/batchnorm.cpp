@@ -219,7 +219,7 @@ at::Tensor batch_norm_grad_sums(const at::Tensor& grad, const at::Tensor& input,
   a.C = L.C;
   a.partials = partials.data_ptr<double>();
   a.splits = partials.size(0);
-  a.mean_out = sums.data_ptr();
+  a.sums_out = sums.data_ptr<double>();
   backend.finish(a, real_of(L));  // the splits summed in order, as the backward sums them
   return sums;
 }

@@ -147,10 +147,11 @@ struct BnFinish {
   const void* bias = nullptr;    // [2, C] T, or nullptr (zero)
   bool training = false;         // backward: through batch statistics
   // Outputs (each optional): batch statistics in T (training forward) or float64 (kStats, no
-  // eps; kGradSums: the [6, C] gradient sums in mean_out), apply coefficients [C, kBnCoeffs],
-  // parameter gradients in T (backward).
+  // eps), the [6, C] gradient sums (kGradSums), apply coefficients [C, kBnCoeffs], parameter
+  // gradients in T (backward).
   void* mean_out = nullptr;
   void* cov_out = nullptr;
+  double* sums_out = nullptr;
   double* coeffs = nullptr;
   void* grad_weight = nullptr;
   void* grad_bias = nullptr;
@@ -211,7 +212,7 @@ C10_HOST_DEVICE inline void bn_finish_channel(const BnFinish& a, int64_t c) {
   double s[6];
   if (a.mode == BnFinish::kGradSums) {  // the local gradient sums [6, C], float64
     sum_partials(6, s);
-    for (int k = 0; k < 6; ++k) static_cast<double*>(a.mean_out)[k * C + c] = s[k];
+    for (int k = 0; k < 6; ++k) a.sums_out[k * C + c] = s[k];
     return;
   }
   if (a.given_sums != nullptr) {
@@ -274,6 +275,5 @@ void check_bn_params(const char* op, const at::Tensor& input, const c10::optiona
                      const c10::optional<at::Tensor>& bias);
 void check_bn_stats(const char* op, const at::Tensor& input, const at::Tensor& mean, const at::Tensor& cov);
 void check_bn_mean(const char* op, const at::Tensor& input, const at::Tensor& mean);
-
 
 }  // namespace cplxfast
