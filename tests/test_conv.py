@@ -527,3 +527,90 @@ def test_torch_compile_fullgraph_forward_backward():
     torch.testing.assert_close(out, eager)
     for p, g in zip(model.parameters(), eager_grads):
         torch.testing.assert_close(p.grad, g)
+
+
+# ------------------------------------------------------------------------------ torch's Conv*/ConvTranspose*, complex
+NATIVE_CASES = [
+    ("Conv1d", (2, 6, 17), dict(out_channels=4, kernel_size=3, padding="same", padding_mode="reflect")),
+    ("Conv1d", (6, 17), dict(out_channels=6, kernel_size=5, groups=6, padding=2)),  # unbatched, depthwise
+    ("Conv2d", (2, 6, 9, 8), dict(out_channels=4, kernel_size=3, stride=2, padding=1, groups=2)),
+    ("Conv2d", (2, 6, 9, 8), dict(out_channels=6, kernel_size=3, padding=2, dilation=2, padding_mode="circular",
+                                  bias=False)),
+    ("Conv3d", (1, 4, 5, 6, 5), dict(out_channels=3, kernel_size=(2, 3, 2), padding=(1, 0, 1))),
+    ("ConvTranspose1d", (2, 6, 7), dict(out_channels=4, kernel_size=3, stride=2, padding=1, output_padding=1)),
+    ("ConvTranspose2d", (6, 5, 4), dict(out_channels=4, kernel_size=3, stride=2, groups=2)),  # unbatched
+    ("ConvTranspose3d", (1, 4, 3, 4, 3), dict(out_channels=2, kernel_size=2, stride=2, dilation=1)),
+]
+
+
+@pytest.mark.parametrize("name,shape,kwargs", NATIVE_CASES, ids=[f"{c[0]}-{len(c[1])}D" for c in NATIVE_CASES])
+def test_native_complex_conv_matches_torch_and_converts_in_place(device, name, shape, kwargs):
+    """cplxfast.nn.Conv*/ConvTranspose* are torch's layers with complex parameters on the fused ops:
+    same parameters and state_dict, same outputs and gradients (torch's padding modes and unbatched
+    inputs included); convert() swaps torch's layer in place, keeping its Parameter objects."""
+    torch.manual_seed(0)
+    kwargs = dict(kwargs, dtype=torch.complex64, device=device)
+    theirs = getattr(torch.nn, name)(_in_channels(shape, name), **kwargs)
+    ours = getattr(cnn, name)(_in_channels(shape, name), **kwargs)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = crandn(*shape, dtype=torch.complex64, device=device)
+    results = []
+    for layer in (theirs, ours):
+        xg = x.clone().requires_grad_()
+        y = layer(xg)
+        g = torch.ones_like(y) + 0.5j * torch.arange(y.numel(), device=device).view(y.shape).cos()
+        results.append((y.detach(), torch.autograd.grad(y, [xg, *layer.parameters()], g)))
+    (y0, g0), (y1, g1) = results
+    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g1, g0):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    params = list(theirs.parameters())
+    assert cnn.convert(theirs) is theirs and type(theirs) is getattr(cnn, name)
+    assert all(p is q for p, q in zip(theirs.parameters(), params))
+    torch.testing.assert_close(theirs(x), y0, rtol=1e-5, atol=1e-5)
+
+
+def _in_channels(shape, name):
+    n = int(name[-2])
+    return shape[0] if len(shape) == n + 1 else shape[1]
+
+
+def test_native_complex_conv_transpose_output_size_and_errors():
+    torch.manual_seed(0)
+    layer = cnn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, dtype=torch.complex64)
+    x = crandn(2, 3, 4, 5, dtype=torch.complex64)
+    torch.testing.assert_close(layer(x, output_size=[8, 10]), torch.nn.ConvTranspose2d.forward(layer, x, [8, 10]),
+                               rtol=1e-5, atol=1e-5)
+    assert layer(x[0], output_size=[2, 8, 10]).shape == (2, 8, 10)
+    with pytest.raises(ValueError, match="output size"):
+        layer(x, output_size=[12, 10])
+    with pytest.raises(ValueError, match="4-D"):
+        cnn.Conv2d(3, 2, 3, dtype=torch.complex64)(crandn(2, dtype=torch.complex64))
+    real = cnn.Conv2d(3, 2, 3)  # real parameters: torch's own layer
+    xr = torch.randn(1, 3, 5, 5)
+    torch.testing.assert_close(real(xr), torch.nn.functional.conv2d(xr, real.weight, real.bias))
+
+
+def test_native_complex_conv_takes_cplx_and_algorithm():
+    """A Cplx in, a Cplx out (cplxmodule models mixing torch's complex conv); algorithm per layer."""
+    torch.manual_seed(0)
+    layer = cnn.Conv1d(4, 3, 3, dtype=torch.complex64, algorithm="4m")
+    assert layer.algorithm == "4m"
+    x = crandn(2, 4, 9, dtype=torch.complex64)
+
+    class Parts:  # any object with .real/.imag tensors stands for a Cplx
+        def __init__(self, real, imag):
+            self.real, self.imag = real, imag
+
+    out = layer(Parts(x.real, x.imag))
+    assert isinstance(out, Parts)
+    torch.testing.assert_close(torch.complex(out.real, out.imag), layer(x))
+
+
+def test_native_complex_conv_compiles_fullgraph():
+    torch.manual_seed(0)
+    layer = cnn.Conv2d(4, 4, 3, padding=1, dtype=torch.complex64)
+    x = crandn(2, 4, 6, 6, dtype=torch.complex64)
+    torch._dynamo.reset()
+    torch.testing.assert_close(torch.compile(layer, fullgraph=True)(x), layer(x))

@@ -10,7 +10,8 @@ from .activation import CplxAdaptiveModReLU, CplxModReLU, ModReLU
 from .batchnorm import CplxBatchNorm1d, CplxBatchNorm2d, CplxBatchNorm3d, CplxSyncBatchNorm, convert_sync_batchnorm
 from .casting import AsTypeCplx, CplxAngle, CplxImag, CplxModulus, CplxReal, CplxToReal, RealToCplx
 from .conv import (
-    CplxConv1d, CplxConv2d, CplxConv3d, CplxConvTranspose1d, CplxConvTranspose2d, CplxConvTranspose3d,
+    Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d, CplxConv1d, CplxConv2d, CplxConv3d,
+    CplxConvTranspose1d, CplxConvTranspose2d, CplxConvTranspose3d,
 )
 from .convert import convert
 from .extra import (
@@ -19,7 +20,7 @@ from .extra import (
 from .linear import CplxBilinear, CplxLinear, Linear
 
 __all__ = [
-    "AsTypeCplx", "CplxAdaptiveModReLU", "CplxAngle", "CplxBatchNorm1d", "CplxBatchNorm2d", "CplxBatchNorm3d",
+    "AsTypeCplx", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "CplxAdaptiveModReLU", "CplxAngle", "CplxBatchNorm1d", "CplxBatchNorm2d", "CplxBatchNorm3d",
     "CplxBilinear", "CplxConv1d", "CplxConv2d", "CplxConv3d", "CplxConvTranspose1d", "CplxConvTranspose2d",
     "CplxConvTranspose3d", "CplxDropout", "CplxIdentity", "CplxImag", "CplxLinear", "CplxMaxPool1d", "CplxMaxPool2d",
     "CplxMaxPool3d", "CplxModReLU", "CplxModulus", "CplxParameter", "CplxPhaseShift", "CplxReal", "CplxSequential",

@@ -145,3 +145,83 @@ class CplxConvTranspose2d(_CplxConvTranspose):
 class CplxConvTranspose3d(_CplxConvTranspose):
     """Complex 3-d transposed convolution; see :class:`CplxConvTranspose1d`."""
     _dims = 3
+
+
+# ---- torch's own convolution layers with complex parameters ---------------------------------------------------------
+
+def _unbatched(layer, z, n):
+    """torch's conv layers take [C, *spatial] as one sample; the op wants a batch."""
+    if z.dim() == n + 1:
+        return z.unsqueeze(0), lambda out: out.squeeze(0)
+    if z.dim() != n + 2:
+        raise ValueError(f"{type(layer).__name__}: expected a {n + 1}-D (unbatched) or {n + 2}-D (batched) input, "
+                         f"got shape {tuple(z.shape)}")
+    return z, lambda out: out
+
+
+class _NativeConv:
+    """torch's ConvNd on the fused ops when its parameters are complex: torch's signature, parameter
+    names, init and state_dict; the weight and bias are read in place and get one complex gradient
+    each (the ``conv_complex`` ops). With real parameters it is torch's layer."""
+
+    def __init__(self, *args, algorithm=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.algorithm = None if algorithm is None else _config.resolve(algorithm)
+
+    def forward(self, input):
+        if not self.weight.is_complex():
+            return super().forward(input)
+        z, rewrap = to_complex(input, type(self).__name__)
+        z, unbatch = _unbatched(self, z, len(self.kernel_size))
+        z, pad = conv_padding(z, self.kernel_size, self.stride, self.padding, self.dilation, self.padding_mode)
+        out = ops.conv_complex(z, self.weight, self.bias, self.stride, pad, self.dilation, False, self.output_padding,
+                               self.groups, self.algorithm)
+        return rewrap(unbatch(out))
+
+
+class _NativeConvTranspose:
+    """torch's ConvTransposeNd on the fused ops when its parameters are complex; see :class:`_NativeConv`."""
+
+    def __init__(self, *args, algorithm=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.algorithm = None if algorithm is None else _config.resolve(algorithm)
+
+    def forward(self, input, output_size=None):
+        if not self.weight.is_complex():
+            return super().forward(input, output_size)
+        z, rewrap = to_complex(input, type(self).__name__)
+        n = len(self.kernel_size)
+        if self.padding_mode != "zeros":
+            raise ValueError(f"Only 'zeros' padding mode is supported for {type(self).__name__}")
+        output_padding = self._output_padding(z, output_size, list(self.stride), list(self.padding),
+                                              list(self.kernel_size), n, list(self.dilation))
+        z, unbatch = _unbatched(self, z, n)
+        out = ops.conv_complex(z, self.weight, self.bias, self.stride, self.padding, self.dilation, True,
+                               output_padding, self.groups, self.algorithm)
+        return rewrap(unbatch(out))
+
+
+class Conv1d(_NativeConv, torch.nn.Conv1d):
+    """torch.nn.Conv1d; with ``dtype=torch.complex64``/``complex128`` it runs the fused complex kernels
+    (3M/4M GEMM-based, or the depthwise kernel for groups == channels). ``algorithm`` as for
+    :class:`CplxConv1d`."""
+
+
+class Conv2d(_NativeConv, torch.nn.Conv2d):
+    """torch.nn.Conv2d on the fused complex kernels; see :class:`Conv1d`."""
+
+
+class Conv3d(_NativeConv, torch.nn.Conv3d):
+    """torch.nn.Conv3d on the fused complex kernels; see :class:`Conv1d`."""
+
+
+class ConvTranspose1d(_NativeConvTranspose, torch.nn.ConvTranspose1d):
+    """torch.nn.ConvTranspose1d (torch's argument order and defaults) on the fused complex kernels."""
+
+
+class ConvTranspose2d(_NativeConvTranspose, torch.nn.ConvTranspose2d):
+    """torch.nn.ConvTranspose2d on the fused complex kernels; see :class:`ConvTranspose1d`."""
+
+
+class ConvTranspose3d(_NativeConvTranspose, torch.nn.ConvTranspose3d):
+    """torch.nn.ConvTranspose3d on the fused complex kernels; see :class:`ConvTranspose1d`."""

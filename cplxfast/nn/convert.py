@@ -84,12 +84,22 @@ def _promoted_split_layer(m):
     return twin
 
 
+# torch layer with complex parameters -> the cplxfast subclass that runs it on the fused ops.
+NATIVE_TWINS = {
+    torch.nn.Linear: linear.Linear,
+    torch.nn.Conv1d: conv.Conv1d, torch.nn.Conv2d: conv.Conv2d, torch.nn.Conv3d: conv.Conv3d,
+    torch.nn.ConvTranspose1d: conv.ConvTranspose1d, torch.nn.ConvTranspose2d: conv.ConvTranspose2d,
+    torch.nn.ConvTranspose3d: conv.ConvTranspose3d,
+}
+
+
 def _native_complex_twin(m):
-    """torch's nn.Linear with complex parameters becomes cplxfast.nn.Linear in place: the same
-    object, Parameters, hooks and mode (optimizer states stay attached), only its class changes.
-    Other torch layers (and real ones) are left as they are."""
-    if type(m) is torch.nn.Linear and m.weight.is_complex():
-        m.__class__ = linear.Linear
+    """torch's Linear/Conv*/ConvTranspose* with complex parameters becomes its cplxfast subclass in
+    place: the same object, Parameters, hooks and mode (optimizer states stay attached), only its
+    class changes. Other torch layers (and real ones) are left as they are."""
+    cls = NATIVE_TWINS.get(type(m))
+    if cls is not None and m.weight.is_complex():
+        m.__class__ = cls
         m.algorithm = None
         return m
     return None
