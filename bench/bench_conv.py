@@ -1,5 +1,5 @@
 """Complex convolution, fwd and fwd+bwd, side by side: cplxfast (auto/3m/4m), torch native complex
-nn.ConvNd(dtype=cfloat), cplxmodule's CplxConvNd, and a real nn.ConvNd of the same channels.
+nn.ConvNd(dtype=cfloat) and cplxfast's drop-in for it (cplxfast.nn.ConvNd, complex Parameters), cplxmodule's CplxConvNd, and a real nn.ConvNd of the same channels.
 
     python bench/bench_conv.py [--quick] [--device cpu|cuda] [--out DIR]
 
@@ -64,6 +64,11 @@ def build_impls(dims, B, Cin, Cout, size, k, pad, groups, device):
     with torch.no_grad():
         native.weight.copy_(W), native.bias.copy_(b)
     impls["torch complex"] = complex_layer(native)
+    # The same layer with torch's complex Parameters on cplxfast's conv_complex (what convert() makes of it).
+    native_ours = (cnn.Conv1d, cnn.Conv2d, cnn.Conv3d)[dims - 1](Cin, Cout, k, padding=pad, groups=groups,
+                                                                dtype=torch.complex64, device=device)
+    native_ours.load_state_dict(native.state_dict())
+    impls["cplxfast nn.Conv"] = complex_layer(native_ours)
 
     if common.have_cplxmodule():
         from cplxmodule import Cplx

@@ -50,19 +50,25 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, transp
     return torch.complex(re, im)
 
 
-def modrelu(z, threshold):
-    """cplxmodule's modReLU: z * relu(1 - tau / max(|z|, 1e-5)), tau broadcast on trailing dims.
+def modrelu(z, threshold, eps=1e-5):
+    """modReLU with modulus floor eps: z * relu(1 - tau / max(|z|, eps)), tau broadcast on trailing
+    dims (cplxmodule: eps = 1e-5); eps = 0: relu(|z| - tau) z/|z|, relu(-tau) + 0i at z = 0.
 
     |z| is computed as sqrt(re^2 + im^2) with a zero-safe gradient (a plain sqrt gives 0/0 at
-    z = 0). Near z = 0 the map is z * relu(1 - tau / 1e-5), so at z = 0 the gradient is that
-    factor, 0 for tau >= 1e-5, as cplxmodule computes it.
+    z = 0). Near z = 0 the map is z * relu(1 - tau / eps), so at z = 0 the gradient is that
+    factor, 0 for tau >= eps, as cplxmodule computes it; with eps = 0 the gradient to z at z = 0 is 0.
     """
     zr, zi = _parts(z)
     tau = threshold.to(torch.float64)
     sq = zr * zr + zi * zi
     safe = torch.where(sq > 0, sq, torch.ones_like(sq))
     modulus = torch.where(sq > 0, torch.sqrt(safe), torch.zeros_like(sq))
-    scale = torch.relu(1.0 - tau / torch.clamp(modulus, min=1e-5))
+    if eps == 0:
+        origin = sq == 0
+        scale = torch.where(origin, 0.0, torch.relu(1.0 - tau / torch.where(origin, 1.0, modulus)))
+        re = torch.where(origin, torch.relu(-tau) + 0 * zr, zr * scale)
+        return torch.complex(re, zi * scale)
+    scale = torch.relu(1.0 - tau / torch.clamp(modulus, min=eps))
     return torch.complex(zr * scale, zi * scale)
 
 

@@ -139,17 +139,19 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 
 
-def modrelu(input, threshold):
-    """cplxmodule's modReLU: input * relu(1 - threshold / max(|input|, 1e-5)), differentiable.
+def modrelu(input, threshold, eps=1e-5):
+    """cplxmodule's modReLU: input * relu(1 - threshold / max(|input|, eps)), differentiable.
 
     ``threshold`` is a real tensor (or a float) broadcast against the input's TRAILING dims, e.g.
     shape [C, 1, 1] for per-channel thresholds on [B, C, H, W]. Arjovsky et al.'s
-    relu(|z| + b) z/|z| is the same map with threshold = -b. Value and gradient at z = 0 are 0.
+    relu(|z| + b) z/|z| is the same map with threshold = -b. ``eps``, the modulus floor, is
+    cplxmodule's 1e-5 by default (value and gradient at z = 0 are then 0 unless threshold < eps);
+    eps = 0 is the polar form relu(|z| - threshold) z/|z| with relu(-threshold) at z = 0 (torchcvnn's).
     """
     if not isinstance(threshold, torch.Tensor):
         real = torch.float64 if input.dtype == torch.complex128 else torch.float32
         threshold = torch.tensor([float(threshold)], dtype=real, device=input.device)
-    return _ops.modrelu(input, threshold)
+    return _ops.modrelu(input, threshold, eps)
 
 
 def batch_norm(input, running_mean=None, running_var=None, weight=None, bias=None, training=True, momentum=0.1,

@@ -184,25 +184,29 @@ def _conv_complex_backward_fake(grad, x, weight, stride, padding, dilation, tran
 
 
 # ---------------------------------------------------------------------------------- modrelu
-def modrelu(input: Tensor, threshold: Tensor) -> Tensor:
-    """out = z * relu(1 - tau / max(|z|, 1e-5)); tau real, broadcast against z's trailing dims."""
-    return _ops.modrelu.default(input, threshold)
+def modrelu(input: Tensor, threshold: Tensor, eps: float = 1e-5) -> Tensor:
+    """out = z * relu(1 - tau / max(|z|, eps)); tau real, broadcast against z's trailing dims.
+
+    ``eps`` is the modulus floor: 1e-5 is cplxmodule's, 1e-12 complextorch's; eps = 0 is
+    torchcvnn's polar form relu(|z| - tau) z/|z|, with relu(-tau) at z = 0.
+    """
+    return _ops.modrelu.default(input, threshold, eps)
 
 
 def modrelu_backward(
-    grad: Tensor, input: Tensor, threshold: Tensor, output_mask: Sequence[bool] = (True, True)
+    grad: Tensor, input: Tensor, threshold: Tensor, output_mask: Sequence[bool] = (True, True), eps: float = 1e-5
 ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
     """(grad_input, grad_threshold); None where output_mask (input, threshold) is False."""
-    return _ops.modrelu_backward.default(grad, input, threshold, list(output_mask))
+    return _ops.modrelu_backward.default(grad, input, threshold, list(output_mask), eps)
 
 
 @torch.library.register_fake("cplxfast::modrelu")
-def _modrelu_fake(input, threshold):
+def _modrelu_fake(input, threshold, eps=1e-5):
     return torch.empty_like(input)
 
 
 @torch.library.register_fake("cplxfast::modrelu_backward")
-def _modrelu_backward_fake(grad, input, threshold, output_mask):
+def _modrelu_backward_fake(grad, input, threshold, output_mask, eps=1e-5):
     grad_input = torch.empty_like(input) if output_mask[0] else None
     grad_threshold = threshold.new_empty(threshold.shape) if output_mask[1] else None
     return grad_input, grad_threshold

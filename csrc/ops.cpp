@@ -60,12 +60,14 @@ TORCH_LIBRARY(cplxfast, m) {
       " bool transposed, int[] output_padding, int groups, str algorithm, bool[3] output_mask)"
       " -> (Tensor, Tensor, Tensor)");
 
-  // ---- modReLU (cplxmodule's form): out = z * relu(1 - tau / max(|z|, 1e-5)), threshold tau
-  // real, broadcast against z's trailing dims. Backward: grad_input (conjugate-Wirtinger) and
-  // grad_threshold summed over the broadcast dims; output_mask (input, threshold).
-  m.def("modrelu(Tensor input, Tensor threshold) -> Tensor");
+  // ---- modReLU: out = z * relu(1 - tau / max(|z|, eps)), threshold tau real, broadcast against
+  // z's trailing dims; eps is the modulus floor (cplxmodule 1e-5, complextorch 1e-12), and eps = 0
+  // is torchcvnn's polar form relu(|z| - tau) z/|z|, relu(-tau) at z = 0 (SEMANTICS.md). Backward:
+  // grad_input (conjugate-Wirtinger) and grad_threshold summed over the broadcast dims;
+  // output_mask (input, threshold).
+  m.def("modrelu(Tensor input, Tensor threshold, float eps=1e-05) -> Tensor");
   m.def(
-      "modrelu_backward(Tensor grad, Tensor input, Tensor threshold, bool[2] output_mask)"
+      "modrelu_backward(Tensor grad, Tensor input, Tensor threshold, bool[2] output_mask, float eps=1e-05)"
       " -> (Tensor, Tensor)");
 
   // ---- complex batch norm with 2x2 whitening (cplxmodule's maths). Training: batch statistics,

@@ -296,3 +296,63 @@ def test_torch_compile_fullgraph():
     torch.testing.assert_close(out, eager)
     for p, g in zip(model.parameters(), grads):
         torch.testing.assert_close(p.grad, g)
+
+
+# ------------------------------------------------------------------------------ the modulus floor eps
+def _near_zero(dtype, device):
+    """Moduli spanning exact zeros, the floors 1e-12 and 1e-5 and ordinary values, with thresholds of
+    both signs (positive-bias modReLU: tau < 0)."""
+    torch.manual_seed(5)
+    modulus = torch.tensor([0.0, 3e-13, 2e-12, 4e-6, 2e-5, 0.05, 0.4, 1.3, 0.0, 7e-6], dtype=torch.float64)
+    z = torch.polar(modulus, torch.rand(10, dtype=torch.float64) * 6.2).repeat(3, 1).to(dtype).to(device)
+    tau = torch.tensor([[-0.3], [0.0], [0.2]], dtype=REAL[dtype], device=device)
+    return z, tau
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("eps", [1e-5, 1e-12, 0.0])
+def test_eps_forward_and_backward_match_reference(device, dtype, eps):
+    z, tau = _near_zero(dtype, device)
+    g = crandn(*z.shape, dtype=dtype, device=device)
+    zl, tl = z.clone().requires_grad_(), tau.clone().requires_grad_()
+    out = ops.modrelu(zl, tl, eps)
+    out.backward(g)
+    zr, tr = z.clone().requires_grad_(), tau.clone().requires_grad_()
+    want = ref.modrelu(zr, tr, eps)
+    want.backward(g)
+    tol = 1e-5 if dtype == torch.complex64 else 1e-12
+    torch.testing.assert_close(out.to(torch.complex128), want, rtol=tol, atol=tol)
+    torch.testing.assert_close(zl.grad.to(torch.complex128), zr.grad.to(torch.complex128), rtol=tol, atol=tol)
+    torch.testing.assert_close(tl.grad.double(), tr.grad.double(), rtol=tol, atol=tol)
+
+
+def test_eps_zero_is_the_polar_form_at_the_origin(device):
+    """eps = 0: relu(|z| - tau) z/|z|, and relu(-tau) + 0i at z = 0 (torch.angle(0) = 0), with zero
+    gradient to z there and -Re(g) to tau where tau < 0."""
+    z = torch.zeros(2, 3, dtype=torch.complex128, device=device, requires_grad=True)
+    tau = torch.tensor([[-0.25], [0.5]], dtype=torch.float64, device=device, requires_grad=True)
+    out = ops.modrelu(z, tau, 0.0)
+    torch.testing.assert_close(out, torch.tensor([[0.25] * 3, [0.0] * 3], dtype=torch.complex128, device=device))
+    g = torch.full((2, 3), 2 - 1j, dtype=torch.complex128, device=device)
+    out.backward(g)
+    assert torch.equal(z.grad, torch.zeros_like(z))
+    torch.testing.assert_close(tau.grad, torch.tensor([[-6.0], [0.0]], dtype=torch.float64, device=device))
+    x = torch.polar(torch.tensor([0.7, 2e-30], dtype=torch.float64), torch.tensor([1.0, -2.0], dtype=torch.float64))
+    torch.testing.assert_close(ops.modrelu(x.to(device), torch.tensor([-0.1], dtype=torch.float64, device=device), 0.0),
+                               torch.polar(x.abs() + 0.1, x.angle()).to(device))
+
+
+@pytest.mark.parametrize("eps", [1e-12, 0.0])
+def test_eps_gradcheck_and_opcheck(device, eps):
+    z, tau = _away_from_kink((2, 3, 4), (3, 1), device)
+    assert torch.autograd.gradcheck(lambda a, b: ops.modrelu(a, b, eps),
+                                    (z.clone().requires_grad_(), tau.clone().requires_grad_()))
+    torch.library.opcheck(torch.ops.cplxfast.modrelu.default, (z.clone().requires_grad_(), tau.clone().requires_grad_(), eps))
+    torch.library.opcheck(torch.ops.cplxfast.modrelu_backward.default, (torch.randn_like(z), z, tau, [True, True], eps))
+
+
+def test_eps_must_be_finite_and_non_negative():
+    z = crandn(3, dtype=torch.complex64)
+    for eps in (-1e-5, float("nan"), float("inf")):
+        with pytest.raises(RuntimeError, match="eps .* must be finite and >= 0"):
+            ops.modrelu(z, torch.zeros(1), eps)

@@ -2,6 +2,7 @@
 #include "common/modrelu.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include <ATen/ATen.h>
@@ -11,8 +12,9 @@
 
 namespace cplxfast {
 
-ModReLULayout plan_modrelu(const char* op, const at::Tensor& z_in, const at::Tensor& threshold) {
+ModReLULayout plan_modrelu(const char* op, const at::Tensor& z_in, const at::Tensor& threshold, double eps) {
   check_complex(op, "input", z_in);
+  TORCH_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps (the modulus floor) must be finite and >= 0, got ", eps);
   check_real_part(op, "threshold", threshold, z_in);
   const int64_t n = z_in.dim();
   TORCH_CHECK(

@@ -1,5 +1,8 @@
-// modReLU, cplxmodule's form: out = z * relu(1 - tau / max(|z|, 1e-5)), tau real, broadcast
-// against the trailing dims of z (SEMANTICS.md). The per-element maths is shared by the CPU
+// modReLU, parametrised by the modulus floor eps (SEMANTICS.md):
+//   eps > 0 (cplxmodule: 1e-5, complextorch: 1e-12): out = z * relu(1 - tau / max(|z|, eps));
+//   eps = 0 (torchcvnn's polar form):  out = relu(|z| - tau) z/|z|, and relu(-tau) at z = 0 (the
+//            phase of 0 taken as 0, as torch.angle does).
+// tau real, broadcast against the trailing dims of z. The per-element maths is shared by the CPU
 // and CUDA kernels; the host-side layout planning (which tau goes with which element) is
 // device-agnostic and lives in modrelu.cpp.
 #pragma once
@@ -14,28 +17,42 @@ namespace cplxfast {
 
 namespace modrelu_math {
 
+// out for one element; a NaN modulus or tau gives NaN, so NaN propagates to out.
 template <typename T>
-C10_HOST_DEVICE constexpr T min_modulus() { return T(1e-5); }
-
-// relu(1 - tau / max(|z|, 1e-5)); a NaN modulus or tau gives NaN, so NaN propagates to out.
-template <typename T>
-C10_HOST_DEVICE inline T scale(T re, T im, T tau) {
+C10_HOST_DEVICE inline void forward(T re, T im, T tau, T eps, T& out_re, T& out_im) {
   const T r = std::sqrt(re * re + im * im);
-  const T m = r > min_modulus<T>() ? r : min_modulus<T>();
+  if (eps == T(0) && r == T(0)) {  // the polar form's origin
+    const T o = -tau;
+    out_re = o != o ? o : (o > T(0) ? o : T(0));
+    out_im = T(0);
+    return;
+  }
+  const T m = r > eps ? r : eps;
   const T s = T(1) - tau / m;
-  return (r != r || s != s) ? s + r : (s > T(0) ? s : T(0));
+  const T f = (r != r || s != s) ? s + r : (s > T(0) ? s : T(0));
+  out_re = re * f;
+  out_im = im * f;
 }
 
-// Gradients for one element given upstream g (conjugate-Wirtinger convention):
-//   |z| > 1e-5 and s > 0:  grad_z = g - tau/(2|z|) (g - conj(g) u^2), u = z/|z|;
-//                          grad_tau = -Re(g conj(u))
-//   |z| <= 1e-5, s > 0:    grad_z = g s; grad_tau = -Re(g conj(z)) / 1e-5  (the map is z s
-//                          there; at z = 0 too, as cplxmodule computes it: s > 0 only for tau < 1e-5)
-//   s <= 0:                both 0.   NaN in z, tau or g propagates.
+// Gradients for one element given upstream g (conjugate-Wirtinger convention), m = max(|z|, eps),
+// s = 1 - tau/m:
+//   |z| > eps and s > 0:  grad_z = g - tau/(2|z|) (g - conj(g) u^2), u = z/|z|;
+//                         grad_tau = -Re(g conj(u))
+//   |z| <= eps, s > 0:    grad_z = g s; grad_tau = -Re(g conj(z)) / eps  (the map is z s there;
+//                         at z = 0 too, as cplxmodule computes it: s > 0 only for tau < eps)
+//   s <= 0:               both 0.
+//   eps = 0 and z = 0:    grad_z = 0; grad_tau = -Re(g) where tau < 0 (out = relu(-tau) there).
+// NaN in z, tau or g propagates.
 template <typename T>
-C10_HOST_DEVICE inline void grads(T re, T im, T tau, T g_re, T g_im, T& gz_re, T& gz_im, T& g_tau) {
+C10_HOST_DEVICE inline void grads(T re, T im, T tau, T eps, T g_re, T g_im, T& gz_re, T& gz_im, T& g_tau) {
   const T r = std::sqrt(re * re + im * im);
-  const T m = r > min_modulus<T>() ? r : min_modulus<T>();
+  if (eps == T(0) && r == T(0)) {
+    const T nan = (tau - tau) + (g_re - g_re) + (g_im - g_im);  // 0, or NaN
+    gz_re = gz_im = nan;
+    g_tau = (tau < T(0) ? -g_re : T(0)) + nan;
+    return;
+  }
+  const T m = r > eps ? r : eps;
   const T inv_m = T(1) / m;
   const T s = T(1) - tau * inv_m;
   if (r != r || s != s || g_re != g_re || g_im != g_im) {  // NaN in z, tau or g
@@ -47,7 +64,7 @@ C10_HOST_DEVICE inline void grads(T re, T im, T tau, T g_re, T g_im, T& gz_re, T
     gz_re = gz_im = g_tau = T(0);
     return;
   }
-  if (r > min_modulus<T>()) {
+  if (r > eps) {
     const T ur = re * inv_m, ui = im * inv_m;
     // conj(g) u^2 = (g_re - i g_im)(ur^2 - ui^2 + 2i ur ui)
     const T u2_re = ur * ur - ui * ui, u2_im = T(2) * ur * ui;
@@ -79,9 +96,9 @@ struct ModReLULayout {
   int64_t block_begin = 0, block_end = 0;  // [begin, end) positions in perm of the block
 };
 
-// Validates z (complex) and threshold (real, same precision, broadcastable against z's trailing
-// dims) and plans the layout. op names the op in error messages.
-ModReLULayout plan_modrelu(const char* op, const at::Tensor& z, const at::Tensor& threshold);
+// Validates z (complex), threshold (real, same precision, broadcastable against z's trailing
+// dims) and eps (finite, >= 0) and plans the layout. op names the op in error messages.
+ModReLULayout plan_modrelu(const char* op, const at::Tensor& z, const at::Tensor& threshold, double eps);
 
 // The [T] per-block sums of the element gradients of tau, summed to threshold's shape.
 at::Tensor grad_threshold_from_block(const ModReLULayout& layout, const at::Tensor& block_sums,

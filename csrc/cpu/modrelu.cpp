@@ -25,22 +25,25 @@ namespace {
 
 constexpr int64_t kGrain = 16384;  // complex elements per task
 
-// out = z * scale for n interleaved complex values; tau[j * kTauStep] is element j's threshold.
-// Branch-free form of modrelu_math::scale (blends, no early exits) so that it vectorises.
+// out for n interleaved complex values (modrelu_math::forward); tau[j * kTauStep] is element j's
+// threshold. Branch-free (blends, no early exits) so that it vectorises.
 template <typename T, int kTauStep>
 __attribute__((always_inline)) inline void forward_run(const T* __restrict__ in, T* __restrict__ out, int64_t n,
-                                                       const T* __restrict__ tau) {
-  const T kmin = modrelu_math::min_modulus<T>();
+                                                       const T* __restrict__ tau, T eps) {
+  const bool polar = eps == T(0);
   for (int64_t j = 0; j < n; ++j) {
-    const T re = in[2 * j], im = in[2 * j + 1];
+    const T re = in[2 * j], im = in[2 * j + 1], th = tau[j * kTauStep];
     const T r = std::sqrt(re * re + im * im);
-    const T m = r > kmin ? r : kmin;
-    const T s = T(1) - tau[j * kTauStep] / m;
+    const T m = r > eps ? r : eps;
+    const T s = T(1) - th / m;
     T f = s > T(0) ? s : T(0);
     f = s == s ? f : s;  // NaN threshold
     f = r == r ? f : r;  // NaN input: both parts NaN, as torch computes it
-    out[2 * j] = re * f;
-    out[2 * j + 1] = im * f;
+    const bool origin = polar && r == T(0);  // eps = 0 at z = 0: relu(-tau) + 0i
+    T o = -th;
+    o = o > T(0) ? o : (o == o ? T(0) : o);
+    out[2 * j] = origin ? o : re * f;
+    out[2 * j + 1] = origin ? T(0) : im * f;
   }
 }
 
@@ -48,28 +51,30 @@ __attribute__((always_inline)) inline void forward_run(const T* __restrict__ in,
 // returned summed (kTauStep == 0) or added per element into dtau[j] (kTauStep == 1).
 template <typename T, int kTauStep>
 __attribute__((always_inline)) inline T backward_run(const T* __restrict__ in, const T* __restrict__ g, T* __restrict__ gz,
-                                                     int64_t n, const T* __restrict__ tau, T* __restrict__ dtau) {
-  const T kmin = modrelu_math::min_modulus<T>();
+                                                     int64_t n, const T* __restrict__ tau, T* __restrict__ dtau, T eps) {
+  const bool polar = eps == T(0);
   T sum = 0;
   for (int64_t j = 0; j < n; ++j) {
     const T re = in[2 * j], im = in[2 * j + 1], gr = g[2 * j], gi = g[2 * j + 1];
     const T th = tau[j * kTauStep];
     const T r = std::sqrt(re * re + im * im);
-    const bool large = r > kmin;
-    const T inv_m = T(1) / (large ? r : kmin);
+    const bool large = r > eps;
+    const bool origin = polar && r == T(0);
+    const T inv_m = T(1) / (large ? r : (origin ? T(1) : eps));  // origin: any finite value, blended out
     const T s = T(1) - th * inv_m;
     const bool on = s > T(0);
-    // |z| > 1e-5: grad_z = g - k (g - conj(g) u^2), u = z/|z|, k = tau / (2|z|)
+    // |z| > eps: grad_z = g - k (g - conj(g) u^2), u = z/|z|, k = tau / (2|z|)
     const T ur = re * inv_m, ui = im * inv_m;
     const T u2r = ur * ur - ui * ui, u2i = T(2) * ur * ui;
     const T cr = gr * u2r + gi * u2i, ci = gr * u2i - gi * u2r;
     const T k = T(0.5) * th * inv_m;
-    T dre = large ? gr - k * (gr - cr) : gr * s;  // |z| <= 1e-5: grad_z = g s
+    T dre = large ? gr - k * (gr - cr) : gr * s;  // |z| <= eps: grad_z = g s
     T dim = large ? gi - k * (gi - ci) : gi * s;
-    T dt = -(gr * re + gi * im) * inv_m;  // -Re(g conj(z)) / max(|z|, 1e-5)
-    dre = on ? dre : T(0);
-    dim = on ? dim : T(0);
-    dt = on ? dt : T(0);
+    T dt = -(gr * re + gi * im) * inv_m;  // -Re(g conj(z)) / max(|z|, eps)
+    dre = on && !origin ? dre : T(0);
+    dim = on && !origin ? dim : T(0);
+    dt = on && !origin ? dt : T(0);
+    dt = origin && th < T(0) ? -gr : dt;  // eps = 0 at z = 0: out = relu(-tau)
     const T nan = (r - r) + (s - s) + (gr - gr) + (gi - gi);  // 0, or NaN if anything is NaN
     dre += nan;
     dim += nan;
@@ -87,18 +92,19 @@ __attribute__((always_inline)) inline T backward_run(const T* __restrict__ in, c
 
 // The entry points the clones are made of (target_clones needs plain functions).
 #define CPLXFAST_RUNS(T, SUFFIX)                                                                          \
-  CPLXFAST_VECTOR_CLONES void forward_const_##SUFFIX(const T* in, T* out, int64_t n, const T* tau) {    \
-    forward_run<T, 0>(in, out, n, tau);                                                                  \
+  CPLXFAST_VECTOR_CLONES void forward_const_##SUFFIX(const T* in, T* out, int64_t n, const T* tau, T eps) { \
+    forward_run<T, 0>(in, out, n, tau, eps);                                                             \
   }                                                                                                      \
-  CPLXFAST_VECTOR_CLONES void forward_each_##SUFFIX(const T* in, T* out, int64_t n, const T* tau) {     \
-    forward_run<T, 1>(in, out, n, tau);                                                                  \
+  CPLXFAST_VECTOR_CLONES void forward_each_##SUFFIX(const T* in, T* out, int64_t n, const T* tau, T eps) { \
+    forward_run<T, 1>(in, out, n, tau, eps);                                                             \
   }                                                                                                      \
-  CPLXFAST_VECTOR_CLONES T backward_const_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, const T* tau) { \
-    return backward_run<T, 0>(in, g, gz, n, tau, nullptr);                                               \
+  CPLXFAST_VECTOR_CLONES T backward_const_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, const T* tau, \
+                                                   T eps) {                                              \
+    return backward_run<T, 0>(in, g, gz, n, tau, nullptr, eps);                                          \
   }                                                                                                      \
   CPLXFAST_VECTOR_CLONES void backward_each_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, const T* tau, \
-                                                     T* dtau) {                                          \
-    backward_run<T, 1>(in, g, gz, n, tau, dtau);                                                         \
+                                                     T* dtau, T eps) {                                   \
+    backward_run<T, 1>(in, g, gz, n, tau, dtau, eps);                                                    \
   }
 CPLXFAST_RUNS(float, f32)
 CPLXFAST_RUNS(double, f64)
@@ -121,8 +127,8 @@ struct RunsOf<double> {
   static constexpr auto backward_each = &backward_each_f64;
 };
 
-at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold) {
-  const ModReLULayout L = plan_modrelu("cplxfast.modrelu", z, threshold);
+at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold, double eps) {
+  const ModReLULayout L = plan_modrelu("cplxfast.modrelu", z, threshold, eps);
   at::Tensor out = empty_with_layout_of(L.z);
   if (L.numel == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(L.tau_block.scalar_type(), "cplxfast_modrelu_cpu", [&] {
@@ -133,17 +139,18 @@ at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold) {
     at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
       for_each_run(
           begin, end, L.inner, L.T,
-          [&](int64_t b, int64_t e, int64_t t) { RunsOf<T>::forward_const(in + 2 * b, o + 2 * b, e - b, tau + t); },
-          [&](int64_t b, int64_t e, int64_t t) { RunsOf<T>::forward_each(in + 2 * b, o + 2 * b, e - b, tau + t); });
+          [&](int64_t b, int64_t e, int64_t t) { RunsOf<T>::forward_const(in + 2 * b, o + 2 * b, e - b, tau + t, T(eps)); },
+          [&](int64_t b, int64_t e, int64_t t) { RunsOf<T>::forward_each(in + 2 * b, o + 2 * b, e - b, tau + t, T(eps)); });
     });
   });
   return out;
 }
 
 std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, const at::Tensor& z,
-                                                    const at::Tensor& threshold, std::array<bool, 2> mask) {
+                                                    const at::Tensor& threshold, std::array<bool, 2> mask,
+                                                    double eps) {
   const char* op = "cplxfast.modrelu_backward";
-  const ModReLULayout L = plan_modrelu(op, z, threshold);
+  const ModReLULayout L = plan_modrelu(op, z, threshold, eps);
   check_grad_like_input(op, grad, z);
   const at::Tensor g = with_layout_of(grad, L.z);
   // The run kernels always write grad_z (a branch in the loop would stop it vectorising); when
@@ -171,11 +178,11 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
       for_each_run(
           begin, end, L.inner, L.T,
           [&](int64_t b, int64_t e, int64_t t) {
-            sums[t] += RunsOf<T>::backward_const(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, tau + t);
+            sums[t] += RunsOf<T>::backward_const(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, tau + t, T(eps));
           },
           [&](int64_t b, int64_t e, int64_t t) {
             row.assign(e - b, T(0));
-            RunsOf<T>::backward_each(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, tau + t, row.data());
+            RunsOf<T>::backward_each(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, tau + t, row.data(), T(eps));
             for (int64_t j = 0; j < e - b; ++j) sums[t + j] += row[j];
           });
     });

@@ -24,24 +24,25 @@ namespace cplxfast::cuda {
 namespace {
 
 template <typename T, typename I>
-__global__ void modrelu_kernel(const Pair<T>* __restrict__ z, const T* __restrict__ tau, I n, I inner, I T_count,
-                               Pair<T>* __restrict__ out) {
+__global__ void modrelu_kernel(const Pair<T>* __restrict__ z, const T* __restrict__ tau, T eps, I n, I inner,
+                               I T_count, Pair<T>* __restrict__ out) {
   for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
     const Pair<T> v = z[i];
-    const T f = modrelu_math::scale(v.re, v.im, tau[(i / inner) % T_count]);
-    out[i] = Pair<T>{v.re * f, v.im * f};
+    Pair<T> o;
+    modrelu_math::forward(v.re, v.im, tau[(i / inner) % T_count], eps, o.re, o.im);
+    out[i] = o;
   }
 }
 
 // grad_z only (the threshold needs no gradient).
 template <typename T, typename I>
 __global__ void modrelu_grad_input_kernel(const Pair<T>* __restrict__ z, const Pair<T>* __restrict__ g,
-                                          const T* __restrict__ tau, I n, I inner, I T_count,
+                                          const T* __restrict__ tau, T eps, I n, I inner, I T_count,
                                           Pair<T>* __restrict__ grad_z) {
   for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
     const Pair<T> v = z[i], gv = g[i];
     T dre, dim, dt;
-    modrelu_math::grads(v.re, v.im, tau[(i / inner) % T_count], gv.re, gv.im, dre, dim, dt);
+    modrelu_math::grads(v.re, v.im, tau[(i / inner) % T_count], eps, gv.re, gv.im, dre, dim, dt);
     grad_z[i] = Pair<T>{dre, dim};
   }
 }
@@ -53,6 +54,7 @@ struct ModReLUBackwardOp {
   const Pair<T>* z;
   const Pair<T>* g;
   const T* tau;
+  T eps;
   Pair<T>* grad_z;  // nullptr: not wanted
 
   using State = T;
@@ -60,15 +62,15 @@ struct ModReLUBackwardOp {
   __device__ void operator()(T tau_t, int64_t i, double (&acc)[1]) const {
     const Pair<T> v = z[i], gv = g[i];
     T dre, dim, dt;
-    modrelu_math::grads(v.re, v.im, tau_t, gv.re, gv.im, dre, dim, dt);
+    modrelu_math::grads(v.re, v.im, tau_t, eps, gv.re, gv.im, dre, dim, dt);
     if (grad_z != nullptr) grad_z[i] = Pair<T>{dre, dim};
     acc[0] += dt;
   }
 };
 
-at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold) {
+at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold, double eps) {
   const auto guard = device_guard("cplxfast.modrelu", z);
-  const ModReLULayout L = plan_modrelu("cplxfast.modrelu", z, threshold);
+  const ModReLULayout L = plan_modrelu("cplxfast.modrelu", z, threshold, eps);
   at::Tensor out = empty_with_layout_of(L.z);
   if (L.numel == 0) return out;
   auto stream = at::cuda::getCurrentCUDAStream();
@@ -76,7 +78,8 @@ at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold) {
     with_index_type(L.numel, [&](auto index) {
       using I = decltype(index);
       modrelu_kernel<scalar_t, I><<<grid_for(L.numel), kThreads, 0, stream>>>(
-          reinterpret_cast<const Pair<scalar_t>*>(L.z.data_ptr()), L.tau_block.data_ptr<scalar_t>(), I(L.numel),
+          reinterpret_cast<const Pair<scalar_t>*>(L.z.data_ptr()), L.tau_block.data_ptr<scalar_t>(), scalar_t(eps),
+          I(L.numel),
           I(L.inner), I(L.T), reinterpret_cast<Pair<scalar_t>*>(out.data_ptr()));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
@@ -85,10 +88,11 @@ at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold) {
 }
 
 std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, const at::Tensor& z,
-                                                    const at::Tensor& threshold, std::array<bool, 2> mask) {
+                                                    const at::Tensor& threshold, std::array<bool, 2> mask,
+                                                    double eps) {
   const char* op = "cplxfast.modrelu_backward";
   const auto guard = device_guard("cplxfast.modrelu_backward", z);
-  const ModReLULayout L = plan_modrelu(op, z, threshold);
+  const ModReLULayout L = plan_modrelu(op, z, threshold, eps);
   check_grad_like_input(op, grad, z);
   const at::Tensor g = with_layout_of(grad, L.z);
   at::Tensor grad_z = mask[0] ? empty_with_layout_of(L.z) : at::Tensor();
@@ -106,13 +110,13 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
     const scalar_t* tau = L.tau_block.data_ptr<scalar_t>();
     P* gz = mask[0] ? reinterpret_cast<P*>(grad_z.data_ptr()) : nullptr;
     if (mask[1]) {
-      const ModReLUBackwardOp<scalar_t> op{zp, gp, tau, gz};
+      const ModReLUBackwardOp<scalar_t> op{zp, gp, tau, scalar_t(eps), gz};
       block = sum_splits(channel_partials<1>(op, L.numel / (L.T * L.inner), L.T, L.inner, L.z.options())).view({L.T});
     } else if (mask[0]) {
       with_index_type(L.numel, [&](auto index) {
         using I = decltype(index);
         modrelu_grad_input_kernel<scalar_t, I><<<grid_for(L.numel), kThreads, 0, stream>>>(
-            zp, gp, tau, I(L.numel), I(L.inner), I(L.T), gz);
+            zp, gp, tau, scalar_t(eps), I(L.numel), I(L.inner), I(L.T), gz);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
     }

@@ -44,7 +44,7 @@ const auto& conv_op() {
 
 const auto& modrelu_op() {
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::modrelu", "").typed<
-      at::Tensor(const at::Tensor&, const at::Tensor&)>();
+      at::Tensor(const at::Tensor&, const at::Tensor&, double)>();
   return op;
 }
 
@@ -103,7 +103,7 @@ int main() {
   at::Tensor z = torch::randn({4, 3, 5}, c128);
   at::Tensor tau = torch::rand({3, 1}, torch::kDouble) * 0.5;
   at::Tensor want = z * at::relu(1 - tau / at::clamp_min(z.abs(), 1e-5));
-  expect_close("modrelu forward", modrelu_op().call(z, tau), want);
+  expect_close("modrelu forward", modrelu_op().call(z, tau, 1e-5), want);
 
   if (failures) {
     std::printf("cplxfast C++ ops: %d FAILED\n", failures);
