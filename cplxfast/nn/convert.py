@@ -1,10 +1,12 @@
-"""``cplxfast.nn.convert(model)``: swap every cplxmodule layer of a live model, and every torch
-nn.Linear with complex parameters, for its cplxfast twin."""
+"""``cplxfast.nn.convert(model)``: swap every layer of a live model that has a fused cplxfast twin
+(cplxmodule's layers, torch's Linear/Conv*/ConvTranspose* with complex parameters, torchcvnn's and
+complextorch's batch norms and modReLUs) for that twin, with the original library's maths, and
+report the layers of those libraries it left as they were."""
 import warnings
 
 import torch
 
-from . import activation, batchnorm, casting, conv, extra, linear
+from . import activation, batchnorm, casting, complextorch_layers, conv, extra, linear, torchcvnn_layers
 
 
 def _conv_args(m):
@@ -46,7 +48,7 @@ def _cplx_type():
 
 
 # cplxmodule class name -> builder of the cplxfast twin (weights are loaded from the original).
-TWINS = {
+CPLXMODULE_TWINS = {
     "CplxLinear": lambda m: linear.CplxLinear(m.in_features, m.out_features, bias=m.bias is not None),
     "CplxBilinear": lambda m: linear.CplxBilinear(m.in1_features, m.in2_features, m.out_features,
                                                   bias=m.bias is not None, conjugate=m.conjugate),
@@ -71,8 +73,55 @@ TWINS = {
 }
 
 
-def _is_cplxmodule(m):
-    return type(m).__module__.startswith("cplxmodule.")
+def _torchcvnn_max_pool(m):
+    warnings.warn("cplxfast.nn.convert: torchcvnn's MaxPool2d reads every plane's maxima from the first plane "
+                  "(wrong for N * C > 1); its cplxfast twin pools each plane: outputs change where N * C > 1")
+    p = m.m
+    return torchcvnn_layers.MaxPool2d(p.kernel_size, p.stride, p.padding, p.dilation, p.ceil_mode, m.return_indices)
+
+
+def _torchcvnn_batch_norm(cls):
+    def make(m):
+        cdtype = (m.bias if m.bias is not None else m.running_mean).dtype if (m.affine or m.track_running_stats) \
+            else torch.complex64
+        return cls(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats, cdtype=cdtype)
+    return make
+
+
+def _complextorch_mod_relu(m):
+    bias = m.activation_mag.bias
+    return complextorch_layers.modReLU(float(bias), learnable=isinstance(bias, torch.nn.Parameter))
+
+
+# torchcvnn 0.10.0 class name -> builder of the cplxfast twin (SEMANTICS.md, "torchcvnn").
+TORCHCVNN_TWINS = {
+    "BatchNorm1d": _torchcvnn_batch_norm(torchcvnn_layers.BatchNorm1d),
+    "BatchNorm2d": _torchcvnn_batch_norm(torchcvnn_layers.BatchNorm2d),
+    "modReLU": lambda m: torchcvnn_layers.modReLU(),
+    "MaxPool2d": _torchcvnn_max_pool,
+}
+
+# complextorch 2.1.1 class name -> builder of the cplxfast twin (SEMANTICS.md, "complextorch").
+COMPLEXTORCH_TWINS = {
+    "BatchNorm1d": _batch_norm(complextorch_layers.BatchNorm1d),
+    "BatchNorm2d": _batch_norm(complextorch_layers.BatchNorm2d),
+    "BatchNorm3d": _batch_norm(complextorch_layers.BatchNorm3d),
+    "modReLU": _complextorch_mod_relu,
+    "AdaptiveModReLU": lambda m: complextorch_layers.AdaptiveModReLU(m.activation_mag.num_features),
+}
+
+# Layers of those libraries that only call a torch layer they hold (which convert() swaps).
+DELEGATING = {
+    "complextorch": {"Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"},
+}
+
+LIBRARIES = {"cplxmodule": CPLXMODULE_TWINS, "torchcvnn": TORCHCVNN_TWINS, "complextorch": COMPLEXTORCH_TWINS}
+
+
+def _library(m):
+    """The complex-layer library m's class comes from ("cplxmodule", "torchcvnn", "complextorch"), or None."""
+    top = type(m).__module__.split(".")[0]
+    return top if top in LIBRARIES else None
 
 
 def _promoted_split_layer(m):
@@ -105,48 +154,84 @@ def _native_complex_twin(m):
     return None
 
 
-def _twin_of(m):
+def _twin_of(m, library):
     name = type(m).__name__
-    if name in TWINS:
-        twin = TWINS[name](m)
-    elif name.startswith("CplxSplitLayer"):
+    if name in LIBRARIES[library]:
+        twin = LIBRARIES[library][name](m)
+    elif library == "cplxmodule" and name.startswith("CplxSplitLayer"):
         return _promoted_split_layer(m)
     else:
         return None
-    tensors = [t for t in (*m.parameters(recurse=False), *m.buffers(recurse=False)) if t.is_floating_point()]
-    tensors += [t for c in m.children() for t in c.parameters()]
-    if tensors:
-        twin = twin.to(device=tensors[0].device, dtype=tensors[0].dtype)
+    # The twin takes the original's device and, tensor by tensor, its dtypes (a float64 model stays
+    # float64; complex tensors stay complex), then its values.
+    own = dict((*m.named_parameters(), *m.named_buffers()))
+    twin.to(device=next(iter(own.values())).device if own else None)
+    for key, t in (*twin.named_parameters(), *twin.named_buffers()):
+        if key in own and own[key].dtype != t.dtype:
+            t.data = t.data.to(own[key].dtype)
     twin.load_state_dict(m.state_dict(), strict=True)
     twin.train(m.training)
     return twin
 
 
 def _twin_for(m):
-    """The cplxfast twin of a cplxmodule layer or of torch's complex nn.Linear, else None."""
-    return _twin_of(m) if _is_cplxmodule(m) else _native_complex_twin(m)
+    """The cplxfast twin of a layer from cplxmodule, torchcvnn or complextorch, or of torch's
+    complex Linear/Conv*/ConvTranspose*; else None."""
+    library = _library(m)
+    return _twin_of(m, library) if library else _native_complex_twin(m)
 
 
-def convert(model):
-    """Swap every cplxmodule layer in ``model`` for its cplxfast twin, in place, and return the model
-    (or the twin, when ``model`` itself is a cplxmodule layer).
+def _is_container(m):
+    return isinstance(m, (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict)) or \
+        type(m).__name__ in DELEGATING.get(_library(m), ())
 
-    Weights, buffers (batch-norm running statistics) and train/eval mode carry over; the state_dict
-    keys stay the same, so checkpoints load both ways. A model whose forward passes cplxmodule Cplx
-    objects between layers keeps working: every layer returns the kind it was given, and the
-    real-to-complex layers (RealToCplx, AsTypeCplx) are set to produce Cplx (set their
-    ``cplx_type = None`` to have them produce native complex tensors instead). Containers
-    (including cplxmodule's CplxSequential) are kept, with their children converted. torch's own
-    ``nn.Linear`` layers with complex parameters become :class:`cplxfast.nn.Linear` in place (same
-    object and Parameters); torch's other layers stay as they are.
+
+def _convert(module, prefix, left):
+    for name, child in module.named_children():
+        twin = _twin_for(child)
+        if twin is None:
+            if _library(child) and not _is_container(child):
+                left.append(f"{prefix}{name} ({type(child).__module__}.{type(child).__name__})")
+            _convert(child, f"{prefix}{name}.", left)
+        elif twin is not child:
+            setattr(module, name, twin)
+
+
+def convert(model, *, left="warn"):
+    """Swap every layer of ``model`` that has a fused cplxfast twin for that twin, in place, and return
+    the model (or the twin, when ``model`` itself is such a layer).
+
+    - cplxmodule's layers become their cplxfast drop-ins; a model whose forward passes cplxmodule
+      Cplx objects between layers keeps working: every layer returns the kind it was given, and
+      the real-to-complex layers (RealToCplx, AsTypeCplx) are set to produce Cplx (set their
+      ``cplx_type = None`` to have them produce native complex tensors instead).
+    - torch's ``Linear``, ``Conv1d/2d/3d`` and ``ConvTranspose1d/2d/3d`` with complex parameters
+      become :class:`cplxfast.nn.Linear`, :class:`cplxfast.nn.Conv2d`, ... in place (the same
+      object and Parameters, so optimizers built before keep working); torch's other layers stay.
+    - torchcvnn's BatchNorm1d/2d, modReLU and MaxPool2d become :mod:`cplxfast.nn.torchcvnn_layers`,
+      complextorch's BatchNorm1d/2d/3d, modReLU and AdaptiveModReLU become
+      :mod:`cplxfast.nn.complextorch_layers`: each library's own maths (covariance, eps, init,
+      modulus floor), parameters and state_dict.
+
+    Weights, buffers (running statistics) and train/eval mode carry over and the state_dict keys
+    stay the same, so checkpoints load both ways. Containers are kept, with their children
+    converted. Layers of cplxmodule, torchcvnn or complextorch that have no exact twin stay as they
+    were; ``left`` says what to do about them: "warn" (one warning naming them), "raise"
+    (ValueError) or "ignore".
     """
+    if left not in ("warn", "raise", "ignore"):
+        raise ValueError(f"convert: left must be 'warn', 'raise' or 'ignore', got {left!r}")
     twin = _twin_for(model)
     if twin is not None:
         return twin
-    for name, child in model.named_children():
-        twin = _twin_for(child)
-        if twin is None:
-            convert(child)
-        elif twin is not child:
-            setattr(model, name, twin)
+    remaining = []
+    if _library(model) and not _is_container(model):
+        remaining.append(f"the model itself ({type(model).__module__}.{type(model).__name__})")
+    _convert(model, "", remaining)
+    if remaining and left != "ignore":
+        message = (f"cplxfast.nn.convert left {len(remaining)} layer(s) as they were (no exact cplxfast twin; their "
+                   f"maths is unchanged): " + ", ".join(remaining))
+        if left == "raise":
+            raise ValueError(message)
+        warnings.warn(message, stacklevel=2)
     return model
