@@ -5,21 +5,24 @@ import torch
 
 import cplxfast  # loads the ops
 
-# Tests that compare against cplxmodule carry @pytest.mark.cplxmodule and skip one by one where it
-# is not installed (the GPU machine has none): every other test, CUDA cases included, still runs.
-HAVE_CPLXMODULE = importlib.util.find_spec("cplxmodule") is not None
+# Tests that compare against an optional library (cplxmodule, torchcvnn, complextorch) carry its
+# marker (@pytest.mark.cplxmodule, ...) and skip one by one where it is not installed (the GPU
+# machine has none of them): every other test, CUDA cases included, still runs.
+OPTIONAL_LIBRARIES = ("cplxmodule", "torchcvnn", "complextorch")
+INSTALLED = {name: importlib.util.find_spec(name) is not None for name in OPTIONAL_LIBRARIES}
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "cplxmodule: compares against cplxmodule (skipped when it is not installed)")
+    for name in OPTIONAL_LIBRARIES:
+        config.addinivalue_line("markers", f"{name}: compares against {name} (skipped when it is not installed)")
     config.addinivalue_line("markers", "cuda: a CUDA case (skipped without a CUDA device)")
 
 
 def pytest_collection_modifyitems(config, items):
-    skip = pytest.mark.skip(reason="cplxmodule not installed")
     for item in items:
-        if not HAVE_CPLXMODULE and item.get_closest_marker("cplxmodule") is not None:
-            item.add_marker(skip)
+        for name in OPTIONAL_LIBRARIES:
+            if not INSTALLED[name] and item.get_closest_marker(name) is not None:
+                item.add_marker(pytest.mark.skip(reason=f"{name} not installed"))
 
 # CUDA cases carry the `cuda` marker (bench/gpu_check.sh runs `pytest -m cuda` on the GPU machine,
 # CI runs everything on the CPU) and skip without a device.
