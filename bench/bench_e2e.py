@@ -17,10 +17,15 @@ norm, the first two by an adaptive modReLU; a skip connection where shapes allow
 CplxLinear head applied at every time step whose output moduli, averaged over time, are the
 class logits (phase-invariant).
 
-cplxmodule layers pass cplxmodule.Cplx objects between them, cplxfast and torch layers native
-complex tensors; the architecture code is the same for all (it takes the layer namespace). Steps
-of the models alternate in one process; the table reports the median time per step with its
-min and max. Writes e2e-<device>.json and, with matplotlib, e2e-<device>.png (loss curves and
+The same architecture is also built the native-complex way (bench/library_models.py): torch's
+complex Conv1d/Linear with torchcvnn's batch norm and modReLU, and complextorch's layers, each
+trained as written and converted with cplxfast.nn.convert() (same initial weights, so their loss
+curves must agree); and as a real-valued twin with the same channel counts, whose step time gives
+each implementation's complex overhead factor (its time / the real model's).
+
+cplxmodule layers pass cplxmodule.Cplx objects between them, the others native complex tensors;
+the architecture code is the same for all (it takes the layer namespace). Steps of the models
+alternate in one process; the table reports the median time per step with its min and max. Writes e2e-<device>.json and, with matplotlib, e2e-<device>.png (loss curves and
 time per step).
 """
 import math
@@ -33,6 +38,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import common  # noqa: E402
+import library_models  # noqa: E402
 import torch_twins  # noqa: E402
 
 import cplxfast.nn  # noqa: E402
@@ -41,6 +47,7 @@ MODULATIONS = ("BPSK", "QPSK", "8PSK", "16QAM")
 SAMPLES_PER_SYMBOL = (2, 4, 8, 16)  # the classes
 LR = 3e-3
 CONVERTED = "cplxfast convert() (Cplx flow)"
+REAL = "real, same channels"
 PROFILED_OPS = 15  # rows of the per-op breakdown kept in the JSON
 
 
@@ -165,15 +172,16 @@ def plot(path, losses, medians, title):
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 5))
     for name, ls in losses.items():
-        a.plot(range(1, len(ls) + 1), ls, label=name, linestyle="-" if "cplxfast" in name else "--")
+        a.plot(range(1, len(ls) + 1), ls, label=name, linestyle="-" if "cplxfast" in name or "convert" in name else "--")
     a.set_xlabel("training step")
     a.set_ylabel("cross-entropy loss")
     a.set_title("loss curves (same weights, same batches)")
     a.legend()
     names = list(medians)
-    b.bar(names, [medians[n] * 1e3 for n in names], color=["tab:blue", "tab:green", "tab:orange", "tab:purple"][: len(names)])
+    b.bar(range(len(names)), [medians[n] * 1e3 for n in names], color=[f"C{i}" for i in range(len(names))])
+    b.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=7)
     b.set_ylabel("ms per training step (median)")
     b.set_title("time per step")
     fig.suptitle(title)
@@ -181,6 +189,29 @@ def plot(path, losses, medians, title):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def library_models_as_written_and_converted(device):
+    """name -> (model, wrap) for the torchcvnn and complextorch models (where installed), as written
+    and converted from the same initial weights; and the pairs whose loss curves must agree."""
+    import copy
+    import warnings
+
+    models, pairs = {}, []
+    for library, layers in (("torchcvnn", library_models.torchcvnn_layers),
+                            ("complextorch", library_models.complextorch_layers)):
+        if not library_models.have(library):
+            print(f"({library} not installed: its rows are left out)")
+            continue
+        torch.manual_seed(0)
+        written = Classifier(layers()).to(device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # nothing is left unconverted in this model; the test checks it
+            converted = cplxfast.nn.convert(copy.deepcopy(written), left="raise")
+        name = f"torch complex + {library}"
+        models[name], models[f"{name}, convert()"] = (written, lambda x: x), (converted, lambda x: x)
+        pairs.append((f"{name}, convert()", name))
+    return models, pairs
 
 
 def main(argv=None):
@@ -209,21 +240,29 @@ def main(argv=None):
             converted = cplxfast.nn.convert(Classifier(theirs_nn).to(device))
             converted.load_state_dict(ours.state_dict(), strict=True)
             models[CONVERTED] = (converted, as_cplx)
+        pairs = [(name, "cplxfast") for name in models if name != "cplxfast"]
+        library, library_pairs = library_models_as_written_and_converted(device)
+        models.update(library)
+        pairs += library_pairs
+        torch.manual_seed(0)
+        models[REAL] = (Classifier(library_models.REAL).to(device), lambda x: x.real.contiguous())
         gen = torch.Generator().manual_seed(1)
         batches = [tuple(t.to(device) for t in make_batch(gen, batch, length)) for _ in range(steps + 2)]
         common.progress(f"[bench_e2e] {device}: {steps} steps of batch {batch} x {length} ...")
         train_side_by_side(models, batches[:2], LR, device)  # warm-up steps (same for all)
         losses, times = train_side_by_side(models, batches[2:], LR, device)
         med = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
-        gaps = {name: max(abs(a - b) / abs(b) for a, b in zip(losses["cplxfast"], ls))
-                for name, ls in losses.items() if name != "cplxfast"}
+        gaps = {f"{name} against {base}": max(abs(a - b) / abs(b) for a, b in zip(losses[name], losses[base]))
+                for name, base in pairs}
         n_params = sum(p.numel() for p in ours.parameters())
         case = f"MobileNet-1D ({n_params} real params), batch {batch} x {length}, {steps} Adam steps"
         speedup = lambda other, name: med[other] / med[name] if other in med else None  # noqa: E731
         rows = [{
             "case": case, "impl": name, "ms_per_step": med[name] * 1e3, "min_ms": min(times[name]) * 1e3,
             "max_ms": max(times[name]) * 1e3, "speedup_vs_torch": speedup("torch complex", name),
-            "speedup_vs_cplxmodule": speedup("cplxmodule", name), "losses": losses[name],
+            "speedup_vs_cplxmodule": speedup("cplxmodule", name),
+            "speedup_vs_as_written": speedup(name[: -len(", convert()")], name) if name.endswith(", convert()") else None,
+            "overhead_vs_real": med[name] / med[REAL], "losses": losses[name],
             "first_loss": losses[name][0], "last_loss": losses[name][-1],
         } for name in models]
         for r in rows:
@@ -235,10 +274,11 @@ def main(argv=None):
                    f"{case}, {device}: {common.machine(device)}")
         x_of = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731
         common.print_table(
-            ["case", "impl", "ms / step (median)", "min - max", "vs torch", "vs cplxmodule", "loss: first", "last"],
+            ["case", "impl", "ms / step (median)", "min - max", "overhead (/real)", "vs torch", "vs cplxmodule",
+             "vs as written", "loss: first", "last"],
             [[case, r["impl"], f"{r['ms_per_step']:.1f}", f"{r['min_ms']:.1f} - {r['max_ms']:.1f}",
-              x_of(r["speedup_vs_torch"]), x_of(r["speedup_vs_cplxmodule"]),
-              f"{r['first_loss']:.4f}", f"{r['last_loss']:.4f}"] for r in rows],
+              f"{r['overhead_vs_real']:.2f}", x_of(r["speedup_vs_torch"]), x_of(r["speedup_vs_cplxmodule"]),
+              x_of(r["speedup_vs_as_written"]), f"{r['first_loss']:.4f}", f"{r['last_loss']:.4f}"] for r in rows],
             title=f"end to end training, complex64, {device}: {common.machine(device)} (JSON: {path})",
         )
         for r in rows:
@@ -247,7 +287,7 @@ def main(argv=None):
                                    [[o["op"][:60], f"{o['self_ms']:.2f}", o["calls"], f"{100 * o['share_of_cpu']:.1f}%"]
                                     for o in r["op_breakdown"][:8]],
                                    title=f"one training step of {r['impl']}, by op (top 8 of the JSON's {PROFILED_OPS})")
-        print("largest relative difference of each loss curve from cplxfast's: "
+        print("largest relative difference between loss curves that must agree: "
               + ", ".join(f"{name} {gap:.1e}" for name, gap in gaps.items())
               + (f"; plot: {png}" if png else " (no matplotlib: no plot)"))
 
