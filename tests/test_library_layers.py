@@ -205,3 +205,21 @@ def test_convert_reports_what_it_left():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cnn.convert(model, left="ignore")
+
+
+def test_twins_work_where_the_libraries_fail():
+    """complextorch's BatchNorm*(1) cannot train, torchcvnn's affine=False cannot run: the twins do
+    (the maths they would have computed), and complex128 input runs through torchcvnn's twin."""
+    z = crandn(6, 1, dtype=torch.complex64)
+    torch.testing.assert_close(ct_twins.BatchNorm1d(1)(z), cnn.CplxBatchNorm1d(1)(z) / math.sqrt(2))
+    plain = tcv_twins.BatchNorm2d(3, affine=False)
+    scaled = tcv_twins.BatchNorm2d(3)
+    with torch.no_grad():
+        scaled.weight.copy_(torch.eye(2).expand(3, 2, 2))
+    x = crandn(2, 3, 4, 4, dtype=torch.complex64)
+    torch.testing.assert_close(plain(x), scaled(x))
+    assert tcv_twins.BatchNorm2d(3)(crandn(2, 3, 4, 4)).dtype == torch.complex128
+    with pytest.raises(ValueError, match="momentum=None"):
+        tcv_twins.BatchNorm2d(3, momentum=None)(x)
+    with pytest.raises(ValueError, match=r"expected input \[B, 3, \*\]"):
+        tcv_twins.BatchNorm2d(3)(crandn(2, 6, 4, 4, dtype=torch.complex64))
