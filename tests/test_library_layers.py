@@ -74,6 +74,20 @@ def test_torchcvnn_batch_norm(name, shape, kwargs):
 
 
 @pytest.mark.torchcvnn
+@pytest.mark.parametrize("normalized_shape,shape", [((6,), (4, 5, 6)), ((3, 4), (5, 3, 4))])
+def test_torchcvnn_layer_norm(normalized_shape, shape):
+    import torchcvnn.nn as tnn
+    torch.manual_seed(0)
+    theirs = tnn.LayerNorm(normalized_shape)
+    with torch.no_grad():
+        theirs.weight.add_(0.1 * torch.randn_like(theirs.weight))
+        theirs.bias.add_(0.1 * torch.randn_like(theirs.bias))
+    ours = cnn.convert(tnn.LayerNorm(normalized_shape))
+    assert type(ours) is tcv_twins.LayerNorm and list(ours.state_dict()) == ["weight", "bias"]
+    _train_and_compare(theirs, ours, shape)
+
+
+@pytest.mark.torchcvnn
 def test_torchcvnn_mod_relu_and_max_pool():
     import torchcvnn.nn as tnn
     torch.manual_seed(0)

@@ -88,6 +88,12 @@ def _torchcvnn_batch_norm(cls):
     return make
 
 
+def _torchcvnn_layer_norm(m):
+    if not m.elementwise_affine or m.bias is None:
+        return None  # torchcvnn's own fails without them: nothing exact to convert to
+    return torchcvnn_layers.LayerNorm(m.normalized_shape, m.eps, dtype=m.bias.dtype)
+
+
 def _complextorch_mod_relu(m):
     bias = m.activation_mag.bias
     return complextorch_layers.modReLU(float(bias), learnable=isinstance(bias, torch.nn.Parameter))
@@ -97,6 +103,7 @@ def _complextorch_mod_relu(m):
 TORCHCVNN_TWINS = {
     "BatchNorm1d": _torchcvnn_batch_norm(torchcvnn_layers.BatchNorm1d),
     "BatchNorm2d": _torchcvnn_batch_norm(torchcvnn_layers.BatchNorm2d),
+    "LayerNorm": _torchcvnn_layer_norm,
     "modReLU": lambda m: torchcvnn_layers.modReLU(),
     "MaxPool2d": _torchcvnn_max_pool,
 }
@@ -157,7 +164,9 @@ def _native_complex_twin(m):
 def _twin_of(m, library):
     name = type(m).__name__
     if name in LIBRARIES[library]:
-        twin = LIBRARIES[library][name](m)
+        twin = LIBRARIES[library][name](m)  # None: this configuration has no exact twin
+        if twin is None:
+            return None
     elif library == "cplxmodule" and name.startswith("CplxSplitLayer"):
         return _promoted_split_layer(m)
     else:

@@ -7,6 +7,9 @@ fused ops (what ``convert()`` makes of a torchcvnn model; SEMANTICS.md, "torchcv
   covariance; the unbiased whitening is the same map with eps' = eps (N - 1)/N and the affine
   weight scaled by sqrt((N - 1)/N) (exact: (k C + eps I)^(-1/2) = k^(-1/2) (C + eps/k I)^(-1/2)),
   so one kernel serves both libraries.
+- ``LayerNorm``: despite its name, the same whitening over the SAMPLES of z viewed [-1, D]
+  (D = prod(normalized_shape)), per feature, without running statistics: this batch norm on that
+  view.
 - ``modReLU``: relu(|z| + b) exp(i angle z), one scalar ``b`` (init 0): the modrelu op with
   threshold -b and eps = 0 (its polar form, relu(b) at z = 0 as torchcvnn computes it).
 - ``MaxPool2d``: torchcvnn's gathers every plane's maxima from the first plane (its indices are
@@ -115,6 +118,31 @@ class BatchNorm1d(_BatchNormNd):
 
 class BatchNorm2d(_BatchNormNd):
     """torchcvnn.nn.BatchNorm2d on the fused batch-norm op (see the module docstring)."""
+
+
+class LayerNorm(_BatchNormNd):
+    """torchcvnn.nn.LayerNorm: per-feature whitening over all samples of z viewed [-1, D] (see the
+    module docstring); weight [D, 2, 2] (diag(1/sqrt(2))) and complex bias [D], no running statistics."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None,
+                 dtype=torch.complex64):
+        if not (elementwise_affine and bias):
+            raise ValueError("LayerNorm: torchcvnn's LayerNorm needs elementwise_affine=True and bias=True (it fails "
+                             "without them)")
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        super().__init__(math.prod(shape), eps, 0.1, True, False, device, dtype)
+        self.normalized_shape, self.elementwise_affine = shape, True
+
+    def forward(self, input):
+        z, rewrap = to_complex(input, type(self).__name__)
+        n = len(self.normalized_shape)
+        if tuple(z.shape[z.dim() - n:]) != self.normalized_shape:
+            raise ValueError(f"LayerNorm: expected input [*, {', '.join(map(str, self.normalized_shape))}], got "
+                             f"shape {tuple(z.shape)}")
+        return rewrap(super().forward(z.reshape(-1, self.num_features)).view(z.shape))
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}"
 
 
 class modReLU(torch.nn.Module):  # noqa: N801 (torchcvnn's name)
