@@ -6,6 +6,16 @@ from .. import ops
 from ._complex import to_complex
 
 
+def register_norm_tensors(module, weight, bias, running_mean, running_var):
+    """Parameters weight, bias and buffers running_mean, running_var, num_batches_tracked, registered
+    as torch's norm layers do: None where not given (affine=False, track_running_stats=False)."""
+    for name, t in (("weight", weight), ("bias", bias)):
+        module.register_parameter(name, None if t is None else torch.nn.Parameter(t))
+    tracked = None if running_mean is None else torch.tensor(0, dtype=torch.long, device=running_mean.device)
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("num_batches_tracked", tracked)):
+        module.register_buffer(name, t)
+
+
 class _CplxBatchNorm(torch.nn.Module):
     """cplxmodule's complex batch norm (Trabelsi et al. 2018) on a fused kernel.
 
@@ -24,20 +34,9 @@ class _CplxBatchNorm(torch.nn.Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = torch.nn.Parameter(torch.empty(2, 2, num_features))
-            self.bias = torch.nn.Parameter(torch.empty(2, num_features))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if track_running_stats:
-            self.register_buffer("running_mean", torch.empty(2, num_features))
-            self.register_buffer("running_var", torch.empty(2, 2, num_features))
-            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        register_norm_tensors(
+            self, *((torch.empty(2, 2, num_features), torch.empty(2, num_features)) if affine else (None, None)),
+            *((torch.empty(2, num_features), torch.empty(2, 2, num_features)) if track_running_stats else (None, None)))
         self.reset_parameters()
 
     def reset_running_stats(self):

@@ -22,6 +22,7 @@ import torch
 
 from .. import ops
 from ._complex import to_complex
+from .batchnorm import register_norm_tensors
 from .extra import CplxMaxPool2d
 
 
@@ -31,20 +32,12 @@ class _BatchNormNd(torch.nn.Module):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        if affine:
-            self.weight = torch.nn.Parameter(torch.empty(num_features, 2, 2, device=device))
-            self.bias = torch.nn.Parameter(torch.empty(num_features, dtype=cdtype, device=device))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features, dtype=cdtype, device=device))
-            self.register_buffer("running_var", torch.empty(num_features, 2, 2, device=device))
-            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        c = num_features
+        register_norm_tensors(
+            self, *((torch.empty(c, 2, 2, device=device), torch.empty(c, dtype=cdtype, device=device)) if affine
+                    else (None, None)),
+            *((torch.zeros(c, dtype=cdtype, device=device), torch.empty(c, 2, 2, device=device)) if track_running_stats
+              else (None, None)))
         self.reset_parameters()
 
     def reset_running_stats(self):
