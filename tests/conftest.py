@@ -5,10 +5,10 @@ import torch
 
 import cplxfast  # loads the ops
 
-# Tests that compare against an optional library (cplxmodule, torchcvnn, complextorch) carry its
+# Tests that compare against an optional library (cplxmodule, torchcvnn, complextorch, scipy) carry its
 # marker (@pytest.mark.cplxmodule, ...) and skip one by one where it is not installed (the GPU
 # machine has none of them): every other test, CUDA cases included, still runs.
-OPTIONAL_LIBRARIES = ("cplxmodule", "torchcvnn", "complextorch")
+OPTIONAL_LIBRARIES = ("cplxmodule", "torchcvnn", "complextorch", "scipy")
 INSTALLED = {name: importlib.util.find_spec(name) is not None for name in OPTIONAL_LIBRARIES}
 
 
