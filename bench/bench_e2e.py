@@ -200,7 +200,7 @@ def library_models_as_written_and_converted(device):
     models, pairs = {}, []
     for library, layers in (("torchcvnn", library_models.torchcvnn_layers),
                             ("complextorch", library_models.complextorch_layers)):
-        if not library_models.have(library):
+        if not common.have(library):
             print(f"({library} not installed: its rows are left out)")
             continue
         torch.manual_seed(0)

@@ -129,12 +129,17 @@ def print_table(headers, rows, title=None):
         print(" | ".join(str(c).ljust(w) for c, w in zip(r, widths)))
 
 
-def have_cplxmodule():
+def have(name):
+    """Whether the optional library ``name`` (cplxmodule, torchcvnn, complextorch) is installed."""
     try:
-        import cplxmodule  # noqa: F401
+        __import__(name)
         return True
     except ImportError:
         return False
+
+
+def have_cplxmodule():
+    return have("cplxmodule")
 
 
 def devices():

@@ -44,11 +44,3 @@ REAL = types.SimpleNamespace(
     CplxAdaptiveModReLU=lambda *dim: torch.nn.ReLU(),
     CplxLinear=torch.nn.Linear,
 )
-
-
-def have(name):
-    try:
-        __import__(name)
-        return True
-    except ImportError:
-        return False

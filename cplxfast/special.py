@@ -37,13 +37,18 @@ def _horner(u, coefficients):
     return out
 
 
-def _e1_series(u):
-    """-gamma - ln u - sum_{k=1}^{20} (-u)^k / (k k!) for 0 < u <= 1."""
+def _alternating_series(u):
+    """sum_{k=1}^{20} (-u)^k / (k k!) for 0 <= u <= 1 (the remainder is below 1e-21)."""
     total, term = torch.zeros_like(u), torch.ones_like(u)
     for k in range(1, 21):
         term = term * (-u) / k  # (-u)^k / k!
         total = total + term / k
-    return -EULER_GAMMA - torch.log(u) - total
+    return total
+
+
+def _e1_series(u):
+    """E1(u) = -gamma - ln u - sum_{k>=1} (-u)^k / (k k!) for 0 < u <= 1."""
+    return -EULER_GAMMA - torch.log(u) - _alternating_series(u)
 
 
 def _e1_rational(u):
@@ -118,12 +123,7 @@ class _CplxVDPenalty(torch.autograd.Function):
         u = torch.exp(-la)
         # u <= 1: gamma - la - Ei(-u) = -sum_{k>=1} (-u)^k / (k k!) exactly (the gamma and ln u of
         # Ei's series cancel against gamma - la): no cancellation for large log_alpha.
-        total, term = torch.zeros_like(u), torch.ones_like(u)
-        us = torch.where(u <= 1, u, 0.0)
-        for k in range(1, 21):
-            term = term * (-us) / k
-            total = total + term / k
-        small = -total
+        small = -_alternating_series(torch.where(u <= 1, u, 0.0))
         large = EULER_GAMMA - la + _e1_rational(torch.where(u > 1, u, 2.0))
         return torch.where(u <= 1, small, large).to(log_alpha.dtype)
 

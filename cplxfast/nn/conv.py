@@ -7,7 +7,7 @@ from torch.nn.modules.conv import _ConvTransposeNd
 from .. import _config, ops
 from ..functional import PADDING_MODES, _ntuple, conv_padding
 from ._complex import CplxModule, CplxParameter, to_complex
-from .linear import cplx_fans, cplx_kaiming_uniform_
+from .linear import AlgorithmOption, cplx_fans, cplx_kaiming_uniform_
 
 
 class _CplxConvNd(CplxModule):
@@ -159,14 +159,10 @@ def _unbatched(layer, z, n):
     return z, lambda out: out
 
 
-class _NativeConv:
+class _NativeConv(AlgorithmOption):
     """torch's ConvNd on the fused ops when its parameters are complex: torch's signature, parameter
     names, init and state_dict; the weight and bias are read in place and get one complex gradient
     each (the ``conv_complex`` ops). With real parameters it is torch's layer."""
-
-    def __init__(self, *args, algorithm=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.algorithm = None if algorithm is None else _config.resolve(algorithm)
 
     def forward(self, input):
         if not self.weight.is_complex():
@@ -179,12 +175,8 @@ class _NativeConv:
         return rewrap(unbatch(out))
 
 
-class _NativeConvTranspose:
+class _NativeConvTranspose(AlgorithmOption):
     """torch's ConvTransposeNd on the fused ops when its parameters are complex; see :class:`_NativeConv`."""
-
-    def __init__(self, *args, algorithm=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.algorithm = None if algorithm is None else _config.resolve(algorithm)
 
     def forward(self, input, output_size=None):
         if not self.weight.is_complex():

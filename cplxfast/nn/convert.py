@@ -80,18 +80,10 @@ def _torchcvnn_max_pool(m):
     return torchcvnn_layers.MaxPool2d(p.kernel_size, p.stride, p.padding, p.dilation, p.ceil_mode, m.return_indices)
 
 
-def _torchcvnn_batch_norm(cls):
-    def make(m):
-        cdtype = (m.bias if m.bias is not None else m.running_mean).dtype if (m.affine or m.track_running_stats) \
-            else torch.complex64
-        return cls(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats, cdtype=cdtype)
-    return make
-
-
 def _torchcvnn_layer_norm(m):
     if not m.elementwise_affine or m.bias is None:
         return None  # torchcvnn's own fails without them: nothing exact to convert to
-    return torchcvnn_layers.LayerNorm(m.normalized_shape, m.eps, dtype=m.bias.dtype)
+    return torchcvnn_layers.LayerNorm(m.normalized_shape, m.eps)
 
 
 def _complextorch_mod_relu(m):
@@ -101,8 +93,8 @@ def _complextorch_mod_relu(m):
 
 # torchcvnn 0.10.0 class name -> builder of the cplxfast twin (SEMANTICS.md, "torchcvnn").
 TORCHCVNN_TWINS = {
-    "BatchNorm1d": _torchcvnn_batch_norm(torchcvnn_layers.BatchNorm1d),
-    "BatchNorm2d": _torchcvnn_batch_norm(torchcvnn_layers.BatchNorm2d),
+    "BatchNorm1d": _batch_norm(torchcvnn_layers.BatchNorm1d),
+    "BatchNorm2d": _batch_norm(torchcvnn_layers.BatchNorm2d),
     "LayerNorm": _torchcvnn_layer_norm,
     "modReLU": lambda m: torchcvnn_layers.modReLU(),
     "MaxPool2d": _torchcvnn_max_pool,

@@ -94,18 +94,24 @@ class CplxBilinear(CplxModule):
                 f"out_features={self.out_features}, bias={self.bias is not None}, conjugate={self.conjugate}")
 
 
-class Linear(torch.nn.Linear):
+class AlgorithmOption:
+    """Mixed into torch's layers that run on the fused ops: the extra keyword ``algorithm`` ("auto",
+    "3m", "4m", or None for the global default), everything else passed to torch's constructor."""
+
+    def __init__(self, *args, algorithm=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.algorithm = None if algorithm is None else _config.resolve(algorithm)
+
+
+class Linear(AlgorithmOption, torch.nn.Linear):
     """torch.nn.Linear on the fused ops when its parameters are complex (``dtype=torch.complex64`` or
     ``complex128``): the same signature, parameter names and shapes (``weight`` [out, in], ``bias``
     [out], complex), init and state_dict as torch's layer, so checkpoints and optimizers carry over;
     the weight is read in place and gets one complex gradient (the ``linear_complex`` ops). With
-    real parameters it is torch's layer. ``algorithm``: "auto", "3m", "4m", or None for the global
-    default. Also takes a cplxmodule ``Cplx`` and returns one.
+    real parameters it is torch's layer. Signature: torch's (in_features, out_features, bias=True,
+    device=None, dtype=None) and the keyword ``algorithm`` ("auto", "3m", "4m", or None for the global
+    default). Also takes a cplxmodule ``Cplx`` and returns one.
     """
-
-    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None, *, algorithm=None):
-        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
-        self.algorithm = None if algorithm is None else _config.resolve(algorithm)
 
     def forward(self, input):
         if not self.weight.is_complex():
