@@ -72,6 +72,15 @@ def modrelu(z, threshold, eps=1e-5):
     return torch.complex(zr * scale, zi * scale)
 
 
+def gaussian_reparam(mu, s2, noise):
+    """The local reparametrisation of the Gaussian layers, with the noise given: mu + noise * sqrt(max(s2,
+    1e-8)) (cplxmodule's torch.clamp, whose gradient is 0 where s2 <= 1e-8)."""
+    mr, mi = _parts(mu)
+    er, ei = _parts(noise)
+    sigma = torch.sqrt(torch.clamp(s2.to(torch.float64), 1e-8))
+    return torch.complex(mr + er * sigma, mi + ei * sigma)
+
+
 def batch_norm(z, weight=None, bias=None, running_mean=None, running_var=None, training=True, eps=1e-5):
     """cplxmodule's complex batch norm with 2x2 whitening, per channel (dim 1).
 

@@ -281,3 +281,46 @@ def _batch_norm_backward_fake(grad, input, weight, mean, covariance, training, o
         input.new_empty((2, 2, C), dtype=real) if output_mask[1] else None,
         input.new_empty((2, C), dtype=real) if output_mask[2] else None,
     )
+
+
+# ---------------------------------------------------------------------------------- reparam
+def gaussian_reparam(mu: Tensor, s2: Tensor) -> Tuple[Tensor, Tensor]:
+    """(out, rng): out = mu + e sqrt(max(s2, 1e-8)), e complex standard normal (each part N(0, 1/2))
+    drawn in the kernel from torch's default generator of mu's device; rng (int64 [2], on mu's
+    device) is the generator state it used. Differentiable in mu and s2."""
+    return _ops.gaussian_reparam.default(mu, s2)
+
+
+def gaussian_reparam_backward(grad: Tensor, s2: Tensor, rng: Tensor) -> Tensor:
+    """grad_s2 = Re(conj(g) e) / (2 sqrt(s2)) where s2 > 1e-8 (else 0), with the forward's noise e
+    drawn again from rng."""
+    return _ops.gaussian_reparam_backward.default(grad, s2, rng)
+
+
+def _is_dense(t):
+    """Tensor.is_non_overlapping_and_dense(): its elements fill a block of memory, each once."""
+    expected = 1
+    for stride, size in sorted((st, sz) for sz, st in zip(t.shape, t.stride()) if sz != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _noise_order_like(s2, dtype=None):
+    """An empty tensor in the layout the kernels give s2-shaped results (s2's when it is dense)."""
+    if _is_dense(s2) and not s2.is_neg():
+        return torch.empty_strided(s2.shape, s2.stride(), dtype=dtype or s2.dtype, device=s2.device)
+    return torch.empty(s2.shape, dtype=dtype or s2.dtype, device=s2.device)
+
+
+@torch.library.register_fake("cplxfast::gaussian_reparam")
+def _gaussian_reparam_fake(mu, s2):
+    torch._check(mu.shape == s2.shape, lambda: f"cplxfast.gaussian_reparam: s2 has shape {tuple(s2.shape)} but mu "
+                                               f"has shape {tuple(mu.shape)}")
+    return _noise_order_like(s2, mu.dtype), mu.new_empty((2,), dtype=torch.int64)
+
+
+@torch.library.register_fake("cplxfast::gaussian_reparam_backward")
+def _gaussian_reparam_backward_fake(grad, s2, rng):
+    return _noise_order_like(s2)

@@ -4,6 +4,7 @@
 #ifndef CPLXFAST_NO_PYTHON
 #include <Python.h>  // first, as Python asks
 #endif
+#include <ATen/core/enum_tag.h>
 #include <torch/library.h>
 
 #ifndef CPLXFAST_NO_PYTHON
@@ -87,4 +88,14 @@ TORCH_LIBRARY(cplxfast, m) {
   // through statistics over all processes. Not differentiable: their outputs are constants.
   m.def("batch_norm_stats(Tensor input) -> (Tensor, Tensor)");
   m.def("batch_norm_grad_sums(Tensor grad, Tensor input, Tensor mean) -> Tensor");
+
+  // ---- Gaussian local reparametrisation (variational dropout layers, cplxmodule's maths):
+  // out = mu + e sqrt(max(s2, 1e-8)) with mu complex, s2 real of mu's shape, and e complex
+  // standard normal (each part N(0, 1/2)) drawn in the kernel from torch's default generator of
+  // the device (torch.manual_seed repeats it). Also returns rng, the generator state it used
+  // (int64 [2] on mu's device), from which the backward draws the same noise again: grad_s2 =
+  // Re(conj(g) e) / (2 sqrt(s2)) where s2 > 1e-8, else 0 (grad_mu is g).
+  // Tagged random so that torch.compile neither merges nor reorders two calls.
+  m.def("gaussian_reparam(Tensor mu, Tensor s2) -> (Tensor, Tensor)", {at::Tag::nondeterministic_seeded});
+  m.def("gaussian_reparam_backward(Tensor grad, Tensor s2, Tensor rng) -> Tensor");
 }

@@ -86,13 +86,16 @@ class _CplxConv(_CplxConvNd):
 
     def forward(self, input):
         z, rewrap = to_complex(input, type(self).__name__)
+        return rewrap(self._forward_complex(z))
+
+    def _forward_complex(self, z):
         if z.dim() != self._dims + 2:
             raise ValueError(f"{type(self).__name__}: expected a {self._dims + 2}-D input [batch, channels, "
                              f"*{self._dims} spatial dims], got shape {tuple(z.shape)}")
         w_re, w_im, b_re, b_im = self._weight_and_bias_parts(z)
         z, pad = conv_padding(z, self.kernel_size, self.stride, self.padding, self.dilation, self.padding_mode)
-        return rewrap(ops.conv(z, w_re, w_im, b_re, b_im, self.stride, pad, self.dilation, False,
-                               self.output_padding, self.groups, self.algorithm))
+        return ops.conv(z, w_re, w_im, b_re, b_im, self.stride, pad, self.dilation, False, self.output_padding,
+                        self.groups, self.algorithm)
 
 
 class _CplxConvTranspose(_CplxConvNd):

@@ -6,7 +6,7 @@ import warnings
 
 import torch
 
-from . import activation, batchnorm, casting, complextorch_layers, conv, extra, linear, torchcvnn_layers
+from . import activation, batchnorm, casting, complextorch_layers, conv, extra, linear, masked, relevance, torchcvnn_layers
 
 
 def _conv_args(m):
@@ -32,6 +32,44 @@ def _conv_transpose(cls):
         return cls(m.in_channels, m.out_channels, m.kernel_size, args["stride"], args["padding"], args["dilation"],
                    m.output_padding, args["groups"], args["bias"])
     return make
+
+
+def _real_conv(cls):
+    return lambda m: cls(m.in_channels, m.out_channels, m.kernel_size, **_conv_args(m))
+
+
+def _linear(cls):
+    return lambda m: cls(m.in_features, m.out_features, bias=m.bias is not None)
+
+
+def _bilinear(cls, complex_=True):
+    if complex_:
+        return lambda m: cls(m.in1_features, m.in2_features, m.out_features, bias=m.bias is not None,
+                             conjugate=m.conjugate)
+    return lambda m: cls(m.in1_features, m.in2_features, m.out_features, bias=m.bias is not None)
+
+
+def _linear_l0(m):
+    shape, out, inp = tuple(m.log_alpha.shape), m.out_features, m.in_features
+    group = None if shape == (out, inp) else "input" if shape == (1, inp) else "output"
+    return relevance.LinearL0(inp, out, bias=m.bias is not None, group=group)
+
+
+def _sparsification_twins():
+    """cplxmodule.nn.relevance (with its extensions) and cplxmodule.nn.masked, complex and real."""
+    twins = {}
+    for kind, make_complex, make_real in (
+            ("Linear", _linear, _linear), ("Bilinear", _bilinear, lambda c: _bilinear(c, complex_=False)),
+            ("Conv1d", _conv, _real_conv), ("Conv2d", _conv, _real_conv), ("Conv3d", _conv, _real_conv)):
+        for suffix in ("VD", "ARD", "VDScaleFree", "VDApprox", "VDBogus"):
+            twins[f"Cplx{kind}{suffix}"] = make_complex(getattr(relevance, f"Cplx{kind}{suffix}"))
+        for suffix in ("VD", "ARD"):
+            twins[f"{kind}{suffix}"] = make_real(getattr(relevance, f"{kind}{suffix}"))
+        twins[f"Cplx{kind}Masked"] = make_complex(getattr(masked, f"Cplx{kind}Masked"))
+        twins[f"{kind}Masked"] = make_real(getattr(masked, f"{kind}Masked"))
+    twins["LinearL0"] = _linear_l0
+    twins["LinearLASSO"] = _linear(relevance.LinearLASSO)
+    return twins
 
 
 def _batch_norm(cls):
@@ -70,6 +108,7 @@ CPLXMODULE_TWINS = {
     "AsTypeCplx": lambda m: casting.AsTypeCplx(cplx_type=_cplx_type()),
     "InterleavedRealToCplx": lambda m: casting.RealToCplx(m.copy, m.dim, cplx_type=_cplx_type()),
     "CplxToInterleavedReal": lambda m: casting.CplxToReal(m.dim),
+    **_sparsification_twins(),
 }
 
 
@@ -170,7 +209,10 @@ def _twin_of(m, library):
     for key, t in (*twin.named_parameters(), *twin.named_buffers()):
         if key in own and own[key].dtype != t.dtype:
             t.data = t.data.to(own[key].dtype)
-    twin.load_state_dict(m.state_dict(), strict=True)
+    state = m.state_dict()
+    if isinstance(twin, masked.BaseMasked):
+        state["mask"] = m.mask  # None (not sparse yet) has no state_dict key; the twin's load wants one
+    twin.load_state_dict(state, strict=True)
     twin.train(m.training)
     return twin
 

@@ -5,7 +5,7 @@ import math
 import torch
 
 from .. import _config, functional, ops
-from ._complex import CplxModule, CplxParameter, check_dtype, to_complex
+from ._complex import CplxModule, CplxParameter, to_complex
 
 
 def cplx_kaiming_uniform_(param, a=0.0):
@@ -50,10 +50,13 @@ class CplxLinear(CplxModule):
 
     def forward(self, input):
         z, rewrap = to_complex(input, type(self).__name__)
+        return rewrap(self._forward_complex(z))
+
+    def _forward_complex(self, z):
         # The op takes the real and imaginary Parameters as they are: no complex copy of the
         # weight is built, and their gradients come back as real tensors.
         w_re, w_im, b_re, b_im = self._weight_and_bias_parts(z)
-        return rewrap(ops.linear(z, w_re, w_im, b_re, b_im, self.algorithm))
+        return ops.linear(z, w_re, w_im, b_re, b_im, self.algorithm)
 
     def extra_repr(self):
         algo = "" if self.algorithm is None else f", algorithm={self.algorithm!r}"
@@ -85,9 +88,12 @@ class CplxBilinear(CplxModule):
     def forward(self, input1, input2):
         z1, rewrap = to_complex(input1, type(self).__name__)
         z2, _ = to_complex(input2, type(self).__name__)
-        check_dtype(type(self).__name__, z1, self.weight.real)
-        y = torch.einsum("...i,kij,...j->...k", z1.conj() if self.conjugate else z1, self.weight.complex(), z2)
-        return rewrap(y if self.bias is None else y + self.bias.complex())
+        return rewrap(self._forward_complex(z1, z2))
+
+    def _forward_complex(self, z1, z2):
+        w_re, w_im, b_re, b_im = self._weight_and_bias_parts(z1)
+        y = torch.einsum("...i,kij,...j->...k", z1.conj() if self.conjugate else z1, torch.complex(w_re, w_im), z2)
+        return y if b_re is None else y + torch.complex(b_re, b_im)
 
     def extra_repr(self):
         return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "

@@ -1,0 +1,119 @@
+// The Gaussian reparametrisation on CUDA: one thread per pair of complex elements (one Philox
+// block), forward and backward. The (seed, offset) come from torch's CUDA generator through
+// philox_cuda_state, which also works under CUDA graph capture; the forward's first thread writes
+// them, unpacked, to the rng tensor on the device, and the backward reads them there: no host
+// round trip either way.
+#include <mutex>
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
+#include <ATen/cuda/PhiloxUtils.cuh>
+#include <c10/cuda/CUDAException.h>
+#include <torch/library.h>
+
+#include "common/reparam.h"
+#include "cuda/kernel_utils.cuh"
+
+namespace cplxfast::cuda {
+namespace {
+
+// Philox blocks: torch's generator offsets count 32-bit values, four per block.
+constexpr uint64_t kValuesPerBlock = 4;
+
+template <typename T, typename I>
+__global__ void reparam_forward_kernel(const Pair<T>* __restrict__ mu, const T* __restrict__ s2, I n,
+                                       at::PhiloxCudaState state, int64_t* __restrict__ rng, Pair<T>* __restrict__ out) {
+  const auto seeds = at::cuda::philox::unpack(state);
+  const uint64_t seed = std::get<0>(seeds), block = std::get<1>(seeds) / kValuesPerBlock;
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    rng[0] = static_cast<int64_t>(seed);
+    rng[1] = static_cast<int64_t>(block);
+  }
+  const I pairs = (n + 1) / 2;
+  for (I p = blockIdx.x * I(blockDim.x) + threadIdx.x; p < pairs; p += I(gridDim.x) * blockDim.x) {
+    T e[4];
+    reparam_math::noise_pair<T>(seed, block, p, e);
+    for (int k = 0; k < 2 && 2 * p + k < n; ++k) {
+      const I i = 2 * p + k;
+      const Pair<T> m = mu[i];
+      Pair<T> o;
+      reparam_math::forward(m.re, m.im, s2[i], e[2 * k], e[2 * k + 1], o.re, o.im);
+      out[i] = o;
+    }
+  }
+}
+
+template <typename T, typename I>
+__global__ void reparam_backward_kernel(const Pair<T>* __restrict__ g, const T* __restrict__ s2, I n,
+                                        const int64_t* __restrict__ rng, T* __restrict__ grad_s2) {
+  const uint64_t seed = static_cast<uint64_t>(rng[0]), block = static_cast<uint64_t>(rng[1]);
+  const I pairs = (n + 1) / 2;
+  for (I p = blockIdx.x * I(blockDim.x) + threadIdx.x; p < pairs; p += I(gridDim.x) * blockDim.x) {
+    T e[4];
+    reparam_math::noise_pair<T>(seed, block, p, e);
+    for (int k = 0; k < 2 && 2 * p + k < n; ++k) {
+      const I i = 2 * p + k;
+      const Pair<T> gv = g[i];
+      grad_s2[i] = reparam_math::grad_s2(gv.re, gv.im, s2[i], e[2 * k], e[2 * k + 1]);
+    }
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> gaussian_reparam(const at::Tensor& mu, const at::Tensor& s2) {
+  const char* op = "cplxfast.gaussian_reparam";
+  const auto guard = device_guard(op, mu);
+  const ReparamOperands P = plan_reparam(op, "mu", mu, s2);
+  at::Tensor out = at::empty_strided(P.s2.sizes(), P.s2.strides(), P.z.options());
+  at::Tensor rng = at::empty({2}, mu.options().dtype(at::kLong));
+  at::PhiloxCudaState state;
+  {
+    auto* gen = at::get_generator_or_default<at::CUDAGeneratorImpl>(c10::nullopt,
+                                                                     at::cuda::detail::getDefaultCUDAGenerator());
+    std::lock_guard<std::mutex> lock(gen->mutex_);  // see ATen's note on using random generators
+    state = gen->philox_cuda_state(kValuesPerBlock);
+  }
+  // Even an empty call runs one thread, to write the generator state.
+  const int64_t pairs = (P.numel + 1) / 2;
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(P.s2.scalar_type(), "cplxfast_gaussian_reparam_cuda", [&] {
+    with_index_type(P.numel, [&](auto index) {
+      using I = decltype(index);
+      reparam_forward_kernel<scalar_t, I><<<grid_for(pairs), kThreads, 0, stream>>>(
+          reinterpret_cast<const Pair<scalar_t>*>(P.z.data_ptr()), P.s2.data_ptr<scalar_t>(), I(P.numel), state,
+          rng.data_ptr<int64_t>(), reinterpret_cast<Pair<scalar_t>*>(out.data_ptr()));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return {out, rng};
+}
+
+at::Tensor gaussian_reparam_backward(const at::Tensor& grad, const at::Tensor& s2, const at::Tensor& rng) {
+  const char* op = "cplxfast.gaussian_reparam_backward";
+  const auto guard = device_guard(op, grad);
+  const ReparamOperands P = plan_reparam(op, "grad", grad, s2);
+  check_rng_state(op, rng, s2);
+  at::Tensor grad_s2 = at::empty_strided(P.s2.sizes(), P.s2.strides(), P.s2.options());
+  if (P.numel == 0) return grad_s2;
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(P.s2.scalar_type(), "cplxfast_gaussian_reparam_backward_cuda", [&] {
+    with_index_type(P.numel, [&](auto index) {
+      using I = decltype(index);
+      reparam_backward_kernel<scalar_t, I><<<grid_for((P.numel + 1) / 2), kThreads, 0, stream>>>(
+          reinterpret_cast<const Pair<scalar_t>*>(P.z.data_ptr()), P.s2.data_ptr<scalar_t>(), I(P.numel),
+          rng.data_ptr<int64_t>(), grad_s2.data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return grad_s2;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(cplxfast, CUDA, m) {
+  m.impl("gaussian_reparam", &gaussian_reparam);
+  m.impl("gaussian_reparam_backward", &gaussian_reparam_backward);
+}
+
+}  // namespace cplxfast::cuda
