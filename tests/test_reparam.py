@@ -1,0 +1,204 @@
+"""cplxfast.gaussian_reparam: the noise's distribution, repeatability, the float64 reference with
+the same noise, gradcheck, opcheck, layouts, errors, compile, and CPU == CUDA noise."""
+import math
+
+import pytest
+import torch
+
+from cplxfast import _reference as ref
+from cplxfast import ops
+from conftest import crandn, requires_cuda
+
+DTYPES = [torch.complex64, torch.complex128]
+REAL = {torch.complex64: torch.float32, torch.complex128: torch.float64}
+
+
+def noise(shape, dtype=torch.complex128, device="cpu", seed=0):
+    """The noise the op draws for a tensor of this shape right after torch.manual_seed(seed)."""
+    torch.manual_seed(seed)
+    out, _ = ops.gaussian_reparam(torch.zeros(shape, dtype=dtype, device=device),
+                                  torch.ones(shape, dtype=REAL[dtype], device=device))
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_noise_is_complex_standard_normal(device, dtype):
+    """Each part N(0, 1/2), uncorrelated, |e|^2 ~ Exp(1), uniform phase. Bounds: 6 standard errors
+    of each statistic for n draws (a correct generator fails one with probability ~1e-8)."""
+    n = 400_000
+    e = noise((n,), dtype, device).to(torch.complex128).cpu()
+    re, im = e.real, e.imag
+    se_mean = math.sqrt(0.5 / n)  # sd of a part's sample mean
+    se_var = math.sqrt(2 * 0.25 / n)  # sd of a part's sample variance (2 sigma^4 / n)
+    for part in (re, im):
+        assert abs(part.mean().item()) < 6 * se_mean
+        assert abs(part.var().item() - 0.5) < 6 * se_var
+    assert abs((re * im).mean().item()) < 6 * 0.5 / math.sqrt(n)
+    r2 = e.abs().square()
+    for t in (0.25, 1.0, 2.0, 4.0):  # P(|e|^2 > t) = exp(-t): binomial standard error
+        p = math.exp(-t)
+        assert abs((r2 > t).double().mean().item() - p) < 6 * math.sqrt(p * (1 - p) / n)
+    angle = torch.angle(e)
+    for q in range(4):  # each quadrant of the phase holds a quarter of the draws
+        lo = -math.pi + q * math.pi / 2
+        frac = ((angle >= lo) & (angle < lo + math.pi / 2)).double().mean().item()
+        assert abs(frac - 0.25) < 6 * math.sqrt(0.25 * 0.75 / n)
+
+
+def test_noise_repeats_with_the_seed_and_not_without(device):
+    a, b = noise((1000,), device=device, seed=5), noise((1000,), device=device, seed=5)
+    assert torch.equal(a, b)
+    torch.manual_seed(5)
+    mu, s2 = torch.zeros(1000, dtype=torch.complex128, device=device), torch.ones(1000, dtype=torch.float64,
+                                                                                  device=device)
+    first, rng1 = ops.gaussian_reparam(mu, s2)
+    second, rng2 = ops.gaussian_reparam(mu, s2)  # the generator moved on
+    assert not torch.equal(first, second) and not torch.equal(rng1, rng2)
+    assert torch.equal(first, a)
+
+
+def test_noise_does_not_depend_on_the_thread_count():
+    threads = torch.get_num_threads()
+    a = noise((50_001,))
+    try:
+        torch.set_num_threads(1)
+        b = noise((50_001,))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(a, b)
+
+
+def test_noise_of_an_element_depends_on_its_index_only():
+    """A longer draw starts with the shorter one's noise (odd lengths: the last pair half used)."""
+    assert torch.equal(noise((7,)), noise((12,))[:7])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matches_reference_with_the_same_noise(device, dtype):
+    torch.manual_seed(1)
+    mu = crandn(6, 9, dtype=dtype, device=device)
+    s2 = torch.rand(6, 9, dtype=REAL[dtype], device=device) * 3
+    s2[0, :3] = torch.tensor([0.0, 1e-9, 1e-8])  # below, at and above the floor
+    s2[1, 0] = 5e-9
+    mu.requires_grad_(), s2.requires_grad_()
+    e = noise((6, 9), dtype, device, seed=2)
+    torch.manual_seed(2)
+    out, _ = ops.gaussian_reparam(mu, s2)
+    expected = ref.gaussian_reparam(mu, s2, e)
+    tol = 1e-6 if dtype == torch.complex64 else 1e-14
+    torch.testing.assert_close(out.to(torch.complex128), expected, rtol=tol, atol=tol)
+    g = crandn(6, 9, dtype=dtype, device=device)
+    got = torch.autograd.grad(out, (mu, s2), g)
+    want = torch.autograd.grad(expected, (mu, s2), g.to(torch.complex128))
+    torch.testing.assert_close(got[0].to(torch.complex128), want[0].to(torch.complex128), rtol=tol, atol=tol)
+    torch.testing.assert_close(got[1].to(torch.float64), want[1].to(torch.float64), rtol=10 * tol, atol=10 * tol)
+    assert (got[1][0, :3] == 0).all() and got[1][1, 0] == 0  # clamp's gradient at and below the floor
+
+
+def test_gradcheck(device):
+    torch.manual_seed(0)
+    mu = crandn(4, 5, device=device).requires_grad_()
+    s2 = (torch.rand(4, 5, dtype=torch.float64, device=device) + 0.1).requires_grad_()
+
+    def f(mu, s2):
+        torch.manual_seed(11)  # the same noise on every evaluation
+        return ops.gaussian_reparam(mu, s2)[0]
+
+    assert torch.autograd.gradcheck(f, (mu, s2))
+
+
+def test_opcheck(device):
+    torch.manual_seed(0)
+    mu, s2 = crandn(3, 4, device=device), torch.rand(3, 4, dtype=torch.float64, device=device)
+    torch.library.opcheck(torch.ops.cplxfast.gaussian_reparam.default, (mu, s2),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+    _, rng = ops.gaussian_reparam(mu, s2)
+    torch.library.opcheck(torch.ops.cplxfast.gaussian_reparam_backward.default, (crandn(3, 4, device=device), s2, rng))
+
+
+def test_rng_is_not_differentiable_and_double_backward_refuses(device):
+    mu = crandn(3, device=device).requires_grad_()
+    s2 = torch.rand(3, dtype=torch.float64, device=device).requires_grad_()
+    out, rng = ops.gaussian_reparam(mu, s2)
+    assert not rng.requires_grad and rng.dtype == torch.int64 and rng.device == mu.device
+    (g,) = torch.autograd.grad(out.abs().sum(), s2, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward"):
+        g.sum().backward()
+
+
+@pytest.mark.parametrize("layout", ["transposed", "channels_last", "strided"])
+def test_layouts(device, layout):
+    """Outputs keep s2's dense layout; the noise follows s2's memory order; a non-dense s2 is read
+    contiguously. Either way the values equal the reference with the noise of that order."""
+    torch.manual_seed(0)
+    if layout == "transposed":
+        mu, s2 = crandn(5, 7, device=device).t(), torch.rand(5, 7, dtype=torch.float64, device=device).t()
+    elif layout == "channels_last":
+        mu = crandn(2, 3, 4, 5, device=device).to(memory_format=torch.channels_last)
+        s2 = torch.rand(2, 3, 4, 5, dtype=torch.float64, device=device).to(memory_format=torch.channels_last)
+    else:
+        mu, s2 = crandn(6, 8, device=device)[:, ::2], torch.rand(6, 8, dtype=torch.float64, device=device)[:, ::2]
+    torch.manual_seed(4)
+    out, _ = ops.gaussian_reparam(mu, s2)
+    dense = s2.is_contiguous() or s2.is_contiguous(memory_format=torch.channels_last) or layout == "transposed"
+    if dense:
+        assert out.stride() == s2.stride()
+    order = s2 if dense else s2.contiguous()
+    flat = noise((s2.numel(),), device=device, seed=4)
+    e = torch.empty_strided(order.shape, order.stride(), dtype=flat.dtype, device=device)
+    e.as_strided((e.numel(),), (1,)).copy_(flat)  # element i of memory gets noise i
+    torch.testing.assert_close(out, ref.gaussian_reparam(mu, s2, e).to(out.device), rtol=1e-14, atol=1e-14)
+
+
+def test_errors():
+    mu, s2 = crandn(3, 4), torch.rand(3, 4, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="mu must be a complex"):
+        ops.gaussian_reparam(mu.real, s2)
+    with pytest.raises(RuntimeError, match="s2 must be a real"):
+        ops.gaussian_reparam(mu, s2.float())
+    with pytest.raises(RuntimeError, match="s2 has shape"):
+        ops.gaussian_reparam(mu, s2[:2])
+    _, rng = ops.gaussian_reparam(mu, s2)
+    with pytest.raises(RuntimeError, match="rng must be"):
+        ops.gaussian_reparam_backward(mu, s2, rng.float())
+
+
+def test_empty(device):
+    out, rng = ops.gaussian_reparam(crandn(0, 3, device=device), torch.ones(0, 3, dtype=torch.float64, device=device))
+    assert out.shape == (0, 3) and rng.shape == (2,)
+    assert ops.gaussian_reparam_backward(out, torch.ones(0, 3, dtype=torch.float64, device=device), rng).shape == (0, 3)
+
+
+def test_compile_fullgraph_matches_eager():
+    torch.manual_seed(0)
+    mu = crandn(4, 6, dtype=torch.complex64).requires_grad_()
+    s2 = torch.rand(4, 6).requires_grad_()
+
+    def f(mu, s2):
+        return ops.gaussian_reparam(mu, s2)[0] * 2
+
+    torch.manual_seed(3)
+    eager = f(mu, s2)
+    g_eager = torch.autograd.grad(eager.abs().sum(), (mu, s2))
+    torch.manual_seed(3)
+    compiled = torch.compile(f, fullgraph=True)(mu, s2)
+    g_compiled = torch.autograd.grad(compiled.abs().sum(), (mu, s2))
+    torch.testing.assert_close(compiled, eager)
+    for a, b in zip(g_compiled, g_eager):
+        torch.testing.assert_close(a, b)
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_draws_the_cpu_noise_from_the_same_state(dtype):
+    """Both backends run the same Philox on the same (seed, offset): equal bits, equal noise up to
+    the last ulps of log/sin/cos."""
+    torch.manual_seed(0)
+    mu = crandn(1001, dtype=dtype, device="cuda")
+    s2 = torch.rand(1001, dtype=REAL[dtype], device="cuda")
+    out, rng = ops.gaussian_reparam(mu, s2)
+    g = crandn(1001, dtype=dtype, device="cuda")
+    grad_s2 = ops.gaussian_reparam_backward(g, s2, rng)
+    cpu_grad = ops.gaussian_reparam_backward(g.cpu(), s2.cpu(), rng.cpu())
+    tol = 1e-5 if dtype == torch.complex64 else 1e-12
+    torch.testing.assert_close(grad_s2.cpu(), cpu_grad, rtol=tol, atol=tol)
