@@ -6,7 +6,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAMILIES = ["bench_linear.py", "bench_conv.py", "bench_modrelu.py", "bench_batchnorm.py", "bench_e2e.py",
-            "bench_sizes.py"]
+            "bench_sparsification.py", "bench_sizes.py"]
 
 
 def main():

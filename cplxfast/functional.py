@@ -1,18 +1,54 @@
-"""Public functional API: differentiable complex ops on native complex tensors."""
+"""Public functional API: differentiable complex ops.
+
+Every entry point takes native complex tensors or cplxmodule ``Cplx`` objects (anything with
+.real/.imag tensors) and returns the kind its input came in, so code written against
+``cplxmodule.cplx``'s functions switches by import. Weights and biases may be complex tensors
+(native complex Parameters: read in place, one complex gradient each) or pairs of real parts (a
+Cplx, a cplxfast/cplxmodule layer's CplxParameter: each part gets its own real gradient).
+"""
 import torch
 import torch.nn.functional as F
 
 from . import ops as _ops
+from ._interop import to_complex as _to_complex
+
+
+def _is_complex_tensor(t):
+    return isinstance(t, torch.Tensor) and t.is_complex()
+
+
+def _parts_of(t):
+    """(re, im) real tensors of a complex tensor (views) or of a Cplx/CplxParameter."""
+    re, im = getattr(t, "real", None), getattr(t, "imag", None)
+    if not (isinstance(re, torch.Tensor) and isinstance(im, torch.Tensor)):
+        raise TypeError(f"expected a complex tensor or an object with .real and .imag tensors, got {type(t).__name__}")
+    return re, im
+
+
+def _weight_and_bias(weight, bias):
+    """("complex", w, b) when the weight is a complex tensor (a Cplx bias is combined to one),
+    else ("parts", w_re, w_im, b_re, b_im) (a complex bias is read through its real/imag views)."""
+    if _is_complex_tensor(weight):
+        if bias is not None and not _is_complex_tensor(bias):
+            bias = torch.complex(*_parts_of(bias))
+        return "complex", weight, bias
+    w_re, w_im = _parts_of(weight)
+    b_re, b_im = (None, None) if bias is None else _parts_of(bias)
+    return "parts", w_re, w_im, b_re, b_im
 
 
 def linear(input, weight, bias=None, algorithm=None):
     """Complex linear map y = x W^T + b (no conjugation), differentiable.
 
-    input [*, in], weight [out, in], bias [out] or None: complex64 or complex128, same dtype and
-    device; weight and bias are read in place (no copy) and get complex gradients. ``algorithm``:
-    "auto", "3m" or "4m" (see :func:`cplxfast.set_default_algorithm`); None uses the global default.
+    input [*, in], weight [out, in], bias [out] or None: complex64 or complex128 (or Cplx), same
+    precision and device; weight and bias are read in place (no copy). ``algorithm``: "auto", "3m"
+    or "4m" (see :func:`cplxfast.set_default_algorithm`); None uses the global default.
     """
-    return _ops.linear_complex(input, weight, bias, algorithm)
+    z, rewrap = _to_complex(input, "cplxfast.functional.linear")
+    kind, *params = _weight_and_bias(weight, bias)
+    if kind == "complex":
+        return rewrap(_ops.linear_complex(z, *params, algorithm))
+    return rewrap(_ops.linear(z, *params, algorithm))
 
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -63,39 +99,35 @@ def conv_padding(input, kernel_size, stride, padding, dilation, padding_mode="ze
     return F.pad(input, [v for lo_hi in reversed(pads) for v in lo_hi], mode=padding_mode), [0] * n
 
 
-def _check_conv_input(input, n, name):
-    if not isinstance(input, torch.Tensor) or not input.is_complex():
-        raise TypeError(f"{name}: expected a complex tensor, got {getattr(input, 'dtype', type(input).__name__)}")
-    if input.dim() != n + 2:
+def _conv_input(input, n, name):
+    z, rewrap = _to_complex(input, name)
+    if z.dim() != n + 2:
         raise ValueError(f"{name}: expected a {n + 2}-D input [batch, channels, *{n} spatial dims], got shape "
-                         f"{tuple(input.shape)}")
+                         f"{tuple(z.shape)}")
+    return z, rewrap
 
 
 def _conv(n, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm):
-    name = f"conv{n}d"
-    _check_conv_input(input, n, name)
+    z, rewrap = _conv_input(input, n, f"conv{n}d")
     stride, dilation = _ntuple(stride, n, "stride"), _ntuple(dilation, n, "dilation")
-    input, pad = conv_padding(input, weight.shape[2:], stride, padding, dilation, padding_mode)
-    return _conv_op(input, weight, bias, stride, pad, dilation, False, (0,) * n, groups, algorithm)
+    z, pad = conv_padding(z, weight.shape[2:], stride, padding, dilation, padding_mode)
+    return rewrap(_conv_op(z, weight, bias, stride, pad, dilation, False, (0,) * n, groups, algorithm))
 
 
 def _conv_transpose(n, input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm):
-    _check_conv_input(input, n, f"conv_transpose{n}d")
-    return _conv_op(input, weight, bias, _ntuple(stride, n, "stride"), _ntuple(padding, n, "padding"),
-                    _ntuple(dilation, n, "dilation"), True, _ntuple(output_padding, n, "output_padding"), groups,
-                    algorithm)
+    z, rewrap = _conv_input(input, n, f"conv_transpose{n}d")
+    return rewrap(_conv_op(z, weight, bias, _ntuple(stride, n, "stride"), _ntuple(padding, n, "padding"),
+                           _ntuple(dilation, n, "dilation"), True, _ntuple(output_padding, n, "output_padding"),
+                           groups, algorithm))
 
 
 def _conv_op(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, algorithm):
-    """A complex weight and bias (e.g. complex nn.Parameters) go to the complex-weight op: read in
-    place, one complex gradient each (not the gradients of .real/.imag views). A weight given as
-    parts (a layer's CplxParameter, any object with .real/.imag tensors) goes to the parts op."""
-    if isinstance(weight, torch.Tensor) and (bias is None or isinstance(bias, torch.Tensor)):
-        return _ops.conv_complex(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups,
-                                 algorithm)
-    b_re, b_im = (None, None) if bias is None else (bias.real, bias.imag)
-    return _ops.conv(input, weight.real, weight.imag, b_re, b_im, stride, padding, dilation, transposed,
-                     output_padding, groups, algorithm)
+    """A complex weight (e.g. a complex nn.Parameter) goes to the complex-weight op: read in place,
+    one complex gradient (not the gradients of .real/.imag views). A weight given as parts (a
+    layer's CplxParameter, a Cplx) goes to the parts op."""
+    kind, *params = _weight_and_bias(weight, bias)
+    op = _ops.conv_complex if kind == "complex" else _ops.conv
+    return op(input, *params, stride, padding, dilation, transposed, output_padding, groups, algorithm)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
@@ -148,10 +180,11 @@ def modrelu(input, threshold, eps=1e-5):
     cplxmodule's 1e-5 by default (value and gradient at z = 0 are then 0 unless threshold < eps);
     eps = 0 is the polar form relu(|z| - threshold) z/|z| with relu(-threshold) at z = 0 (torchcvnn's).
     """
+    z, rewrap = _to_complex(input, "cplxfast.functional.modrelu")
     if not isinstance(threshold, torch.Tensor):
-        real = torch.float64 if input.dtype == torch.complex128 else torch.float32
-        threshold = torch.tensor([float(threshold)], dtype=real, device=input.device)
-    return _ops.modrelu(input, threshold, eps)
+        real = torch.float64 if z.dtype == torch.complex128 else torch.float32
+        threshold = torch.tensor([float(threshold)], dtype=real, device=z.device)
+    return rewrap(_ops.modrelu(z, threshold, eps))
 
 
 def batch_norm(input, running_mean=None, running_var=None, weight=None, bias=None, training=True, momentum=0.1,
@@ -162,14 +195,15 @@ def batch_norm(input, running_mean=None, running_var=None, weight=None, bias=Non
     updates running_mean [2, C] and running_var [2, 2, C] in place with ``momentum``; otherwise
     normalises with the running statistics. weight [2, 2, C] and bias [2, C] are optional.
     """
+    z, rewrap = _to_complex(input, "cplxfast.functional.batch_norm")
     if training or running_mean is None:
-        out, mean, cov = _ops.batch_norm(input, weight, bias, None, None, True, eps)
+        out, mean, cov = _ops.batch_norm(z, weight, bias, None, None, True, eps)
         if running_mean is not None and running_var is not None:
             with torch.no_grad():
                 running_mean.lerp_(mean.to(running_mean.dtype), momentum)
                 running_var.lerp_(cov.to(running_var.dtype), momentum)
-        return out
-    return _ops.batch_norm(input, weight, bias, running_mean, running_var, False, eps)[0]
+        return rewrap(out)
+    return rewrap(_ops.batch_norm(z, weight, bias, running_mean, running_var, False, eps)[0])
 
 
 __all__ = [

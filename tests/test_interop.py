@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import cplxfast.nn as cnn
-from cplxfast.nn._complex import to_complex
+from cplxfast._interop import to_complex
 from conftest import crandn
 
 

@@ -2,6 +2,11 @@
 // backward, the noise drawn in the loop (common/reparam.h). The seed is one draw from torch's
 // default CPU generator, so torch.manual_seed makes runs repeatable; the noise of an element
 // depends on its index only, not on the number of threads.
+//
+// Elements are processed in blocks of kBlock pairs: Philox for the block's pairs, Box-Muller for
+// its elements, then the element rule, each a branch-free loop that GCC vectorises (the
+// generator and transform are most of the work: scalar, they took ~13 ns per element).
+#include <algorithm>
 #include <mutex>
 
 #include <ATen/ATen.h>
@@ -11,29 +16,94 @@
 #include <torch/library.h>
 
 #include "common/reparam.h"
+#include "cpu/vectorize.h"
 
 namespace cplxfast::cpu {
 namespace {
 
-constexpr int64_t kGrain = 4096;  // pairs of complex elements per task
+constexpr int64_t kBlock = 32;            // pairs of complex elements per vectorised block
+constexpr int64_t kGrain = 64 * kBlock;  // pairs per task
+
+// e_re, e_im [2 * pairs] for the pairs [first, first + pairs), pairs <= kBlock.
+template <typename T>
+__attribute__((always_inline)) inline void noise_block(uint64_t seed, uint64_t offset, int64_t first, int64_t pairs,
+                                                       T* __restrict__ e_re, T* __restrict__ e_im) {
+  uint32_t bits[4][kBlock];
+  for (int64_t j = 0; j < pairs; ++j) {
+    uint32_t r[4];
+    reparam_math::philox(seed, offset, static_cast<uint64_t>(first + j), r);
+    for (int k = 0; k < 4; ++k) bits[k][j] = r[k];
+  }
+  for (int64_t j = 0; j < pairs; ++j) {
+    reparam_math::box_muller<T>(bits[0][j], bits[1][j], e_re[2 * j], e_im[2 * j]);
+    reparam_math::box_muller<T>(bits[2][j], bits[3][j], e_re[2 * j + 1], e_im[2 * j + 1]);
+  }
+}
+
+// out[i] = mu[i] + e_i sigma(s2[i]) for the elements of pairs [begin, end) below n.
+template <typename T>
+__attribute__((always_inline)) inline void forward_range(uint64_t seed, uint64_t offset, int64_t begin, int64_t end,
+                                                         int64_t n, const T* __restrict__ mu, const T* __restrict__ s2,
+                                                         T* __restrict__ out) {
+  T e_re[2 * kBlock], e_im[2 * kBlock];
+  for (int64_t p0 = begin; p0 < end; p0 += kBlock) {
+    const int64_t pairs = std::min(kBlock, end - p0);
+    noise_block<T>(seed, offset, p0, pairs, e_re, e_im);
+    const int64_t i0 = 2 * p0, count = std::min(2 * pairs, n - i0);
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t i = i0 + j;
+      reparam_math::forward(mu[2 * i], mu[2 * i + 1], s2[i], e_re[j], e_im[j], out[2 * i], out[2 * i + 1]);
+    }
+  }
+}
+
+template <typename T>
+__attribute__((always_inline)) inline void backward_range(uint64_t seed, uint64_t offset, int64_t begin, int64_t end,
+                                                          int64_t n, const T* __restrict__ g, const T* __restrict__ s2,
+                                                          T* __restrict__ grad_s2) {
+  T e_re[2 * kBlock], e_im[2 * kBlock];
+  for (int64_t p0 = begin; p0 < end; p0 += kBlock) {
+    const int64_t pairs = std::min(kBlock, end - p0);
+    noise_block<T>(seed, offset, p0, pairs, e_re, e_im);
+    const int64_t i0 = 2 * p0, count = std::min(2 * pairs, n - i0);
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t i = i0 + j;
+      grad_s2[i] = reparam_math::grad_s2(g[2 * i], g[2 * i + 1], s2[i], e_re[j], e_im[j]);
+    }
+  }
+}
+
+// Entry points compiled for AVX2 and the x86-64 baseline (cpu/vectorize.h).
+#define CPLXFAST_REPARAM_RANGES(T, SUFFIX)                                                                    \
+  CPLXFAST_VECTOR_CLONES void forward_##SUFFIX(uint64_t seed, uint64_t offset, int64_t b, int64_t e, int64_t n, \
+                                               const T* mu, const T* s2, T* out) {                            \
+    forward_range<T>(seed, offset, b, e, n, mu, s2, out);                                                      \
+  }                                                                                                           \
+  CPLXFAST_VECTOR_CLONES void backward_##SUFFIX(uint64_t seed, uint64_t offset, int64_t b, int64_t e, int64_t n, \
+                                                const T* g, const T* s2, T* grad_s2) {                         \
+    backward_range<T>(seed, offset, b, e, n, g, s2, grad_s2);                                                  \
+  }
+CPLXFAST_REPARAM_RANGES(float, f32)
+CPLXFAST_REPARAM_RANGES(double, f64)
+#undef CPLXFAST_REPARAM_RANGES
+
+template <typename T>
+struct Ranges;
+template <>
+struct Ranges<float> {
+  static constexpr auto forward = &forward_f32;
+  static constexpr auto backward = &backward_f32;
+};
+template <>
+struct Ranges<double> {
+  static constexpr auto forward = &forward_f64;
+  static constexpr auto backward = &backward_f64;
+};
 
 uint64_t draw_seed() {
   auto* gen = at::get_generator_or_default<at::CPUGeneratorImpl>(c10::nullopt, at::detail::getDefaultCPUGenerator());
   std::lock_guard<std::mutex> lock(gen->mutex_);  // see ATen's note on using random generators
   return gen->random64();
-}
-
-// f(i, e_re, e_im) for every complex element i < n, with its noise.
-template <typename T, typename F>
-void for_each_noise(uint64_t seed, uint64_t offset, int64_t n, const F& f) {
-  at::parallel_for(0, (n + 1) / 2, kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      T e[4];
-      reparam_math::noise_pair<T>(seed, offset, static_cast<uint64_t>(p), e);
-      f(2 * p, e[0], e[1]);
-      if (2 * p + 1 < n) f(2 * p + 1, e[2], e[3]);
-    }
-  });
 }
 
 std::tuple<at::Tensor, at::Tensor> gaussian_reparam(const at::Tensor& mu, const at::Tensor& s2) {
@@ -48,8 +118,8 @@ std::tuple<at::Tensor, at::Tensor> gaussian_reparam(const at::Tensor& mu, const 
     const T* m = static_cast<const T*>(P.z.data_ptr());
     const T* v = P.s2.data_ptr<T>();
     T* o = static_cast<T*>(out.data_ptr());
-    for_each_noise<T>(seed, offset, P.numel, [&](int64_t i, T e_re, T e_im) {
-      reparam_math::forward(m[2 * i], m[2 * i + 1], v[i], e_re, e_im, o[2 * i], o[2 * i + 1]);
+    at::parallel_for(0, (P.numel + 1) / 2, kGrain, [&](int64_t begin, int64_t end) {
+      Ranges<T>::forward(seed, offset, begin, end, P.numel, m, v, o);
     });
   });
   return {out, rng};
@@ -67,8 +137,8 @@ at::Tensor gaussian_reparam_backward(const at::Tensor& grad, const at::Tensor& s
     const T* g = static_cast<const T*>(P.z.data_ptr());
     const T* v = P.s2.data_ptr<T>();
     T* gs = grad_s2.data_ptr<T>();
-    for_each_noise<T>(seed, offset, P.numel, [&](int64_t i, T e_re, T e_im) {
-      gs[i] = reparam_math::grad_s2(g[2 * i], g[2 * i + 1], v[i], e_re, e_im);
+    at::parallel_for(0, (P.numel + 1) / 2, kGrain, [&](int64_t begin, int64_t end) {
+      Ranges<T>::backward(seed, offset, begin, end, P.numel, g, v, gs);
     });
   });
   return grad_s2;

@@ -1,0 +1,216 @@
+"""The sparsification pipeline cplxmodule documents, on a complex model, with cplxmodule's layers
+and with cplxfast's side by side: dense training -> ARD (variational dropout with the empirical
+Bayes prior, KL term weighted) -> masks from the ARD relevance (binarised) -> masked fine-tune.
+
+    python bench/bench_sparsification.py [--quick] [--device cpu|cuda] [--out DIR]
+
+The model is bench_e2e's MobileNet-1D classifier (symbol-rate recognition on synthetic complex
+baseband), with its convolutions and head swapped per phase: CplxConv1d/CplxLinear (dense),
+CplxConv1dARD/CplxLinearARD, CplxConv1dMasked/CplxLinearMasked. Both start from the same dense weights (cplxfast's model is
+cplxfast.nn.convert() of cplxmodule's); each then runs the whole pipeline with its own library's
+layers and utilities (penalties, compute_ard_masks, binarize_masks, deploy_masks, sparsity).
+Steps of the two alternate on the same batches. Without cplxmodule,
+only cplxfast's rows are measured.
+
+Adam, lr 3e-3 for the weights and 0.1 for log_sigma2 (so that a benchmark-length ARD phase
+sparsifies: with the weights' rate log_sigma2 would move 0.1 in 30 steps from its -10 start),
+KL weight KL_WEIGHT / (number of weights); relevance threshold log_alpha <= THRESHOLD. The two
+implementations draw different noise, so their curves agree statistically, not step by step.
+Writes sparsification-<device>.json and, with matplotlib, sparsification-<device>.png (loss and
+sparsity against step).
+"""
+import copy
+import importlib
+import os
+import sys
+import time
+import types
+import warnings
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import bench_e2e  # noqa: E402
+import common  # noqa: E402
+
+import cplxfast.nn  # noqa: E402
+
+LR, LR_LOG_SIGMA2 = 3e-3, 0.1
+KL_WEIGHT = 1.0  # times 1 / (number of weights): the penalty per weight, against the cross-entropy
+THRESHOLD = 3.0  # log_alpha <= 3: kept
+PHASES = ("dense", "ard", "masked")
+
+
+def namespace(library, phase):
+    """The layer namespace bench_e2e.Classifier builds from, for one library and phase."""
+    if library == "cplxmodule":
+        import cplxmodule.nn as base
+        import cplxmodule.nn.masked as masked
+        import cplxmodule.nn.relevance as relevance
+    else:
+        base, masked, relevance = cplxfast.nn, cplxfast.nn.masked, cplxfast.nn.relevance
+    layers = {"dense": (base.CplxConv1d, base.CplxLinear),
+              "ard": (relevance.CplxConv1dARD, relevance.CplxLinearARD),
+              "masked": (masked.CplxConv1dMasked, masked.CplxLinearMasked)}[phase]
+    return types.SimpleNamespace(CplxConv1d=layers[0], CplxLinear=layers[1], CplxBatchNorm1d=base.CplxBatchNorm1d,
+                                 CplxAdaptiveModReLU=base.CplxAdaptiveModReLU)
+
+
+def utilities(library):
+    if library == "cplxmodule":
+        import cplxmodule.nn.masked as masked
+        import cplxmodule.nn.relevance as relevance
+        sparsity = importlib.import_module("cplxmodule.nn.utils.sparsity")
+        return types.SimpleNamespace(penalties=relevance.penalties, compute_ard_masks=relevance.compute_ard_masks,
+                                     binarize_masks=masked.binarize_masks, deploy_masks=masked.deploy_masks,
+                                     sparsity=sparsity.sparsity)
+    m, r = cplxfast.nn.masked, cplxfast.nn.relevance
+    return types.SimpleNamespace(penalties=r.penalties, compute_ard_masks=r.compute_ard_masks,
+                                 binarize_masks=m.binarize_masks, deploy_masks=m.deploy_masks,
+                                 sparsity=cplxfast.nn.sparsity.sparsity)
+
+
+def next_phase(model, library, phase, device):
+    """The model of the next phase, from the weights (and, for "masked", the ARD masks) of this one."""
+    new = bench_e2e.Classifier(namespace(library, phase)).to(device)
+    u = utilities(library)
+    state = model.state_dict()
+    if phase == "masked":
+        masks = u.compute_ard_masks(model, threshold=THRESHOLD, hard=True)
+        state, masks = u.binarize_masks(state, masks)
+    new.load_state_dict(state, strict=False)  # ARD: log_sigma2 stays at its init; masked: no log_sigma2
+    if phase == "masked":
+        u.deploy_masks(new, state_dict=masks)
+    return new
+
+
+def optimizer(model):
+    log_sigma2 = [p for n, p in model.named_parameters() if n.endswith("log_sigma2")]
+    rest = [p for n, p in model.named_parameters() if not n.endswith("log_sigma2")]
+    groups = [{"params": rest, "lr": LR}] + ([{"params": log_sigma2, "lr": LR_LOG_SIGMA2}] if log_sigma2 else [])
+    return torch.optim.Adam(groups)
+
+
+def n_weights(model):
+    return sum(p.numel() for n, p in model.named_parameters() if n.endswith("log_sigma2")) or 1
+
+
+def train_phase(models, batches, phase, device):
+    """Alternate one step of each model per batch: per model (losses, step seconds, sparsity)."""
+    opts = {name: optimizer(m) for name, (m, _, _) in models.items()}
+    out = {name: ([], [], []) for name in models}
+    for x, labels in batches:
+        for name, (model, wrap, library) in models.items():
+            u = utilities(library)
+            common.sync(device)
+            t0 = time.perf_counter()
+            opts[name].zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(wrap(x)), labels)
+            if phase == "ard":
+                loss = loss + KL_WEIGHT / n_weights(model) * sum(u.penalties(model))
+            loss.backward()
+            opts[name].step()
+            common.sync(device)
+            out[name][1].append(time.perf_counter() - t0)
+            out[name][0].append(loss.item())
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # cplxmodule's named_sparsity warns on every call
+                out[name][2].append(u.sparsity(model, threshold=THRESHOLD, hard=True) if phase != "dense" else 0.0)
+    return out
+
+
+def plot(path, curves, title):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 5))
+    for i, (name, (losses, sparsity, bounds)) in enumerate(curves.items()):
+        style = "-" if name == "cplxfast" else "--"
+        a.plot(range(1, len(losses) + 1), losses, style, color=f"C{i}", label=name)
+        b.plot(range(1, len(sparsity) + 1), [100 * s for s in sparsity], style, color=f"C{i}", label=name)
+    for ax in (a, b):
+        for edge in bounds[:-1]:
+            ax.axvline(edge + 0.5, color="grey", lw=0.8)
+        ax.set_xlabel("training step (phases: dense | ARD | masked)")
+        ax.legend()
+    a.set_ylabel("training loss (ARD: with the KL term)")
+    b.set_ylabel(f"sparsity, % (log_alpha > {THRESHOLD} / masked)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None):
+    p = common.arg_parser(__doc__)
+    p.add_argument("--steps", type=int, nargs=3, metavar=("DENSE", "ARD", "MASKED"),
+                   help="steps per phase (default 10 40 10; quick 2 2 2)")
+    args = p.parse_args(argv)
+    steps = args.steps or ((2, 2, 2) if args.quick else (10, 40, 10))
+    batch, length = (8, 256) if args.quick else (32, 512)
+    libraries = ["cplxmodule", "cplxfast"] if common.have_cplxmodule() else ["cplxfast"]
+    if len(libraries) == 1:
+        print("(cplxmodule not installed: only cplxfast's rows are measured)")
+    for device in args.device or common.devices():
+        gen = torch.Generator().manual_seed(1)
+        batches = [tuple(t.to(device) for t in bench_e2e.make_batch(gen, batch, length)) for _ in range(sum(steps) + 1)]
+        torch.manual_seed(0)
+        models = {}
+        if "cplxmodule" in libraries:
+            from cplxmodule import Cplx
+            theirs = bench_e2e.Classifier(namespace("cplxmodule", "dense")).to(device)
+            models["cplxmodule"] = [theirs, lambda x: Cplx(x.real.contiguous(), x.imag.contiguous()), "cplxmodule"]
+            models["cplxfast"] = [cplxfast.nn.convert(copy.deepcopy(theirs)), lambda x: x, "cplxfast"]
+        else:
+            models["cplxfast"] = [bench_e2e.Classifier(namespace("cplxfast", "dense")).to(device), lambda x: x,
+                                  "cplxfast"]
+        common.progress(f"[bench_sparsification] {device}: {steps} steps (dense, ARD, masked) of batch {batch} x "
+                        f"{length} ...")
+        train_phase({k: tuple(v) for k, v in models.items()}, batches[:1], "dense", device)  # warm-up
+        results = {name: {"losses": [], "sparsity": [], "phases": {}} for name in models}
+        start = 1
+        bounds = []
+        for phase, n in zip(PHASES, steps):
+            if phase != "dense":
+                for entry in models.values():
+                    entry[0] = next_phase(entry[0], entry[2], phase, device)
+            out = train_phase({k: tuple(v) for k, v in models.items()}, batches[start:start + n], phase, device)
+            start += n
+            bounds.append(sum(len(r["losses"]) for r in results.values()) // len(results) + n)
+            for name, (losses, times, sparsity) in out.items():
+                results[name]["losses"] += losses
+                results[name]["sparsity"] += sparsity
+                results[name]["phases"][phase] = common.Timing(times)
+        rows = []
+        for phase in PHASES:
+            for name in models:
+                t = results[name]["phases"][phase]
+                base = results.get("cplxmodule", {}).get("phases", {}).get(phase)
+                rows.append({"phase": phase, "impl": name, "ms_per_step": t * 1e3, **common.spread_fields("step", t),
+                             "speedup_vs_cplxmodule": (base / t) if base is not None else None})
+        final = {name: {"last_loss": r["losses"][-1], "sparsity": r["sparsity"][-1]} for name, r in results.items()}
+        case = f"MobileNet-1D, batch {batch} x {length}, steps {steps}"
+        path = common.write_json(os.path.join(args.out, f"sparsification-{device}.json"), "sparsification", device,
+                                 [{**r, "case": case} for r in rows] +
+                                 [{"case": case, "impl": n, "curves": results[n]["losses"],
+                                   "sparsity_curve": results[n]["sparsity"], **final[n]} for n in results])
+        png = plot(os.path.join(args.out, f"sparsification-{device}.png"),
+                   {n: (r["losses"], r["sparsity"], bounds) for n, r in results.items()},
+                   f"sparsification pipeline, {case}, {device}: {common.machine(device)}")
+        x_of = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731
+        common.print_table(
+            ["phase", "impl", "ms / step (median)", "min - max", "vs cplxmodule"],
+            [[r["phase"], r["impl"], f"{r['ms_per_step']:.1f}", f"{r['step_min_ms']:.1f} - {r['step_max_ms']:.1f}",
+              x_of(r["speedup_vs_cplxmodule"])] for r in rows],
+            title=f"sparsification pipeline, {case}, complex64, {device}: {common.machine(device)} (JSON: {path})")
+        print("at the end: " + ", ".join(f"{n} loss {f['last_loss']:.4f}, sparsity {100 * f['sparsity']:.1f}%"
+                                         for n, f in final.items()) + (f"; plot: {png}" if png else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Interop between native complex tensors and cplxmodule-style (real, imag) objects.
+
+cplxmodule is never imported here: a `Cplx` is recognised by its `.real`/`.imag` tensors.
+"""
+import torch
+
+
+def to_complex(input, layer):
+    """(complex tensor, rewrap) for a complex tensor or any object with .real/.imag tensors.
+
+    ``rewrap(out)`` returns the output in the kind the input came in: a complex tensor, or an
+    object of the input's type built from (out.real, out.imag) (e.g. cplxmodule's Cplx).
+
+    Zero-copy interop: the parts a layer hands back in a Cplx are views of its complex output, and
+    remember it (``_wrap``); when such a Cplx comes in, its complex tensor is used as it is. A Cplx
+    of other tensors (the result of Cplx arithmetic between layers, a transpose of the parts, a
+    cplxmodule layer's output) is combined with one ``torch.complex`` copy.
+    """
+    if isinstance(input, torch.Tensor):
+        if not input.is_complex():
+            raise TypeError(
+                f"{layer}: expected a complex tensor (complex64/complex128) or a Cplx, got a real "
+                f"{input.dtype} tensor; build one with torch.complex(re, im) or cplxmodule.Cplx(re, im)"
+            )
+        return input, _identity
+    re, im = getattr(input, "real", None), getattr(input, "imag", None)
+    if not (isinstance(re, torch.Tensor) and isinstance(im, torch.Tensor)):
+        raise TypeError(f"{layer}: expected a complex tensor or a Cplx (an object with .real and .imag tensors), got {type(input).__name__}")
+    kind = type(input)
+    z = _viewed_complex(re, im)
+    if z is None:
+        if re.shape != im.shape:
+            raise ValueError(f"{layer}: the real part has shape {tuple(re.shape)} but the imaginary part {tuple(im.shape)}")
+        z = torch.complex(re, im)
+    return z, lambda out: _wrap(kind, out)
+
+
+# Attribute of a real-part view made by _wrap: (its imaginary-part view, the complex tensor).
+_VIEW_OF = "_cplxfast_view_of"
+
+
+def _wrap(kind, out):
+    """kind(out.real, out.imag), the parts remembering the complex tensor they view."""
+    re, im = out.real, out.imag
+    if not torch.compiler.is_compiling():
+        setattr(re, _VIEW_OF, (im, out))
+    return kind(re, im)
+
+
+def _viewed_complex(re, im):
+    """The complex tensor whose .real/.imag views re and im are (made by _wrap), else None."""
+    if torch.compiler.is_compiling():
+        return None
+    tag = getattr(re, _VIEW_OF, None)
+    if tag is None or tag[0] is not im:
+        return None
+    return tag[1]
+
+
+def _identity(out):
+    return out
