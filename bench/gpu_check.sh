@@ -76,8 +76,9 @@ if [ "$HAVE_GPU" = 1 ]; then
   step bench_batchnorm 20 "$PY" bench/bench_batchnorm.py --device cuda --out "$OUT"
   step bench_e2e 40 "$PY" bench/bench_e2e.py --device cuda --out "$OUT"
   step bench_linear_crossover 25 "$PY" bench/bench_linear.py --device cuda --crossover --rounds 5 --out "$OUT"
+  step bench_sparsification 25 "$PY" bench/bench_sparsification.py --device cuda --steps 2 10 2 --out "$OUT"
 else
-  for b in bench_linear bench_conv bench_modrelu bench_batchnorm bench_e2e bench_linear_crossover; do
+  for b in bench_linear bench_conv bench_modrelu bench_batchnorm bench_e2e bench_linear_crossover bench_sparsification; do
     skip_step "$b" "no CUDA device"
   done
 fi
@@ -87,7 +88,7 @@ fi
 # reported as partial): memcheck (out-of-bounds and misaligned accesses; without the caching
 # allocator, so that an overrun inside a cached segment is caught too) and racecheck
 # (shared-memory races in the reductions).
-SAN_TESTS=(tests/test_modrelu.py tests/test_batchnorm.py tests/test_linear.py tests/test_conv.py
+SAN_TESTS=(tests/test_modrelu.py tests/test_batchnorm.py tests/test_linear.py tests/test_conv.py tests/test_reparam.py
            -m cuda -k "forward_backward_match_reference or matches_reference or gradcheck")
 if [ "$HAVE_GPU" != 1 ]; then
   skip_step sanitize_memcheck "no CUDA device"

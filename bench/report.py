@@ -63,6 +63,13 @@ def summary_rows(out, device):
         rows.append({"family": "end to end (train step)", "case": e2e["rows"][0]["case"], "cplxfast_ms": t["cplxfast"],
                      "torch_ms": t.get("torch complex"), "cplxmodule_ms": t.get("cplxmodule"), "real_ms": None,
                      "overhead": {}, "bandwidth": None})
+    sparsification = load(out, "sparsification", device)
+    if sparsification is not None:
+        t = {r["impl"]: r["ms_per_step"] for r in sparsification["rows"] if r.get("phase") == "ard"}
+        case = sparsification["rows"][0]["case"]
+        rows.append({"family": "ARD phase (train step)", "case": case, "cplxfast_ms": t["cplxfast"],
+                     "torch_ms": None, "cplxmodule_ms": t.get("cplxmodule"), "real_ms": None, "overhead": {},
+                     "bandwidth": None})
     return rows
 
 

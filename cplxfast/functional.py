@@ -110,7 +110,7 @@ def _conv_input(input, n, name):
 def _conv(n, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm):
     z, rewrap = _conv_input(input, n, f"conv{n}d")
     stride, dilation = _ntuple(stride, n, "stride"), _ntuple(dilation, n, "dilation")
-    z, pad = conv_padding(z, weight.shape[2:], stride, padding, dilation, padding_mode)
+    z, pad = conv_padding(z, weight.real.shape[2:], stride, padding, dilation, padding_mode)
     return rewrap(_conv_op(z, weight, bias, stride, pad, dilation, False, (0,) * n, groups, algorithm))
 
 

@@ -14,6 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("bench_modrelu.py", "adaptive modReLU"),
     ("bench_batchnorm.py", "complex batch norm 2d"),
     ("bench_e2e.py", "end to end training"),
+    ("bench_sparsification.py", "sparsification pipeline"),
     ("bench_sizes.py", "cost against size"),
 ])
 def test_bench_script_runs_quick(tmp_path, script, title):
@@ -69,6 +70,6 @@ def test_make_bench_quick_prints_the_summary_and_plots(tmp_path):
                              "--out", str(tmp_path)], capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "SUMMARY, fwd+bwd, complex64, cpu" in result.stdout
-    for family in ("linear", "conv", "modReLU", "batch norm (train)", "end to end (train step)"):
+    for family in ("linear", "conv", "modReLU", "batch norm (train)", "end to end (train step)", "ARD phase"):
         assert family in result.stdout
     assert (tmp_path / "overhead-cpu.png").exists() and (tmp_path / "sizes-cpu.png").exists()

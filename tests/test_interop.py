@@ -78,3 +78,76 @@ def test_in_place_changes_to_the_parts_are_seen_by_the_next_layer():
         want = second(Pair(out.real.clone(), out.imag.clone()))
         got = second(out)
     assert torch.equal(got.real, want.real) and torch.equal(got.imag, want.imag)
+
+
+# ---- cplxfast.functional on Cplx: inputs, and weights as Cplx, CplxParameter or complex tensors ----------------
+
+def _functional_cases():
+    import cplxfast.functional as F
+    z1, z2, z3 = crandn(4, 6), crandn(2, 3, 9), crandn(2, 4, 9)
+    lin, conv, convt = cnn.CplxLinear(6, 5).double(), cnn.CplxConv1d(3, 4, 3).double(), \
+        cnn.CplxConvTranspose1d(4, 3, 3, bias=True).double()
+    return [
+        ("linear", lambda x, w, b: F.linear(x, w, b), z1, lin),
+        ("conv1d", lambda x, w, b: F.conv1d(x, w, b, padding=1), z2, conv),
+        ("conv_transpose1d", lambda x, w, b: F.conv_transpose1d(x, w, b, stride=2), z3, convt),
+    ]
+
+
+@pytest.mark.parametrize("case", range(3))
+@pytest.mark.parametrize("weights", ["complex", "Cplx", "CplxParameter", "mixed"])
+def test_functional_takes_cplx_inputs_and_weights_and_returns_the_input_kind(case, weights):
+    name, fn, z, layer = _functional_cases()[case]
+    w_c, b_c = layer.weight.complex(), layer.bias.complex()
+    expected = fn(z, w_c, b_c)
+    w, b = {"complex": (w_c, b_c), "Cplx": (Pair(w_c.real, w_c.imag), Pair(b_c.real, b_c.imag)),
+            "CplxParameter": (layer.weight, layer.bias), "mixed": (w_c, Pair(b_c.real, b_c.imag))}[weights]
+    out = fn(Pair(z.real, z.imag), w, b)
+    assert isinstance(out, Pair), name
+    torch.testing.assert_close(torch.complex(out.real, out.imag), expected, rtol=1e-12, atol=1e-12)
+    assert isinstance(fn(z, w, b), torch.Tensor)
+
+
+def test_functional_parameter_gradients_through_cplx_parameters():
+    import cplxfast.functional as F
+    layer = cnn.CplxLinear(6, 5).double()
+    z = crandn(4, 6)
+    F.linear(Pair(z.real, z.imag), layer.weight, layer.bias).real.sum().backward()
+    layer2 = cnn.CplxLinear(6, 5).double()
+    layer2.load_state_dict(layer.state_dict())
+    layer2(z).real.sum().backward()
+    for a, b in zip(layer.parameters(), layer2.parameters()):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_functional_modrelu_and_batch_norm_take_cplx():
+    import cplxfast.functional as F
+    z = crandn(8, 3, 5)
+    out = F.modrelu(Pair(z.real, z.imag), 0.3)
+    assert isinstance(out, Pair)
+    torch.testing.assert_close(torch.complex(out.real, out.imag), F.modrelu(z, 0.3))
+    out = F.batch_norm(Pair(z.real, z.imag))
+    assert isinstance(out, Pair)
+    torch.testing.assert_close(torch.complex(out.real, out.imag), F.batch_norm(z))
+
+
+@pytest.mark.cplxmodule
+def test_functional_with_cplxmodule_cplx_matches_cplxmodule_cplx_functions():
+    """Code written against cplxmodule.cplx switches by import: same calls, Cplx in and out."""
+    import cplxmodule.cplx as cc
+    from cplxmodule import Cplx
+    import cplxfast.functional as F
+    torch.manual_seed(0)
+    x = Cplx(torch.randn(4, 3, 9).double(), torch.randn(4, 3, 9).double())
+    w = Cplx(torch.randn(5, 3, 3).double(), torch.randn(5, 3, 3).double())
+    b = Cplx(torch.randn(5).double(), torch.randn(5).double())
+    for ours, theirs in ((F.conv1d(x, w, b, 1, 1), cc.conv1d(x, w, b, 1, 1)),
+                         (F.modrelu(x, 0.5), cc.modrelu(x, 0.5))):
+        assert isinstance(ours, Cplx)
+        torch.testing.assert_close(ours.real, theirs.real)
+        torch.testing.assert_close(ours.imag, theirs.imag)
+    wl = Cplx(torch.randn(2, 9).double(), torch.randn(2, 9).double())
+    ours, theirs = F.linear(x, wl), cc.linear(x, wl, None)
+    assert isinstance(ours, Cplx)
+    torch.testing.assert_close(ours.real, theirs.real)
+    torch.testing.assert_close(ours.imag, theirs.imag)
