@@ -1,13 +1,18 @@
 // C++ (libtorch) users' check: the op library built with CMake registers the cplxfast ops, and
 // calling them through the dispatcher gives the results of libtorch's own complex ops, forward
 // and backward. Built and run by `make cpp-test` (tools/cpp_test.sh).
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
 #include <string>
 
+#include <ATen/core/PhiloxRNGEngine.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/torch.h>
+
+#include "common/reparam.h"
 
 namespace {
 
@@ -40,6 +45,56 @@ const auto& conv_op() {
       const at::Tensor&, const at::Tensor&, const at::Tensor&, const Opt&, const Opt&, at::IntArrayRef, at::IntArrayRef,
       at::IntArrayRef, bool, at::IntArrayRef, int64_t, c10::string_view)>();
   return op;
+}
+
+const auto& reparam_op() {
+  static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::gaussian_reparam", "").typed<
+      std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&)>();
+  return op;
+}
+
+void expect(const char* what, bool ok, double value) {
+  std::printf("%-44s %.2e  %s\n", what, value, ok ? "ok" : "FAILED");
+  failures += !ok;
+}
+
+// The noise's generator and transforms (common/reparam.h) against independent implementations:
+// Philox-4x32-10 against ATen's philox_engine (the same bits), and the branch-free log, cos and sin
+// against libm over their whole input ranges.
+void check_noise_maths() {
+  int mismatches = 0;
+  for (uint64_t seed : {uint64_t{0}, uint64_t{67280421310721}, ~uint64_t{0}}) {
+    for (uint64_t offset : {uint64_t{0}, uint64_t{4}, uint64_t{1} << 40}) {
+      for (uint64_t pair : {uint64_t{0}, uint64_t{1}, uint64_t{123456789}, uint64_t{1} << 33}) {
+        uint32_t ours[4];
+        cplxfast::reparam_math::philox(seed, offset, pair, ours);
+        at::philox_engine engine(seed, pair, offset);
+        for (uint32_t v : ours) mismatches += v != engine();
+      }
+    }
+  }
+  expect("philox == ATen philox_engine (mismatches)", mismatches == 0, mismatches);
+  double log_f = 0, log_d = 0, trig_f = 0, trig_d = 0;
+  for (int k = 0; k <= 1 << 20; ++k) {
+    const double u = std::ldexp(1.0 + k, -20) * (k % 7 == 0 ? std::ldexp(1.0, -(k % 24)) : 1.0);  // (0, 1]
+    const double lf = cplxfast::reparam_math::log_positive(static_cast<float>(u));
+    log_f = std::max(log_f, std::abs(lf - std::log(static_cast<double>(static_cast<float>(u)))) /
+                                std::max(1.0, std::abs(std::log(u))));
+    log_d = std::max(log_d, std::abs(cplxfast::reparam_math::log_positive(u) - std::log(u)) /
+                                std::max(1.0, std::abs(std::log(u))));
+    const double t = k * std::ldexp(1.0, -20) * (1 - 1e-12);  // [0, 1)
+    float cf, sf;
+    double cd, sd;
+    cplxfast::reparam_math::cos_sin_turns(static_cast<float>(t), cf, sf);
+    cplxfast::reparam_math::cos_sin_turns(t, cd, sd);
+    const double a = 2 * M_PI * static_cast<float>(t), b = 2 * M_PI * t;
+    trig_f = std::max({trig_f, std::abs(cf - std::cos(a)), std::abs(sf - std::sin(a))});
+    trig_d = std::max({trig_d, std::abs(cd - std::cos(b)), std::abs(sd - std::sin(b))});
+  }
+  expect("noise log, float (max error)", log_f < 1e-6, log_f);
+  expect("noise log, double", log_d < 1e-14, log_d);
+  expect("noise cos/sin, float", trig_f < 1e-6, trig_f);
+  expect("noise cos/sin, double", trig_d < 1e-14, trig_d);
 }
 
 const auto& modrelu_op() {
@@ -104,6 +159,21 @@ int main() {
   at::Tensor tau = torch::rand({3, 1}, torch::kDouble) * 0.5;
   at::Tensor want = z * at::relu(1 - tau / at::clamp_min(z.abs(), 1e-5));
   expect_close("modrelu forward", modrelu_op().call(z, tau, 1e-5), want);
+
+  // gaussian_reparam: mean, variance and repeatability of the noise (mu = 0, s2 = 1)
+  check_noise_maths();
+  {
+    const int64_t n = 200000;
+    torch::manual_seed(3);
+    auto [e, rng] = reparam_op().call(torch::zeros({n}, c128), torch::ones({n}, torch::kDouble));
+    torch::manual_seed(3);
+    auto [again, rng2] = reparam_op().call(torch::zeros({n}, c128), torch::ones({n}, torch::kDouble));
+    expect("gaussian_reparam repeats with the seed", at::equal(e, again), 0.0);
+    const double var_re = at::real(e).var().item<double>(), var_im = at::imag(e).var().item<double>();
+    const double bound = 6 * std::sqrt(0.5 / n);  // 6 standard errors of a part's sample variance
+    expect("gaussian_reparam Var(re), Var(im) = 1/2", std::abs(var_re - 0.5) < bound && std::abs(var_im - 0.5) < bound,
+           std::max(std::abs(var_re - 0.5), std::abs(var_im - 0.5)));
+  }
 
   if (failures) {
     std::printf("cplxfast C++ ops: %d FAILED\n", failures);
