@@ -10,11 +10,19 @@ import torch
 import torch.nn.functional as F
 
 from . import ops as _ops
-from ._interop import to_complex as _to_complex
+from ._interop import to_complex
 
 
-def _is_complex_tensor(t):
-    return isinstance(t, torch.Tensor) and t.is_complex()
+def _to_complex(input, name):
+    """(tensor, rewrap): a tensor goes to the op as it is (the op checks it: its errors are the ones
+    of the bad-input table), a Cplx is combined (zero-copy when it came from a cplxfast layer)."""
+    if isinstance(input, torch.Tensor):
+        return input, _same
+    return to_complex(input, name)
+
+
+def _same(out):
+    return out
 
 
 def _parts_of(t):
@@ -26,10 +34,10 @@ def _parts_of(t):
 
 
 def _weight_and_bias(weight, bias):
-    """("complex", w, b) when the weight is a complex tensor (a Cplx bias is combined to one),
+    """("complex", w, b) when the weight is a tensor (a Cplx bias is combined to one),
     else ("parts", w_re, w_im, b_re, b_im) (a complex bias is read through its real/imag views)."""
-    if _is_complex_tensor(weight):
-        if bias is not None and not _is_complex_tensor(bias):
+    if isinstance(weight, torch.Tensor):  # complex (a real one gets the op's error)
+        if bias is not None and not isinstance(bias, torch.Tensor):
             bias = torch.complex(*_parts_of(bias))
         return "complex", weight, bias
     w_re, w_im = _parts_of(weight)
@@ -100,6 +108,8 @@ def conv_padding(input, kernel_size, stride, padding, dilation, padding_mode="ze
 
 
 def _conv_input(input, n, name):
+    if isinstance(input, torch.Tensor) and not input.is_complex():
+        raise TypeError(f"{name}: expected a complex tensor, got {input.dtype}")
     z, rewrap = _to_complex(input, name)
     if z.dim() != n + 2:
         raise ValueError(f"{name}: expected a {n + 2}-D input [batch, channels, *{n} spatial dims], got shape "

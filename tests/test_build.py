@@ -4,7 +4,7 @@ import torch
 
 import cplxfast
 
-OPS = ["batch_norm", "batch_norm_backward", "batch_norm_grad_sums", "batch_norm_stats", "conv", "conv_backward", "conv_complex", "conv_complex_backward", "linear", "linear_backward", "linear_complex", "linear_complex_backward", "modrelu", "modrelu_backward"]
+OPS = ["batch_norm", "batch_norm_backward", "batch_norm_grad_sums", "batch_norm_stats", "conv", "conv_backward", "conv_complex", "conv_complex_backward", "gaussian_reparam", "gaussian_reparam_backward", "linear", "linear_backward", "linear_complex", "linear_complex_backward", "modrelu", "modrelu_backward"]
 
 
 def _has_kernel(op, key):

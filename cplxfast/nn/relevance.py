@@ -90,10 +90,14 @@ def _abs2(z):
     return torch.abs(z).square()
 
 
-class _Gaussian:
-    """log_sigma2 (a Parameter of the weight's shape, initialised to -10) and log_alpha."""
+class _Gaussian(BaseARD, SparsityStats):
+    """log_sigma2 (a Parameter of the weight's shape, registered after the layer's own, initialised
+    to -10), log_alpha and the relevance mask."""
 
-    def _add_log_sigma2(self):
+    __sparsity_ignore__ = ("log_sigma2",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         w = self.weight if isinstance(self.weight, torch.Tensor) else self.weight.real
         self.log_sigma2 = torch.nn.Parameter(torch.empty_like(w, memory_format=torch.contiguous_format))
         self.reset_variational_parameters()
@@ -117,15 +121,8 @@ class _Gaussian:
             return torch.le(self.log_alpha, threshold).to(self.log_alpha)
 
 
-class _CplxGaussian(_Gaussian, BaseARD, SparsityStats):
-    __sparsity_ignore__ = ("log_sigma2",)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._add_log_sigma2()
-
-    def _variance(self, *inputs):
-        raise NotImplementedError
+class _CplxGaussian(_Gaussian):
+    """The complex layers: mu on the fused op, then the fused noise; subclasses give s2 (_variance)."""
 
     def forward(self, *inputs):
         zs, rewraps = zip(*(to_complex(x, type(self).__name__) for x in inputs))
@@ -247,13 +244,7 @@ CplxLinearVDBogus, CplxBilinearVDBogus, CplxConv1dVDBogus, CplxConv2dVDBogus, Cp
 
 # ---- the real layers (plain PyTorch) -------------------------------------------------------------------------------
 
-class _RealGaussian(_Gaussian, BaseARD, SparsityStats):
-    __sparsity_ignore__ = ("log_sigma2",)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._add_log_sigma2()
-
+class _RealGaussian(_Gaussian):
     def forward(self, *inputs):
         mu = super().forward(*inputs)
         if not self.training:

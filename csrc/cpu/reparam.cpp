@@ -40,37 +40,43 @@ __attribute__((always_inline)) inline void noise_block(uint64_t seed, uint64_t o
   }
 }
 
-// out[i] = mu[i] + e_i sigma(s2[i]) for the elements of pairs [begin, end) below n.
+// f(i0, count, e_re, e_im) for the elements [i0, i0 + count) of each block of the pairs
+// [begin, end) (below n), with their noise e_re[j] + i e_im[j] for element i0 + j.
+template <typename T, typename F>
+__attribute__((always_inline)) inline void for_each_noise_block(uint64_t seed, uint64_t offset, int64_t begin,
+                                                                int64_t end, int64_t n, const F& f) {
+  T e_re[2 * kBlock], e_im[2 * kBlock];
+  for (int64_t p0 = begin; p0 < end; p0 += kBlock) {
+    const int64_t pairs = std::min(kBlock, end - p0);
+    noise_block<T>(seed, offset, p0, pairs, e_re, e_im);
+    f(2 * p0, std::min(2 * pairs, n - 2 * p0), e_re, e_im);
+  }
+}
+
+// out[i] = mu[i] + e_i sigma(s2[i]) for the elements of pairs [begin, end).
 template <typename T>
 __attribute__((always_inline)) inline void forward_range(uint64_t seed, uint64_t offset, int64_t begin, int64_t end,
                                                          int64_t n, const T* __restrict__ mu, const T* __restrict__ s2,
                                                          T* __restrict__ out) {
-  T e_re[2 * kBlock], e_im[2 * kBlock];
-  for (int64_t p0 = begin; p0 < end; p0 += kBlock) {
-    const int64_t pairs = std::min(kBlock, end - p0);
-    noise_block<T>(seed, offset, p0, pairs, e_re, e_im);
-    const int64_t i0 = 2 * p0, count = std::min(2 * pairs, n - i0);
+  for_each_noise_block<T>(seed, offset, begin, end, n, [&](int64_t i0, int64_t count, const T* e_re, const T* e_im) {
     for (int64_t j = 0; j < count; ++j) {
       const int64_t i = i0 + j;
       reparam_math::forward(mu[2 * i], mu[2 * i + 1], s2[i], e_re[j], e_im[j], out[2 * i], out[2 * i + 1]);
     }
-  }
+  });
 }
 
+// grad_s2[i] from g[i], s2[i] and the same noise.
 template <typename T>
 __attribute__((always_inline)) inline void backward_range(uint64_t seed, uint64_t offset, int64_t begin, int64_t end,
                                                           int64_t n, const T* __restrict__ g, const T* __restrict__ s2,
                                                           T* __restrict__ grad_s2) {
-  T e_re[2 * kBlock], e_im[2 * kBlock];
-  for (int64_t p0 = begin; p0 < end; p0 += kBlock) {
-    const int64_t pairs = std::min(kBlock, end - p0);
-    noise_block<T>(seed, offset, p0, pairs, e_re, e_im);
-    const int64_t i0 = 2 * p0, count = std::min(2 * pairs, n - i0);
+  for_each_noise_block<T>(seed, offset, begin, end, n, [&](int64_t i0, int64_t count, const T* e_re, const T* e_im) {
     for (int64_t j = 0; j < count; ++j) {
       const int64_t i = i0 + j;
       grad_s2[i] = reparam_math::grad_s2(g[2 * i], g[2 * i + 1], s2[i], e_re[j], e_im[j]);
     }
-  }
+  });
 }
 
 // Entry points compiled for AVX2 and the x86-64 baseline (cpu/vectorize.h).

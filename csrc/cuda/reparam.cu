@@ -22,6 +22,17 @@ namespace {
 // Philox blocks: torch's generator offsets count 32-bit values, four per block.
 constexpr uint64_t kValuesPerBlock = 4;
 
+// f(i, e_re, e_im) for every element i < n with its noise: one thread per pair (grid-stride).
+template <typename T, typename I, typename F>
+__device__ __forceinline__ void for_each_noise(uint64_t seed, uint64_t block, I n, const F& f) {
+  const I pairs = (n + 1) / 2;
+  for (I p = blockIdx.x * I(blockDim.x) + threadIdx.x; p < pairs; p += I(gridDim.x) * blockDim.x) {
+    T e[4];
+    reparam_math::noise_pair<T>(seed, block, p, e);
+    for (int k = 0; k < 2 && 2 * p + k < n; ++k) f(I(2 * p + k), e[2 * k], e[2 * k + 1]);
+  }
+}
+
 template <typename T, typename I>
 __global__ void reparam_forward_kernel(const Pair<T>* __restrict__ mu, const T* __restrict__ s2, I n,
                                        at::PhiloxCudaState state, int64_t* __restrict__ rng, Pair<T>* __restrict__ out) {
@@ -31,34 +42,21 @@ __global__ void reparam_forward_kernel(const Pair<T>* __restrict__ mu, const T* 
     rng[0] = static_cast<int64_t>(seed);
     rng[1] = static_cast<int64_t>(block);
   }
-  const I pairs = (n + 1) / 2;
-  for (I p = blockIdx.x * I(blockDim.x) + threadIdx.x; p < pairs; p += I(gridDim.x) * blockDim.x) {
-    T e[4];
-    reparam_math::noise_pair<T>(seed, block, p, e);
-    for (int k = 0; k < 2 && 2 * p + k < n; ++k) {
-      const I i = 2 * p + k;
-      const Pair<T> m = mu[i];
-      Pair<T> o;
-      reparam_math::forward(m.re, m.im, s2[i], e[2 * k], e[2 * k + 1], o.re, o.im);
-      out[i] = o;
-    }
-  }
+  for_each_noise<T>(seed, block, n, [&](I i, T e_re, T e_im) {
+    const Pair<T> m = mu[i];
+    Pair<T> o;
+    reparam_math::forward(m.re, m.im, s2[i], e_re, e_im, o.re, o.im);
+    out[i] = o;
+  });
 }
 
 template <typename T, typename I>
 __global__ void reparam_backward_kernel(const Pair<T>* __restrict__ g, const T* __restrict__ s2, I n,
                                         const int64_t* __restrict__ rng, T* __restrict__ grad_s2) {
-  const uint64_t seed = static_cast<uint64_t>(rng[0]), block = static_cast<uint64_t>(rng[1]);
-  const I pairs = (n + 1) / 2;
-  for (I p = blockIdx.x * I(blockDim.x) + threadIdx.x; p < pairs; p += I(gridDim.x) * blockDim.x) {
-    T e[4];
-    reparam_math::noise_pair<T>(seed, block, p, e);
-    for (int k = 0; k < 2 && 2 * p + k < n; ++k) {
-      const I i = 2 * p + k;
-      const Pair<T> gv = g[i];
-      grad_s2[i] = reparam_math::grad_s2(gv.re, gv.im, s2[i], e[2 * k], e[2 * k + 1]);
-    }
-  }
+  for_each_noise<T>(static_cast<uint64_t>(rng[0]), static_cast<uint64_t>(rng[1]), n, [&](I i, T e_re, T e_im) {
+    const Pair<T> gv = g[i];
+    grad_s2[i] = reparam_math::grad_s2(gv.re, gv.im, s2[i], e_re, e_im);
+  });
 }
 
 std::tuple<at::Tensor, at::Tensor> gaussian_reparam(const at::Tensor& mu, const at::Tensor& s2) {
