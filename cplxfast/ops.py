@@ -293,12 +293,14 @@ def gaussian_reparam(mu: Tensor, s2: Tensor) -> Tuple[Tensor, Tensor]:
 
 def gaussian_reparam_backward(grad: Tensor, s2: Tensor, rng: Tensor) -> Tensor:
     """grad_s2 = Re(conj(g) e) / (2 sqrt(s2)) where s2 > 1e-8 (else 0), with the forward's noise e
-    drawn again from rng."""
+    drawn again from rng; s2 must be the forward's, in its layout (which orders the noise)."""
     return _ops.gaussian_reparam_backward.default(grad, s2, rng)
 
 
 def _is_dense(t):
     """Tensor.is_non_overlapping_and_dense(): its elements fill a block of memory, each once."""
+    if any(sz == 0 for sz in t.shape):
+        return True
     expected = 1
     for stride, size in sorted((st, sz) for sz, st in zip(t.shape, t.stride()) if sz != 1):
         if stride != expected:
@@ -309,7 +311,7 @@ def _is_dense(t):
 
 def _noise_order_like(s2, dtype=None):
     """An empty tensor in the layout the kernels give s2-shaped results (s2's when it is dense)."""
-    if _is_dense(s2) and not s2.is_neg():
+    if _is_dense(s2):
         return torch.empty_strided(s2.shape, s2.stride(), dtype=dtype or s2.dtype, device=s2.device)
     return torch.empty(s2.shape, dtype=dtype or s2.dtype, device=s2.device)
 

@@ -97,5 +97,6 @@ TORCH_LIBRARY(cplxfast, m) {
   // Re(conj(g) e) / (2 sqrt(s2)) where s2 > 1e-8, else 0 (grad_mu is g).
   // Tagged random so that torch.compile neither merges nor reorders two calls.
   m.def("gaussian_reparam(Tensor mu, Tensor s2) -> (Tensor, Tensor)", {at::Tag::nondeterministic_seeded});
+  // The backward must get the forward's s2 as it was (its layout orders the noise).
   m.def("gaussian_reparam_backward(Tensor grad, Tensor s2, Tensor rng) -> Tensor");
 }

@@ -150,6 +150,24 @@ def test_layouts(device, layout):
     torch.testing.assert_close(out, ref.gaussian_reparam(mu, s2, e).to(out.device), rtol=1e-14, atol=1e-14)
 
 
+def test_lazily_negated_s2_is_read_with_its_sign(device):
+    """s2 = -v as a neg-bit view (contiguous or transposed) gives what -v materialised in the same
+    layout gives: the values -v (clamped to the floor), the noise in the same order."""
+    mu = crandn(5, 7, device=device)
+    v = torch.rand(5, 7, dtype=torch.float64, device=device) - 0.5
+    for lazy, dense in ((torch._neg_view(v), -v), (torch._neg_view(v.t()), -v.t())):
+        assert lazy.is_neg() and not dense.is_neg() and lazy.stride() == dense.stride()
+        m = mu if lazy.shape == mu.shape else mu.t()
+        torch.manual_seed(2)
+        a, rng = ops.gaussian_reparam(m, lazy)
+        torch.manual_seed(2)
+        b, _ = ops.gaussian_reparam(m, dense)
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        g = crandn(*m.shape, device=device)
+        torch.testing.assert_close(ops.gaussian_reparam_backward(g, lazy, rng),
+                                   ops.gaussian_reparam_backward(g, dense, rng), rtol=0, atol=0)
+
+
 def test_errors():
     mu, s2 = crandn(3, 4), torch.rand(3, 4, dtype=torch.float64)
     with pytest.raises(RuntimeError, match="mu must be a complex"):

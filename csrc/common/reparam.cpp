@@ -8,7 +8,9 @@
 namespace cplxfast {
 
 at::Tensor noise_order(const at::Tensor& s2) {
-  return s2.is_non_overlapping_and_dense() && !s2.is_neg() ? s2 : s2.contiguous();
+  // No lazy neg bit reaches here: the dispatcher's Negative fallback materialises such views first
+  // (keeping their strides), as tests/test_reparam.py checks.
+  return s2.is_non_overlapping_and_dense() ? s2 : s2.contiguous();
 }
 
 ReparamOperands plan_reparam(const char* op, const char* z_name, const at::Tensor& z, const at::Tensor& s2) {
@@ -18,7 +20,7 @@ ReparamOperands plan_reparam(const char* op, const char* z_name, const at::Tenso
   const at::Tensor s = noise_order(s2);
   // Complex strides count complex elements: the same numbers as s's strides count reals.
   at::Tensor zs = z;
-  if (z.strides() != s.strides() || z.is_conj() || z.is_neg()) {
+  if (z.strides() != s.strides()) {  // (lazy conj/neg views are materialised by the dispatcher)
     zs = at::empty_strided(s.sizes(), s.strides(), z.options());
     zs.copy_(z);
   }
