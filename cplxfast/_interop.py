@@ -23,9 +23,7 @@ def to_complex(input, layer):
                 f"{input.dtype} tensor; build one with torch.complex(re, im) or cplxmodule.Cplx(re, im)"
             )
         return input, _identity
-    re, im = getattr(input, "real", None), getattr(input, "imag", None)
-    if not (isinstance(re, torch.Tensor) and isinstance(im, torch.Tensor)):
-        raise TypeError(f"{layer}: expected a complex tensor or a Cplx (an object with .real and .imag tensors), got {type(input).__name__}")
+    re, im = parts_of(input, layer)
     kind = type(input)
     z = _viewed_complex(re, im)
     if z is None:
@@ -33,6 +31,16 @@ def to_complex(input, layer):
             raise ValueError(f"{layer}: the real part has shape {tuple(re.shape)} but the imaginary part {tuple(im.shape)}")
         z = torch.complex(re, im)
     return z, lambda out: _wrap(kind, out)
+
+
+def parts_of(obj, layer):
+    """(obj.real, obj.imag) of a complex tensor (views), a Cplx or a CplxParameter; TypeError unless
+    both are tensors."""
+    re, im = getattr(obj, "real", None), getattr(obj, "imag", None)
+    if not (isinstance(re, torch.Tensor) and isinstance(im, torch.Tensor)):
+        raise TypeError(f"{layer}: expected a complex tensor or a Cplx (an object with .real and .imag tensors), "
+                        f"got {type(obj).__name__}")
+    return re, im
 
 
 # Attribute of a real-part view made by _wrap: (its imaginary-part view, the complex tensor).

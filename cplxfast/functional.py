@@ -10,38 +10,26 @@ import torch
 import torch.nn.functional as F
 
 from . import ops as _ops
-from ._interop import to_complex
+from ._interop import _identity, parts_of, to_complex
 
 
 def _to_complex(input, name):
     """(tensor, rewrap): a tensor goes to the op as it is (the op checks it: its errors are the ones
     of the bad-input table), a Cplx is combined (zero-copy when it came from a cplxfast layer)."""
     if isinstance(input, torch.Tensor):
-        return input, _same
+        return input, _identity
     return to_complex(input, name)
 
 
-def _same(out):
-    return out
-
-
-def _parts_of(t):
-    """(re, im) real tensors of a complex tensor (views) or of a Cplx/CplxParameter."""
-    re, im = getattr(t, "real", None), getattr(t, "imag", None)
-    if not (isinstance(re, torch.Tensor) and isinstance(im, torch.Tensor)):
-        raise TypeError(f"expected a complex tensor or an object with .real and .imag tensors, got {type(t).__name__}")
-    return re, im
-
-
-def _weight_and_bias(weight, bias):
+def _weight_and_bias(weight, bias, name):
     """("complex", w, b) when the weight is a tensor (a Cplx bias is combined to one),
     else ("parts", w_re, w_im, b_re, b_im) (a complex bias is read through its real/imag views)."""
     if isinstance(weight, torch.Tensor):  # complex (a real one gets the op's error)
         if bias is not None and not isinstance(bias, torch.Tensor):
-            bias = torch.complex(*_parts_of(bias))
+            bias = torch.complex(*parts_of(bias, name))
         return "complex", weight, bias
-    w_re, w_im = _parts_of(weight)
-    b_re, b_im = (None, None) if bias is None else _parts_of(bias)
+    w_re, w_im = parts_of(weight, name)
+    b_re, b_im = (None, None) if bias is None else parts_of(bias, name)
     return "parts", w_re, w_im, b_re, b_im
 
 
@@ -53,7 +41,7 @@ def linear(input, weight, bias=None, algorithm=None):
     or "4m" (see :func:`cplxfast.set_default_algorithm`); None uses the global default.
     """
     z, rewrap = _to_complex(input, "cplxfast.functional.linear")
-    kind, *params = _weight_and_bias(weight, bias)
+    kind, *params = _weight_and_bias(weight, bias, "cplxfast.functional.linear")
     if kind == "complex":
         return rewrap(_ops.linear_complex(z, *params, algorithm))
     return rewrap(_ops.linear(z, *params, algorithm))
@@ -135,7 +123,7 @@ def _conv_op(input, weight, bias, stride, padding, dilation, transposed, output_
     """A complex weight (e.g. a complex nn.Parameter) goes to the complex-weight op: read in place,
     one complex gradient (not the gradients of .real/.imag views). A weight given as parts (a
     layer's CplxParameter, a Cplx) goes to the parts op."""
-    kind, *params = _weight_and_bias(weight, bias)
+    kind, *params = _weight_and_bias(weight, bias, "cplxfast.functional.conv")
     op = _ops.conv_complex if kind == "complex" else _ops.conv
     return op(input, *params, stride, padding, dilation, transposed, output_padding, groups, algorithm)
 

@@ -121,8 +121,42 @@ class _Gaussian(BaseARD, SparsityStats):
             return torch.le(self.log_alpha, threshold).to(self.log_alpha)
 
 
+class _LinearVariance:
+    """s2 = F.linear(x^2, exp(log_sigma2)), x^2 = |x|^2 for complex x."""
+
+    def _variance(self, x):
+        return F.linear(self._square(x), torch.exp(self.log_sigma2))
+
+
+class _BilinearVariance:
+    def _variance(self, x1, x2):
+        return F.bilinear(self._square(x1), self._square(x2), torch.exp(self.log_sigma2))
+
+
+class _ConvVariance:
+    """The convolution's real twin on x^2 (same stride, padding, dilation, groups); zero padding only,
+    as cplxmodule's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.padding_mode != "zeros":
+            raise ValueError(f"Only `zeros` padding mode is supported. Got `{self.padding_mode}`.")
+
+    def _variance(self, x):
+        conv = (F.conv1d, F.conv2d, F.conv3d)[len(self.kernel_size) - 1]
+        return conv(self._square(x), torch.exp(self.log_sigma2), None, self.stride, self.padding, self.dilation,
+                    self.groups)
+
+
+_VARIANCES = {"Linear": _LinearVariance, "Bilinear": _BilinearVariance, "Conv1d": _ConvVariance,
+              "Conv2d": _ConvVariance, "Conv3d": _ConvVariance}
+KINDS = tuple(_VARIANCES)
+
+
 class _CplxGaussian(_Gaussian):
-    """The complex layers: mu on the fused op, then the fused noise; subclasses give s2 (_variance)."""
+    """The complex layers: mu on the fused op, then the fused noise (s2 from the kind's _variance)."""
+
+    _square = staticmethod(_abs2)
 
     def forward(self, *inputs):
         zs, rewraps = zip(*(to_complex(x, type(self).__name__) for x in inputs))
@@ -135,25 +169,27 @@ class _CplxGaussian(_Gaussian):
         return _n_dropped_complex(self.weight, count_kept(self.relevance(threshold=threshold)))
 
 
-class _CplxConvGaussian(_CplxGaussian):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.padding_mode != "zeros":
-            raise ValueError(f"Only `zeros` padding mode is supported. Got `{self.padding_mode}`.")
+class _RealGaussian(_Gaussian):
+    """The real layers, plain PyTorch: torch.randn_like noise (cplxmodule's, bit for bit)."""
 
-    def _variance(self, z):
-        conv = (F.conv1d, F.conv2d, F.conv3d)[self._dims - 1]
-        return conv(_abs2(z), torch.exp(self.log_sigma2), None, self.stride, self.padding, self.dilation, self.groups)
+    @staticmethod
+    def _square(x):
+        return x * x
+
+    def forward(self, *inputs):
+        mu = super().forward(*inputs)
+        if not self.training:
+            return mu
+        s2 = self._variance(*inputs)
+        return mu + torch.randn_like(s2) * torch.sqrt(torch.clamp(s2, 1e-8))
+
+    def sparsity(self, *, threshold, **kwargs):
+        return [(id(self.weight), self.weight.numel() - count_kept(self.relevance(threshold=threshold)))]
 
 
-class _CplxLinearGaussian(_CplxGaussian):
-    def _variance(self, z):
-        return F.linear(_abs2(z), torch.exp(self.log_sigma2))
-
-
-class _CplxBilinearGaussian(_CplxGaussian):
-    def _variance(self, z1, z2):
-        return F.bilinear(_abs2(z1), _abs2(z2), torch.exp(self.log_sigma2))
+def _layer(name, penalty, kind, gaussian, layer, doc):
+    """The class cplxmodule calls ``name``: the penalty, the kind's variance, the Gaussian forward, the layer."""
+    return type(name, (penalty, _VARIANCES[kind], gaussian, layer), {"__doc__": doc, "__module__": __name__})
 
 
 # ---- penalties -----------------------------------------------------------------------------------------------------
@@ -213,69 +249,30 @@ class _CplxVDBogus:
 
 # ---- the complex layers --------------------------------------------------------------------------------------------
 
-_CPLX_BASES = {
-    "Linear": (_CplxLinearGaussian, CplxLinear), "Bilinear": (_CplxBilinearGaussian, CplxBilinear),
-    "Conv1d": (_CplxConvGaussian, CplxConv1d), "Conv2d": (_CplxConvGaussian, CplxConv2d),
-    "Conv3d": (_CplxConvGaussian, CplxConv3d),
-}
+_CPLX_LAYERS = {"Linear": CplxLinear, "Bilinear": CplxBilinear, "Conv1d": CplxConv1d, "Conv2d": CplxConv2d,
+                "Conv3d": CplxConv3d}
 _CPLX_PENALTIES = {"VD": _CplxVD, "ARD": _CplxARD, "VDScaleFree": _CplxVDScaleFree, "VDApprox": _CplxVDApprox,
                    "VDBogus": _CplxVDBogus}
 
 
 def _cplx_layer(kind, penalty):
-    gaussian, layer = _CPLX_BASES[kind]
     name = f"Cplx{kind}{penalty}"
     doc = (f"cplxmodule's {name}: :class:`cplxfast.nn.Cplx{kind}` (same signature) with ``log_sigma2``, the "
            f"reparametrised training forward and the {penalty} penalty (see the module docstring).")
-    return type(name, (_CPLX_PENALTIES[penalty], gaussian, layer), {"__doc__": doc, "__module__": __name__})
+    return _layer(name, _CPLX_PENALTIES[penalty], kind, _CplxGaussian, _CPLX_LAYERS[kind], doc)
 
 
-CplxLinearVD, CplxBilinearVD, CplxConv1dVD, CplxConv2dVD, CplxConv3dVD = (
-    _cplx_layer(k, "VD") for k in ("Linear", "Bilinear", "Conv1d", "Conv2d", "Conv3d"))
-CplxLinearARD, CplxBilinearARD, CplxConv1dARD, CplxConv2dARD, CplxConv3dARD = (
-    _cplx_layer(k, "ARD") for k in ("Linear", "Bilinear", "Conv1d", "Conv2d", "Conv3d"))
+CplxLinearVD, CplxBilinearVD, CplxConv1dVD, CplxConv2dVD, CplxConv3dVD = (_cplx_layer(k, "VD") for k in KINDS)
+CplxLinearARD, CplxBilinearARD, CplxConv1dARD, CplxConv2dARD, CplxConv3dARD = (_cplx_layer(k, "ARD") for k in KINDS)
 (CplxLinearVDScaleFree, CplxBilinearVDScaleFree, CplxConv1dVDScaleFree, CplxConv2dVDScaleFree,
- CplxConv3dVDScaleFree) = (_cplx_layer(k, "VDScaleFree") for k in ("Linear", "Bilinear", "Conv1d", "Conv2d", "Conv3d"))
+ CplxConv3dVDScaleFree) = (_cplx_layer(k, "VDScaleFree") for k in KINDS)
 CplxLinearVDApprox, CplxBilinearVDApprox, CplxConv1dVDApprox, CplxConv2dVDApprox, CplxConv3dVDApprox = (
-    _cplx_layer(k, "VDApprox") for k in ("Linear", "Bilinear", "Conv1d", "Conv2d", "Conv3d"))
+    _cplx_layer(k, "VDApprox") for k in KINDS)
 CplxLinearVDBogus, CplxBilinearVDBogus, CplxConv1dVDBogus, CplxConv2dVDBogus, CplxConv3dVDBogus = (
-    _cplx_layer(k, "VDBogus") for k in ("Linear", "Bilinear", "Conv1d", "Conv2d", "Conv3d"))
+    _cplx_layer(k, "VDBogus") for k in KINDS)
 
 
 # ---- the real layers (plain PyTorch) -------------------------------------------------------------------------------
-
-class _RealGaussian(_Gaussian):
-    def forward(self, *inputs):
-        mu = super().forward(*inputs)
-        if not self.training:
-            return mu
-        s2 = self._variance(*inputs)
-        return mu + torch.randn_like(s2) * torch.sqrt(torch.clamp(s2, 1e-8))
-
-    def sparsity(self, *, threshold, **kwargs):
-        return [(id(self.weight), self.weight.numel() - count_kept(self.relevance(threshold=threshold)))]
-
-
-class _RealConvGaussian(_RealGaussian):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.padding_mode != "zeros":
-            raise ValueError(f"Only `zeros` padding mode is supported. Got `{self.padding_mode}`.")
-
-    def _variance(self, x):
-        conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[len(self.kernel_size)]
-        return conv(x * x, torch.exp(self.log_sigma2), None, self.stride, self.padding, self.dilation, self.groups)
-
-
-class _RealLinearGaussian(_RealGaussian):
-    def _variance(self, x):
-        return F.linear(x * x, torch.exp(self.log_sigma2))
-
-
-class _RealBilinearGaussian(_RealGaussian):
-    def _variance(self, x1, x2):
-        return F.bilinear(x1 * x1, x2 * x2, torch.exp(self.log_sigma2))
-
 
 class _RealVD:
     @property
@@ -292,26 +289,19 @@ class _RealARD:
         return 0.5 * F.softplus(-self.log_alpha)
 
 
-_REAL_BASES = {
-    "Linear": (_RealLinearGaussian, torch.nn.Linear), "Bilinear": (_RealBilinearGaussian, torch.nn.Bilinear),
-    "Conv1d": (_RealConvGaussian, torch.nn.Conv1d), "Conv2d": (_RealConvGaussian, torch.nn.Conv2d),
-    "Conv3d": (_RealConvGaussian, torch.nn.Conv3d),
-}
+_REAL_LAYERS = {"Linear": torch.nn.Linear, "Bilinear": torch.nn.Bilinear, "Conv1d": torch.nn.Conv1d,
+                "Conv2d": torch.nn.Conv2d, "Conv3d": torch.nn.Conv3d}
 
 
 def _real_layer(kind, penalty):
-    gaussian, layer = _REAL_BASES[kind]
     name = f"{kind}{penalty}"
     doc = f"cplxmodule's {name}: torch.nn.{kind} with ``log_sigma2``, the reparametrised training forward and the " \
           f"{penalty} penalty."
-    return type(name, ({"VD": _RealVD, "ARD": _RealARD}[penalty], gaussian, layer),
-                {"__doc__": doc, "__module__": __name__})
+    return _layer(name, {"VD": _RealVD, "ARD": _RealARD}[penalty], kind, _RealGaussian, _REAL_LAYERS[kind], doc)
 
 
-LinearVD, BilinearVD, Conv1dVD, Conv2dVD, Conv3dVD = (
-    _real_layer(k, "VD") for k in ("Linear", "Bilinear", "Conv1d", "Conv2d", "Conv3d"))
-LinearARD, BilinearARD, Conv1dARD, Conv2dARD, Conv3dARD = (
-    _real_layer(k, "ARD") for k in ("Linear", "Bilinear", "Conv1d", "Conv2d", "Conv3d"))
+LinearVD, BilinearVD, Conv1dVD, Conv2dVD, Conv3dVD = (_real_layer(k, "VD") for k in KINDS)
+LinearARD, BilinearARD, Conv1dARD, Conv2dARD, Conv3dARD = (_real_layer(k, "ARD") for k in KINDS)
 
 
 class LinearL0(torch.nn.Linear, BaseARD, SparsityStats):

@@ -4,14 +4,19 @@
 #include <ATen/ATen.h>
 
 #include "common/checks.h"
+#include "common/layout.h"
 
 namespace cplxfast {
+namespace {
 
-at::Tensor noise_order(const at::Tensor& s2) {
-  // No lazy neg bit reaches here: the dispatcher's Negative fallback materialises such views first
-  // (keeping their strides), as tests/test_reparam.py checks.
-  return s2.is_non_overlapping_and_dense() ? s2 : s2.contiguous();
-}
+// s2 in the layout that orders the noise: s2 itself when it is dense (non-overlapping, no gaps),
+// else a contiguous copy. Decided from s2 alone, so the backward finds the forward's order when it
+// gets the same s2 (autograd saves it); an s2 of another layout would pair elements with other
+// noise. No lazy neg bit reaches here: the dispatcher's Negative fallback materialises such views
+// first (keeping their strides), as tests/test_reparam.py checks.
+at::Tensor noise_order(const at::Tensor& s2) { return s2.is_non_overlapping_and_dense() ? s2 : s2.contiguous(); }
+
+}  // namespace
 
 ReparamOperands plan_reparam(const char* op, const char* z_name, const at::Tensor& z, const at::Tensor& s2) {
   check_complex(op, z_name, z);
@@ -19,12 +24,7 @@ ReparamOperands plan_reparam(const char* op, const char* z_name, const at::Tenso
   TORCH_CHECK(s2.sizes() == z.sizes(), op, ": s2 has shape ", s2.sizes(), " but ", z_name, " has shape ", z.sizes());
   const at::Tensor s = noise_order(s2);
   // Complex strides count complex elements: the same numbers as s's strides count reals.
-  at::Tensor zs = z;
-  if (z.strides() != s.strides()) {  // (lazy conj/neg views are materialised by the dispatcher)
-    zs = at::empty_strided(s.sizes(), s.strides(), z.options());
-    zs.copy_(z);
-  }
-  return {zs, s, s.numel()};
+  return {with_layout_of(z, s), s, s.numel()};
 }
 
 void check_rng_state(const char* op, const at::Tensor& rng, const at::Tensor& like) {

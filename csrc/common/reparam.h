@@ -187,14 +187,9 @@ C10_HOST_DEVICE inline T grad_s2(T g_re, T g_im, T s2, T e_re, T e_im) {
 
 }  // namespace reparam_math
 
-// s2 in the layout that orders the noise: s2 itself when it is dense (non-overlapping, no gaps),
-// else a contiguous copy. Decided from s2 alone, so the backward finds the forward's order when it
-// gets the same s2 (autograd saves it); an s2 of another layout would pair elements with other
-// noise.
-at::Tensor noise_order(const at::Tensor& s2);
-
-// mu complex and s2 real of mu's precision and shape; returns s2 in noise order and a complex
-// tensor (mu, or the gradient in the backward) with the same strides, read with one flat index.
+// mu complex and s2 real of mu's precision and shape; returns s2 in the layout that orders the noise
+// (its own when dense, else contiguous: reparam.cpp) and a complex tensor (mu, or the gradient in
+// the backward) with the same strides, read with one flat index.
 struct ReparamOperands {
   at::Tensor z, s2;
   int64_t numel;
