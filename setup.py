@@ -104,7 +104,8 @@ if os.environ.get("CPLXFAST_SANITIZE", "0") == "1":
 
 sources = (
     ["csrc/ops.cpp"] + sorted(glob.glob("csrc/common/*.cpp"))
-    + sorted(glob.glob("csrc/autograd/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
+    + sorted(glob.glob("csrc/autograd/*.cpp")) + sorted(glob.glob("csrc/autocast/*.cpp"))
+    + sorted(glob.glob("csrc/cpu/*.cpp"))
 )
 if WITH_CUDA:
     sources += sorted(glob.glob("csrc/cuda/*.cu"))

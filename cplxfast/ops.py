@@ -14,27 +14,50 @@ from . import _config
 _ops = torch.ops.cplxfast
 
 
+# ------------------------------------------------------------------------- mixed precision
+# operand_dtype (linear and conv ops): None, the input's real dtype (full precision), or
+# torch.bfloat16 / torch.float16 for complex64 inputs: the real products take 16-bit operands and
+# accumulate and return float32. torch.autocast sets it (the ops' autocast kernels); an explicit
+# value is kept under autocast.
+def _check_operand_dtype(op: str, x: Tensor, operand_dtype: Optional[torch.dtype]) -> None:
+    if operand_dtype is None or operand_dtype == x.real.dtype:
+        return
+    torch._check(
+        operand_dtype in (torch.bfloat16, torch.float16),
+        lambda: f"{op}: operand_dtype must be None, the input's real dtype, torch.bfloat16 or torch.float16, "
+        f"got {operand_dtype}",
+    )
+    torch._check(
+        x.dtype == torch.complex64,
+        lambda: f"{op}: operand_dtype {operand_dtype} (16-bit operands, float32 products) needs a complex64 "
+        f"input, got {x.dtype}",
+    )
+
+
 # ---------------------------------------------------------------------------------- linear
 def linear(
     x: Tensor, weight_re: Tensor, weight_im: Tensor, bias_re: Optional[Tensor] = None,
-    bias_im: Optional[Tensor] = None, algorithm: Optional[str] = None,
+    bias_im: Optional[Tensor] = None, algorithm: Optional[str] = None, operand_dtype: Optional[torch.dtype] = None,
 ) -> Tensor:
     """y = x W^T + b for complex x [*, in] and W = weight_re + i weight_im [out, in],
     b = bias_re + i bias_im [out] (real parts, any strides): returns complex [*, out]."""
-    return _ops.linear.default(x, weight_re, weight_im, bias_re, bias_im, _config.resolve(algorithm))
+    return _ops.linear.default(x, weight_re, weight_im, bias_re, bias_im, _config.resolve(algorithm), operand_dtype)
 
 
 def linear_backward(
     grad: Tensor, x: Tensor, weight_re: Tensor, weight_im: Tensor, algorithm: Optional[str] = None,
-    output_mask: Sequence[bool] = (True, True, True),
+    output_mask: Sequence[bool] = (True, True, True), operand_dtype: Optional[torch.dtype] = None,
 ) -> Tuple[Optional[Tensor], ...]:
     """(grad_x, grad_weight_re, grad_weight_im, grad_bias_re, grad_bias_im) from grad_x = g conj(W),
     grad_W = g^T conj(x), grad_b = sum g; None where output_mask (x, weight, bias) is False."""
-    return _ops.linear_backward.default(grad, x, weight_re, weight_im, _config.resolve(algorithm), list(output_mask))
+    return _ops.linear_backward.default(
+        grad, x, weight_re, weight_im, _config.resolve(algorithm), list(output_mask), operand_dtype
+    )
 
 
 @torch.library.register_fake("cplxfast::linear")
-def _linear_fake(x, weight_re, weight_im, bias_re, bias_im, algorithm):
+def _linear_fake(x, weight_re, weight_im, bias_re, bias_im, algorithm, operand_dtype=None):
+    _check_operand_dtype("cplxfast.linear", x, operand_dtype)
     torch._check(x.dim() >= 1, lambda: "cplxfast.linear: input must have at least 1 dimension")
     torch._check(
         x.shape[-1] == weight_re.shape[1],
@@ -44,7 +67,8 @@ def _linear_fake(x, weight_re, weight_im, bias_re, bias_im, algorithm):
 
 
 @torch.library.register_fake("cplxfast::linear_backward")
-def _linear_backward_fake(grad, x, weight_re, weight_im, algorithm, output_mask):
+def _linear_backward_fake(grad, x, weight_re, weight_im, algorithm, output_mask, operand_dtype=None):
+    _check_operand_dtype("cplxfast.linear_backward", x, operand_dtype)
     real = x.new_empty((), dtype=weight_re.dtype)
     grad_x = x.new_empty(x.shape) if output_mask[0] else None
     grad_w = [real.new_empty(weight_re.shape) if output_mask[1] else None for _ in range(2)]
@@ -52,27 +76,33 @@ def _linear_backward_fake(grad, x, weight_re, weight_im, algorithm, output_mask)
     return grad_x, *grad_w, *grad_b
 
 
-def linear_complex(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, algorithm: Optional[str] = None) -> Tensor:
+def linear_complex(
+    x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, algorithm: Optional[str] = None,
+    operand_dtype: Optional[torch.dtype] = None,
+) -> Tensor:
     """y = x W^T + b for complex x [*, in], W [out, in] and b [out]: the complex-weight variant of
     :func:`linear` (native complex parameters; their gradients come back complex)."""
-    return _ops.linear_complex.default(x, weight, bias, _config.resolve(algorithm))
+    return _ops.linear_complex.default(x, weight, bias, _config.resolve(algorithm), operand_dtype)
 
 
 def linear_complex_backward(
     grad: Tensor, x: Tensor, weight: Tensor, algorithm: Optional[str] = None,
-    output_mask: Sequence[bool] = (True, True, True),
+    output_mask: Sequence[bool] = (True, True, True), operand_dtype: Optional[torch.dtype] = None,
 ) -> Tuple[Optional[Tensor], ...]:
     """(grad_x, grad_weight, grad_bias), complex; None where output_mask (x, weight, bias) is False."""
-    return _ops.linear_complex_backward.default(grad, x, weight, _config.resolve(algorithm), list(output_mask))
+    return _ops.linear_complex_backward.default(
+        grad, x, weight, _config.resolve(algorithm), list(output_mask), operand_dtype
+    )
 
 
 @torch.library.register_fake("cplxfast::linear_complex")
-def _linear_complex_fake(x, weight, bias, algorithm):
-    return _linear_fake(x, weight, None, None, None, algorithm)
+def _linear_complex_fake(x, weight, bias, algorithm, operand_dtype=None):
+    return _linear_fake(x, weight, None, None, None, algorithm, operand_dtype)
 
 
 @torch.library.register_fake("cplxfast::linear_complex_backward")
-def _linear_complex_backward_fake(grad, x, weight, algorithm, output_mask):
+def _linear_complex_backward_fake(grad, x, weight, algorithm, output_mask, operand_dtype=None):
+    _check_operand_dtype("cplxfast.linear_complex_backward", x, operand_dtype)
     grad_x = x.new_empty(x.shape) if output_mask[0] else None
     grad_w = x.new_empty(weight.shape) if output_mask[1] else None
     grad_b = x.new_empty((weight.shape[0],)) if output_mask[2] else None

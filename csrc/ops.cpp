@@ -25,17 +25,22 @@ TORCH_LIBRARY(cplxfast, m) {
   // tensor: no copy either way). algorithm: "3m" (Gauss), "4m" (backend complex GEMM) or
   // "auto" (3m where it measured faster). Backward: grad_x = g conj(W), grad_W = g^T conj(x),
   // grad_b = sum g, returned as real parts; output_mask (x, weight, bias) selects them.
+  // operand_dtype (mixed precision; set by the ops' autocast kernels, csrc/autocast/): the real
+  // products take their operands rounded to bfloat16 or float16 and accumulate and return float32,
+  // so the recombination runs in float32 (complex64 x only). None: the input's own precision.
   m.def(
       "linear(Tensor x, Tensor weight_re, Tensor weight_im, Tensor? bias_re, Tensor? bias_im,"
-      " str algorithm) -> Tensor");
+      " str algorithm, ScalarType? operand_dtype=None) -> Tensor");
   m.def(
       "linear_backward(Tensor grad, Tensor x, Tensor weight_re, Tensor weight_im, str algorithm,"
-      " bool[3] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      " bool[3] output_mask, ScalarType? operand_dtype=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   // The same with a complex weight and bias (native complex parameters), complex gradients.
-  m.def("linear_complex(Tensor x, Tensor weight, Tensor? bias, str algorithm) -> Tensor");
   m.def(
-      "linear_complex_backward(Tensor grad, Tensor x, Tensor weight, str algorithm, bool[3] output_mask)"
-      " -> (Tensor, Tensor, Tensor)");
+      "linear_complex(Tensor x, Tensor weight, Tensor? bias, str algorithm, ScalarType? operand_dtype=None)"
+      " -> Tensor");
+  m.def(
+      "linear_complex_backward(Tensor grad, Tensor x, Tensor weight, str algorithm, bool[3] output_mask,"
+      " ScalarType? operand_dtype=None) -> (Tensor, Tensor, Tensor)");
 
   // ---- convolution (1d/2d/3d, transposed): torch's conv semantics on complex x [B, C_in, *S]
   // with W = weight_re + i weight_im ([C_out, C_in / groups, *k], or [C_in, C_out / groups, *k]

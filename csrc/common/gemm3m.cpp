@@ -2,6 +2,7 @@
 #include "common/gemm3m.h"
 
 #include <algorithm>
+#include <optional>
 
 #include <ATen/ATen.h>
 #include <c10/util/accumulate.h>
@@ -15,16 +16,35 @@ namespace {
 
 enum class Algorithm { k3M, k4M };
 
+// The precision of the real products (gemm3m.h): operands of dtype `operands`; mixed when that
+// is a 16-bit dtype whose products come back in float32.
+struct Precision {
+  at::ScalarType operands;
+  bool mixed;
+};
+
+Precision resolve_precision(const char* op, const at::Tensor& x, std::optional<at::ScalarType> operand_dtype) {
+  const at::ScalarType real = c10::toRealValueType(x.scalar_type());
+  if (!operand_dtype.has_value() || *operand_dtype == real) return {real, false};
+  const at::ScalarType dtype = *operand_dtype;
+  TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kHalf, op,
+              ": operand_dtype must be None, the input's real dtype, torch.bfloat16 or torch.float16, got ", dtype);
+  TORCH_CHECK(real == at::kFloat, op, ": operand_dtype ", dtype,
+              " (16-bit operands, float32 products) needs a complex64 input, got ", x.scalar_type());
+  return {dtype, true};
+}
+
 Algorithm resolve_algorithm(
     const char* op, c10::string_view name, int64_t M, int64_t N, int64_t K,
-    at::ScalarType dtype, const Gemm3mBackend& backend) {
+    at::ScalarType dtype, bool mixed, const Gemm3mBackend& backend) {
   Algorithm algo;
   if (name == "3m") {
     algo = Algorithm::k3M;
   } else if (name == "4m") {
     algo = Algorithm::k4M;
   } else if (name == "auto") {
-    algo = backend.prefer_3m(M, N, K, dtype) ? Algorithm::k3M : Algorithm::k4M;
+    // Mixed precision: always the block form (gemm3m.h; measured in SEMANTICS.md).
+    algo = !mixed && backend.prefer_3m(M, N, K, dtype) ? Algorithm::k3M : Algorithm::k4M;
   } else {
     TORCH_CHECK(false, op, ": algorithm must be \"auto\", \"3m\" or \"4m\", got \"", name, "\"");
   }
@@ -98,8 +118,29 @@ at::Tensor planes_view(const at::Tensor& slice, int64_t rows, int64_t cols) {
 // Elements of a slice holding 3 planes [rows, cols].
 int64_t planes_numel(int64_t rows, int64_t cols) { return 3 * Workspace::plane_stride(rows, cols); }
 
+// The scratch of one 3M call: operand planes in the operands' dtype and products in the input's
+// real dtype, in one Workspace block when the two are the same.
+class Scratch {
+ public:
+  Scratch(const at::Tensor& x, const Precision& prec, int64_t plane_numel, int64_t product_numel)
+      : products_(real_options(x), (prec.mixed ? 0 : plane_numel) + product_numel) {
+    if (prec.mixed) operands_.emplace(x.options().dtype(prec.operands), plane_numel);
+  }
+  at::Tensor planes(int64_t numel) { return (operands_ ? *operands_ : products_).take(numel); }
+  at::Tensor products(int64_t numel) { return products_.take(numel); }
+
+ private:
+  Workspace products_;
+  std::optional<Workspace> operands_;
+};
+
 // P[j] (= or +=) A[j] B[j] for the three planes.
-void real_products(const Gemm3mBackend& backend, at::Tensor P, const at::Tensor& A, const at::Tensor& B, bool accumulate) {
+void real_products(const Gemm3mBackend& backend, at::Tensor P, const at::Tensor& A, const at::Tensor& B,
+                   bool accumulate, bool mixed) {
+  if (mixed) {
+    for (int64_t j = 0; j < 3; ++j) backend.mixed_mm(P.select(0, j), A.select(0, j), B.select(0, j), accumulate);
+    return;
+  }
   if (backend.batched) {
     if (accumulate) {
       P.baddbmm_(A, B);
@@ -144,8 +185,61 @@ struct LinearGrads {
   ParamGrad weight, bias;
 };
 
+// z [rows, cols] complex as the real matrix [rows, 2 cols] of its interleaved (re, im) pairs,
+// rounded to dtype: the operand of the block form (gemm3m.h), in one pass.
+at::Tensor interleaved_real(const at::Tensor& z, at::ScalarType dtype) {
+  at::Tensor out = at::empty({z.size(0), 2 * z.size(1)}, z.options().dtype(dtype).memory_format(at::MemoryFormat::Contiguous));
+  out.view({z.size(0), z.size(1), 2}).copy_(at::view_as_real(z.resolve_conj()));
+  return out;
+}
+
+// Bt [2N, 2K], rounded to dtype, for W = re + i im [N, K]: rows (n, 0) hold the interleaved pairs
+// (Re W, -Im W)[n, :], rows (n, 1) (Im W, Re W)[n, :]. Its transpose is the block matrix of y = x W^T
+// ([M, 2K] x [2K, 2N]); Bt itself is that of the input gradient g conj(W) ([M, 2N] x [2N, 2K]).
+at::Tensor block_weight(const ComplexPair& w, at::ScalarType dtype) {
+  const int64_t N = w.re.size(0), K = w.re.size(1);
+  at::Tensor bt = at::empty({N, 2, K, 2}, w.re.options().dtype(dtype).memory_format(at::MemoryFormat::Contiguous));
+  bt.select(1, 0).select(2, 0).copy_(w.re);
+  bt.select(1, 0).select(2, 1).copy_(w.im).neg_();
+  bt.select(1, 1).select(2, 0).copy_(w.im);
+  bt.select(1, 1).select(2, 1).copy_(w.re);
+  return bt.view({2 * N, 2 * K});
+}
+
+// y [M, N] = x W^T + b by the block form, written into y's interleaved float32 parts.
+void forward_block(const at::Tensor& y, const at::Tensor& x, const ComplexPair& weight, const ComplexPair* bias,
+                   at::ScalarType dtype, const Gemm3mBackend& backend) {
+  const int64_t M = y.size(0), N = y.size(1);
+  if (bias != nullptr) y.copy_(complex_of(bias->re, bias->im).expand({M, N}));
+  backend.mixed_mm(at::view_as_real(y).view({M, 2 * N}), interleaved_real(x, dtype), block_weight(weight, dtype).t(),
+                   /*accumulate=*/bias != nullptr);
+}
+
+// The weight (and input) gradients by the block form. G = g2^T x2 [2N, 2K] holds the four real
+// products: grad_W = (G[n0, k0] + G[n1, k1]) + i (G[n1, k0] - G[n0, k1]).
+void backward_block(LinearGrads& out, const at::Tensor& g, const at::Tensor& x, const ComplexPair& weight,
+                    bool need_x, bool need_w, bool complex_grads, at::ScalarType dtype, const Gemm3mBackend& backend) {
+  const int64_t M = x.size(0), N = weight.re.size(0), K = weight.re.size(1);
+  const at::Tensor g2 = interleaved_real(g, dtype);
+  if (need_x) {
+    out.x = at::empty({M, K}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    backend.mixed_mm(at::view_as_real(out.x).view({M, 2 * K}), g2, block_weight(weight, dtype), false);
+  }
+  if (need_w) {
+    const at::Tensor G = at::empty({2 * N, 2 * K}, real_options(x));
+    backend.mixed_mm(G, g2.t(), interleaved_real(x, dtype), false);
+    const at::Tensor G4 = G.view({N, 2, K, 2});
+    const auto product = [&](int64_t a, int64_t b) { return G4.select(1, a).select(2, b); };
+    out.weight = ParamGrad({N, K}, x, complex_grads);
+    ComplexPair p = out.weight.parts();
+    at::add_out(p.re, product(0, 0), product(1, 1));
+    at::sub_out(p.im, product(1, 0), product(0, 1));
+  }
+}
+
 at::Tensor forward_impl(const char* op, const at::Tensor& x_in, const ComplexPair& weight, const ComplexPair* bias,
-                        c10::string_view algorithm, const Gemm3mBackend& backend) {
+                        c10::string_view algorithm, std::optional<at::ScalarType> operand_dtype,
+                        const Gemm3mBackend& backend) {
   const int64_t N = weight.re.size(0), K = weight.re.size(1);
   std::vector<int64_t> out_shape = x_in.sizes().vec();
   out_shape.back() = N;
@@ -154,7 +248,14 @@ at::Tensor forward_impl(const char* op, const at::Tensor& x_in, const ComplexPai
   const int64_t M = x.size(0);
   at::Tensor y = at::empty({M, N}, x.options().memory_format(at::MemoryFormat::Contiguous));
 
-  if (resolve_algorithm(op, algorithm, M, N, K, x.scalar_type(), backend) == Algorithm::k4M) {
+  const Precision prec = resolve_precision(op, x, operand_dtype);
+  const Algorithm algo = resolve_algorithm(op, algorithm, M, N, K, x.scalar_type(), prec.mixed, backend);
+  const bool empty = M == 0 || N == 0 || K == 0;
+  if (algo == Algorithm::k4M && prec.mixed && !empty) {
+    forward_block(y, x, weight, bias, prec.operands, backend);
+    return y.view(out_shape);
+  }
+  if (algo == Algorithm::k4M) {
     const at::Tensor w = complex_of(weight.re, weight.im);
     if (bias != nullptr) {
       at::addmm_out(y, complex_of(bias->re, bias->im), x, w.t());
@@ -165,21 +266,21 @@ at::Tensor forward_impl(const char* op, const at::Tensor& x_in, const ComplexPai
   }
 
   const int64_t chunk = chunk_of(backend, M);
-  Workspace ws(real_options(x), planes_numel(N, K) + planes_numel(chunk, K) + planes_numel(chunk, N));
-  at::Tensor w_planes = planes_view(ws.take(planes_numel(N, K)), N, K);
+  Scratch ws(x, prec, planes_numel(N, K) + planes_numel(chunk, K), planes_numel(chunk, N));
+  at::Tensor w_planes = planes_view(ws.planes(planes_numel(N, K)), N, K);
   backend.planes.split(weight, /*conj=*/false, w_planes.unbind(0));
   const at::Tensor w_planes_t = w_planes.transpose(1, 2);  // planes of W^T, [3, K, N]
   const ComplexPair b = bias != nullptr ? *bias : ComplexPair{};
   const ComplexPair xs = parts(x), ys = parts(y);
 
-  at::Tensor x_buf = ws.take(planes_numel(chunk, K));
-  at::Tensor p_buf = ws.take(planes_numel(chunk, N));
+  at::Tensor x_buf = ws.planes(planes_numel(chunk, K));
+  at::Tensor p_buf = ws.products(planes_numel(chunk, N));
   for (int64_t r0 = 0; r0 < M; r0 += chunk) {
     const int64_t rows = std::min(chunk, M - r0);
     at::Tensor x_planes = planes_view(x_buf, rows, K);
     at::Tensor products = planes_view(p_buf, rows, N);
     backend.planes.split(rows_of(xs, r0, rows), /*conj=*/false, x_planes.unbind(0));
-    real_products(backend, products, x_planes, w_planes_t, /*accumulate=*/false);
+    real_products(backend, products, x_planes, w_planes_t, /*accumulate=*/false, prec.mixed);
     backend.planes.combine(products.unbind(0), b, rows_of(ys, r0, rows));
   }
   return y.view(out_shape);
@@ -187,7 +288,7 @@ at::Tensor forward_impl(const char* op, const at::Tensor& x_in, const ComplexPai
 
 LinearGrads backward_impl(const char* op, const at::Tensor& grad_in, const at::Tensor& x_in, const ComplexPair& weight,
                           c10::string_view algorithm, std::array<bool, 3> output_mask, bool complex_grads,
-                          const Gemm3mBackend& backend) {
+                          std::optional<at::ScalarType> operand_dtype, const Gemm3mBackend& backend) {
   check_complex(op, "grad", grad_in);
   check_same_dtype_device(op, "grad", grad_in, x_in);
   const int64_t N = weight.re.size(0), K = weight.re.size(1);
@@ -214,7 +315,14 @@ LinearGrads backward_impl(const char* op, const at::Tensor& grad_in, const at::T
   }
   if (!need_x && !need_w) return out;
 
-  if (resolve_algorithm(op, algorithm, M, N, K, x.scalar_type(), backend) == Algorithm::k4M) {
+  const Precision prec = resolve_precision(op, x, operand_dtype);
+  const Algorithm algo = resolve_algorithm(op, algorithm, M, N, K, x.scalar_type(), prec.mixed, backend);
+  if (algo == Algorithm::k4M && prec.mixed && M > 0 && N > 0 && K > 0) {
+    backward_block(out, g, x, weight, need_x, need_w, complex_grads, prec.operands, backend);
+    if (need_x) out.x = out.x.view(x_in.sizes());
+    return out;
+  }
+  if (algo == Algorithm::k4M) {
     // conj(W) is lazy; the backend resolves it (a copy of W) since BLAS has no conjugated,
     // untransposed operand.
     if (need_x) out.x = at::mm(g, complex_of(weight.re, weight.im).conj()).view(x_in.sizes());
@@ -235,36 +343,39 @@ LinearGrads backward_impl(const char* op, const at::Tensor& grad_in, const at::T
   // grad_x [M, K] = g conj(W): long side M.  grad_W [N, K] = g^T conj(x): reduces over M.
   // Both are driven by one pass over M in chunks, so g's planes are built once for both.
   const int64_t chunk = chunk_of(backend, M);
-  const int64_t per_grad = planes_numel(N, K) + planes_numel(chunk, K);
-  Workspace ws(real_options(x), (need_x ? per_grad : 0) + (need_w ? per_grad : 0) + planes_numel(chunk, N));
+  // Operand planes: conj(W) (for grad_x), x's chunk (for grad_W) and g's chunk; products: grad_x's
+  // chunk and grad_W's (accumulated over the chunks of M).
+  Scratch ws(x, prec,
+             (need_x ? planes_numel(N, K) : 0) + (need_w ? planes_numel(chunk, K) : 0) + planes_numel(chunk, N),
+             (need_x ? planes_numel(chunk, K) : 0) + (need_w ? planes_numel(N, K) : 0));
   const ComplexPair gs = parts(g), xs = parts(x);
   at::Tensor w_planes, gx_buf, gw_products, x_buf;
   ComplexPair gxs;
   if (need_x) {
     out.x = at::empty({M, K}, x.options().memory_format(at::MemoryFormat::Contiguous));
     gxs = parts(out.x);
-    w_planes = planes_view(ws.take(planes_numel(N, K)), N, K);  // planes of conj(W)
+    w_planes = planes_view(ws.planes(planes_numel(N, K)), N, K);  // planes of conj(W)
     backend.planes.split(weight, /*conj=*/true, w_planes.unbind(0));
-    gx_buf = ws.take(planes_numel(chunk, K));
+    gx_buf = ws.products(planes_numel(chunk, K));
   }
   if (need_w) {
-    gw_products = planes_view(ws.take(planes_numel(N, K)), N, K);  // accumulated over the chunks of M
-    x_buf = ws.take(planes_numel(chunk, K));
+    gw_products = planes_view(ws.products(planes_numel(N, K)), N, K);  // accumulated over the chunks of M
+    x_buf = ws.planes(planes_numel(chunk, K));
   }
-  at::Tensor g_buf = ws.take(planes_numel(chunk, N));
+  at::Tensor g_buf = ws.planes(planes_numel(chunk, N));
   for (int64_t r0 = 0; r0 < M; r0 += chunk) {
     const int64_t rows = std::min(chunk, M - r0);
     at::Tensor g_planes = planes_view(g_buf, rows, N);
     backend.planes.split(rows_of(gs, r0, rows), /*conj=*/false, g_planes.unbind(0));
     if (need_x) {
       at::Tensor products = planes_view(gx_buf, rows, K);
-      real_products(backend, products, g_planes, w_planes, /*accumulate=*/false);
+      real_products(backend, products, g_planes, w_planes, /*accumulate=*/false, prec.mixed);
       backend.planes.combine(products.unbind(0), ComplexPair{}, rows_of(gxs, r0, rows));
     }
     if (need_w) {
       at::Tensor x_planes = planes_view(x_buf, rows, K);  // planes of conj(x)
       backend.planes.split(rows_of(xs, r0, rows), /*conj=*/true, x_planes.unbind(0));
-      real_products(backend, gw_products, g_planes.transpose(1, 2), x_planes, /*accumulate=*/r0 > 0);
+      real_products(backend, gw_products, g_planes.transpose(1, 2), x_planes, /*accumulate=*/r0 > 0, prec.mixed);
     }
   }
   if (need_x) out.x = out.x.view(x_in.sizes());
@@ -280,45 +391,47 @@ LinearGrads backward_impl(const char* op, const at::Tensor& grad_in, const at::T
 at::Tensor linear_forward(
     const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
     const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
-    c10::string_view algorithm, const Gemm3mBackend& backend) {
+    c10::string_view algorithm, std::optional<at::ScalarType> operand_dtype, const Gemm3mBackend& backend) {
   const char* op = "cplxfast.linear";
   const at::Tensor* b_re = present(bias_re);
   const at::Tensor* b_im = present(bias_im);
   check_linear_args(op, x, weight_re, weight_im, b_re, b_im);
   const ComplexPair bias = b_re != nullptr ? ComplexPair{*b_re, *b_im} : ComplexPair{};
-  return forward_impl(op, x, {weight_re, weight_im}, b_re != nullptr ? &bias : nullptr, algorithm, backend);
+  return forward_impl(op, x, {weight_re, weight_im}, b_re != nullptr ? &bias : nullptr, algorithm, operand_dtype,
+                      backend);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
     const at::Tensor& weight_im, c10::string_view algorithm, std::array<bool, 3> output_mask,
-    const Gemm3mBackend& backend) {
+    std::optional<at::ScalarType> operand_dtype, const Gemm3mBackend& backend) {
   const char* op = "cplxfast.linear_backward";
   check_linear_args(op, x, weight_re, weight_im, nullptr, nullptr);
-  const LinearGrads g = backward_impl(op, grad, x, {weight_re, weight_im}, algorithm, output_mask, false, backend);
+  const LinearGrads g =
+      backward_impl(op, grad, x, {weight_re, weight_im}, algorithm, output_mask, false, operand_dtype, backend);
   return {g.x, g.weight.re, g.weight.im, g.bias.re, g.bias.im};
 }
 
 at::Tensor linear_complex_forward(
     const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-    c10::string_view algorithm, const Gemm3mBackend& backend) {
+    c10::string_view algorithm, std::optional<at::ScalarType> operand_dtype, const Gemm3mBackend& backend) {
   const char* op = "cplxfast.linear_complex";
   const at::Tensor* b = present(bias);
   check_complex_params(op, x, weight, b);
   const ComplexPair w = parts(weight);
   const ComplexPair bp = b != nullptr ? parts(*b) : ComplexPair{};
   check_linear_args(op, x, w.re, w.im, b != nullptr ? &bp.re : nullptr, b != nullptr ? &bp.im : nullptr);
-  return forward_impl(op, x, w, b != nullptr ? &bp : nullptr, algorithm, backend);
+  return forward_impl(op, x, w, b != nullptr ? &bp : nullptr, algorithm, operand_dtype, backend);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_complex_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight, c10::string_view algorithm,
-    std::array<bool, 3> output_mask, const Gemm3mBackend& backend) {
+    std::array<bool, 3> output_mask, std::optional<at::ScalarType> operand_dtype, const Gemm3mBackend& backend) {
   const char* op = "cplxfast.linear_complex_backward";
   check_complex_params(op, x, weight, nullptr);
   const ComplexPair w = parts(weight);
   check_linear_args(op, x, w.re, w.im, nullptr, nullptr);
-  const LinearGrads g = backward_impl(op, grad, x, w, algorithm, output_mask, true, backend);
+  const LinearGrads g = backward_impl(op, grad, x, w, algorithm, output_mask, true, operand_dtype, backend);
   return {g.x, g.weight.z, g.bias.z};
 }
 

@@ -10,6 +10,7 @@
 // backend kernels, passed in with the Gemm3mBackend.
 #pragma once
 #include <array>
+#include <optional>
 #include <tuple>
 
 #include <ATen/core/Tensor.h>
@@ -28,7 +29,20 @@ struct Gemm3mBackend {
   bool batched;
   // "auto": does 3M pay for an [M, K] x [K, N] complex product on this backend?
   bool (*prefer_3m)(int64_t M, int64_t N, int64_t K, at::ScalarType dtype);
+  // Mixed precision: P (= or +=) A B for real matrices A [rows, K] and B [K, cols] of a 16-bit
+  // float dtype (bfloat16, float16; any strides with one unit stride) and a float32 P [rows,
+  // cols] with column stride 1: the products are accumulated and returned in float32.
+  void (*mixed_mm)(const at::Tensor& P, const at::Tensor& A, const at::Tensor& B, bool accumulate);
 };
+
+// Mixed precision (the ops' operand_dtype, set under torch.autocast): the real products take
+// their operands rounded to bfloat16 or float16 and return float32, for complex64 inputs.
+// "4m" (and "auto") is then the real block form, one GEMM of the interleaved matrices:
+//   [x_re x_im interleaved] [M, 2K]  x  B [2K, 2N]  ->  [y_re y_im interleaved] [M, 2N],
+// written straight into the complex64 output; its parts are sums of products that never
+// cancel, so each keeps bf16's relative accuracy. "3m" rounds the sum planes Re + Im to 16 bits,
+// which loses the imaginary part of nearly real products (SEMANTICS.md, "Mixed precision").
+// nullopt or the input's own real dtype: full precision.
 
 // Two variants of each op, one driver: the weight and bias as real parts (a layer's real and
 // imaginary Parameters, cplxmodule's layout; their gradients come back as real parts), or as
@@ -39,7 +53,7 @@ struct Gemm3mBackend {
 at::Tensor linear_forward(
     const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
     const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
-    c10::string_view algorithm, const Gemm3mBackend& backend);
+    c10::string_view algorithm, std::optional<at::ScalarType> operand_dtype, const Gemm3mBackend& backend);
 
 // (grad_x, grad_weight_re, grad_weight_im, grad_bias_re, grad_bias_im) from
 // grad_x = g conj(W), grad_W = g^T conj(x), grad_b = sum g, each where output_mask
@@ -47,16 +61,16 @@ at::Tensor linear_forward(
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
     const at::Tensor& weight_im, c10::string_view algorithm, std::array<bool, 3> output_mask,
-    const Gemm3mBackend& backend);
+    std::optional<at::ScalarType> operand_dtype, const Gemm3mBackend& backend);
 
 // The same with complex W [N, K] and b [N].
 at::Tensor linear_complex_forward(
     const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-    c10::string_view algorithm, const Gemm3mBackend& backend);
+    c10::string_view algorithm, std::optional<at::ScalarType> operand_dtype, const Gemm3mBackend& backend);
 
 // (grad_x, grad_weight, grad_bias), complex, each where output_mask (x, weight, bias) says.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_complex_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight, c10::string_view algorithm,
-    std::array<bool, 3> output_mask, const Gemm3mBackend& backend);
+    std::array<bool, 3> output_mask, std::optional<at::ScalarType> operand_dtype, const Gemm3mBackend& backend);
 
 }  // namespace cplxfast

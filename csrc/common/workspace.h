@@ -21,8 +21,11 @@ class Workspace {
   Workspace(const at::TensorOptions& opts, int64_t numel) {
     numel += kAlign * kMaxSlices;
     if (opts.device().is_cpu()) {
-      thread_local std::array<at::Tensor, 2> cache;  // float, double
-      at::Tensor& block = cache[opts.dtype() == at::kDouble ? 1 : 0];
+      // One block per dtype: a mixed-precision call holds a 16-bit planes workspace and a
+      // float32 products workspace at once.
+      thread_local std::array<at::Tensor, 4> cache;  // float, double, bfloat16, half
+      const at::ScalarType dtype = opts.dtype().toScalarType();
+      at::Tensor& block = cache[dtype == at::kDouble ? 1 : dtype == at::kBFloat16 ? 2 : dtype == at::kHalf ? 3 : 0];
       if (!block.defined() || block.numel() < numel) block = at::empty({numel}, opts);
       block_ = block;
     } else {

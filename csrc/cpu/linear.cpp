@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "common/gemm3m.h"
+#include "cpu/mixed_mm.h"
 #include "cpu/planes.h"
 
 namespace cplxfast::cpu {
@@ -32,31 +33,32 @@ const Gemm3mBackend& backend() {
   // fresh memory on every call. One batched bmm of the three products ran at 0.75-0.90x of 4m,
   // against 1.13-1.17x for three mm calls.
   static const Gemm3mBackend b{plane_kernels(), /*chunk_rows=*/1024,
-                               /*batched=*/false, &prefer_3m};
+                               /*batched=*/false, &prefer_3m, &mixed_mm};
   return b;
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
                   const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
-                  c10::string_view algorithm) {
-  return linear_forward(x, weight_re, weight_im, bias_re, bias_im, algorithm, backend());
+                  c10::string_view algorithm, std::optional<at::ScalarType> operand_dtype) {
+  return linear_forward(x, weight_re, weight_im, bias_re, bias_im, algorithm, operand_dtype, backend());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
-    const at::Tensor& weight_im, c10::string_view algorithm, std::array<bool, 3> output_mask) {
-  return cplxfast::linear_backward(grad, x, weight_re, weight_im, algorithm, output_mask, backend());
+    const at::Tensor& weight_im, c10::string_view algorithm, std::array<bool, 3> output_mask,
+    std::optional<at::ScalarType> operand_dtype) {
+  return cplxfast::linear_backward(grad, x, weight_re, weight_im, algorithm, output_mask, operand_dtype, backend());
 }
 
 at::Tensor linear_complex(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                          c10::string_view algorithm) {
-  return linear_complex_forward(x, weight, bias, algorithm, backend());
+                          c10::string_view algorithm, std::optional<at::ScalarType> operand_dtype) {
+  return linear_complex_forward(x, weight, bias, algorithm, operand_dtype, backend());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_complex_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight, c10::string_view algorithm,
-    std::array<bool, 3> output_mask) {
-  return cplxfast::linear_complex_backward(grad, x, weight, algorithm, output_mask, backend());
+    std::array<bool, 3> output_mask, std::optional<at::ScalarType> operand_dtype) {
+  return cplxfast::linear_complex_backward(grad, x, weight, algorithm, output_mask, operand_dtype, backend());
 }
 
 }  // namespace

@@ -38,23 +38,24 @@ void for_each_row_block(int64_t rows, int64_t cols, const F& f) {
 }
 
 // kStride > 0: both views have that column stride, known at compile time. o2 == nullptr: the
-// two-plane split (re, im) of the 4M path.
-template <typename T, int kStride>
+// two-plane split (re, im) of the 4M path. U: the planes' dtype, T or (mixed precision) a 16-bit
+// float that each plane is rounded to once, the sum plane after the sum.
+template <typename T, typename U, int kStride>
 inline void split_row(const T* __restrict__ re, const T* __restrict__ im, int64_t re_cs, int64_t im_cs,
-                      T sre, T sim, int64_t cols, T* __restrict__ o0, T* __restrict__ o1, T* __restrict__ o2) {
+                      T sre, T sim, int64_t cols, U* __restrict__ o0, U* __restrict__ o1, U* __restrict__ o2) {
   const int64_t rs = kStride > 0 ? kStride : re_cs, is = kStride > 0 ? kStride : im_cs;
   if (o2 == nullptr) {
     for (int64_t c = 0; c < cols; ++c) {
-      o0[c] = sre * re[c * rs];
-      o1[c] = sim * im[c * is];
+      o0[c] = static_cast<U>(sre * re[c * rs]);
+      o1[c] = static_cast<U>(sim * im[c * is]);
     }
     return;
   }
   for (int64_t c = 0; c < cols; ++c) {
     const T a = sre * re[c * rs], b = sim * im[c * is];
-    o0[c] = a;
-    o1[c] = b;
-    o2[c] = a + b;
+    o0[c] = static_cast<U>(a);
+    o1[c] = static_cast<U>(b);
+    o2[c] = static_cast<U>(a + b);
   }
 }
 
@@ -94,25 +95,25 @@ struct PlanePtrs {
   T* at(int64_t j, int64_t r, int64_t c) const { return data[j] + r * row[j] + c; }
 };
 
-template <typename T>
+template <typename T, typename U>
 void split_impl(const ComplexPair& s, bool conj, at::TensorList planes) {
   const int64_t rows = s.re.size(0), cols = s.re.size(1);
   const View<T> re = view_of<T>(s.re), im = view_of<T>(s.im);
   const T sim = conj ? -im.sign : im.sign;
-  const PlanePtrs<T> ps(planes);
+  const PlanePtrs<U> ps(planes);
   for_each_row_block(rows, cols, [&](int64_t r, int64_t c0, int64_t c1) {
     const T* a = re.data + r * re.row_stride + c0 * re.col_stride;
     const T* b = im.data + r * im.row_stride + c0 * im.col_stride;
-    T* o0 = ps.at(0, r, c0);
-    T* o1 = ps.at(1, r, c0);
-    T* o2 = ps.count == 3 ? ps.at(2, r, c0) : nullptr;
+    U* o0 = ps.at(0, r, c0);
+    U* o1 = ps.at(1, r, c0);
+    U* o2 = ps.count == 3 ? ps.at(2, r, c0) : nullptr;
     const int64_t n = c1 - c0;
     if (re.col_stride == 2 && im.col_stride == 2) {  // interleaved complex
-      split_row<T, 2>(a, b, 2, 2, re.sign, sim, n, o0, o1, o2);
+      split_row<T, U, 2>(a, b, 2, 2, re.sign, sim, n, o0, o1, o2);
     } else if (re.col_stride == 1 && im.col_stride == 1) {  // planar (a layer's weight)
-      split_row<T, 1>(a, b, 1, 1, re.sign, sim, n, o0, o1, o2);
+      split_row<T, U, 1>(a, b, 1, 1, re.sign, sim, n, o0, o1, o2);
     } else {
-      split_row<T, 0>(a, b, re.col_stride, im.col_stride, re.sign, sim, n, o0, o1, o2);
+      split_row<T, U, 0>(a, b, re.col_stride, im.col_stride, re.sign, sim, n, o0, o1, o2);
     }
   });
 }
@@ -218,8 +219,14 @@ void copy_parts(const ComplexPair& src, const ComplexPair& dst) {
 }
 
 void split_planes(const ComplexPair& s, bool conj, at::TensorList planes) {
-  AT_DISPATCH_FLOATING_TYPES(planes[0].scalar_type(), "cplxfast_split_planes_cpu", [&] {
-    split_impl<scalar_t>(s, conj, planes);
+  const at::ScalarType planes_dtype = planes[0].scalar_type();
+  if (planes_dtype == at::kBFloat16 || planes_dtype == at::kHalf) {  // mixed precision: float32 parts
+    TORCH_INTERNAL_ASSERT(s.re.scalar_type() == at::kFloat);
+    if (planes_dtype == at::kBFloat16) return split_impl<float, c10::BFloat16>(s, conj, planes);
+    return split_impl<float, c10::Half>(s, conj, planes);
+  }
+  AT_DISPATCH_FLOATING_TYPES(planes_dtype, "cplxfast_split_planes_cpu", [&] {
+    split_impl<scalar_t, scalar_t>(s, conj, planes);
   });
 }
 

@@ -26,41 +26,53 @@ bool prefer_3m(int64_t M, int64_t N, int64_t K, at::ScalarType dtype) {
                                      : M >= 256 && features >= 1024;
 }
 
+// Mixed precision: cuBLAS through ATen's out_dtype GEMMs (aten::mm.dtype / addmm.dtype: bf16 or
+// fp16 operands on the tensor cores, float32 accumulation and result).
+void mixed_mm(const at::Tensor& P, const at::Tensor& A, const at::Tensor& B, bool accumulate) {
+  at::Tensor out = P;
+  if (accumulate) {
+    at::addmm_out(out, P, A, B, at::kFloat);
+  } else {
+    at::mm_out(out, A, B, at::kFloat);
+  }
+}
+
 const Gemm3mBackend& backend() {
   // Rows in chunks of 8192: the 3M scratch (operand planes and products of a chunk) stays bounded
   // (M = 32k, K = N = 4096 fp32: ~1 GB instead of ~3.4 GB for full-size planes, beyond what
   // cgemm needs) while each GEMM keeps 8192 rows, tall enough for cuBLAS's large tiles. One
   // strided-batched GEMM for the three products: one launch instead of three.
   static const Gemm3mBackend b{plane_kernels(), /*chunk_rows=*/8192,
-                               /*batched=*/true, &prefer_3m};
+                               /*batched=*/true, &prefer_3m, &mixed_mm};
   return b;
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
                   const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
-                  c10::string_view algorithm) {
+                  c10::string_view algorithm, std::optional<at::ScalarType> operand_dtype) {
   const auto guard = device_guard("cplxfast.linear", x);
-  return linear_forward(x, weight_re, weight_im, bias_re, bias_im, algorithm, backend());
+  return linear_forward(x, weight_re, weight_im, bias_re, bias_im, algorithm, operand_dtype, backend());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
-    const at::Tensor& weight_im, c10::string_view algorithm, std::array<bool, 3> output_mask) {
+    const at::Tensor& weight_im, c10::string_view algorithm, std::array<bool, 3> output_mask,
+    std::optional<at::ScalarType> operand_dtype) {
   const auto guard = device_guard("cplxfast.linear_backward", x);
-  return cplxfast::linear_backward(grad, x, weight_re, weight_im, algorithm, output_mask, backend());
+  return cplxfast::linear_backward(grad, x, weight_re, weight_im, algorithm, output_mask, operand_dtype, backend());
 }
 
 at::Tensor linear_complex(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                          c10::string_view algorithm) {
+                          c10::string_view algorithm, std::optional<at::ScalarType> operand_dtype) {
   const auto guard = device_guard("cplxfast.linear_complex", x);
-  return linear_complex_forward(x, weight, bias, algorithm, backend());
+  return linear_complex_forward(x, weight, bias, algorithm, operand_dtype, backend());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_complex_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight, c10::string_view algorithm,
-    std::array<bool, 3> output_mask) {
+    std::array<bool, 3> output_mask, std::optional<at::ScalarType> operand_dtype) {
   const auto guard = device_guard("cplxfast.linear_complex_backward", x);
-  return cplxfast::linear_complex_backward(grad, x, weight, algorithm, output_mask, backend());
+  return cplxfast::linear_complex_backward(grad, x, weight, algorithm, output_mask, operand_dtype, backend());
 }
 
 }  // namespace

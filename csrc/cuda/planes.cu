@@ -11,6 +11,8 @@
 
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 
@@ -61,18 +63,19 @@ PlanePtrs<T> plane_ptrs(at::TensorList planes) {
   return p;
 }
 
-// Three planes: 3M (with the sum plane); two: the 4M planes (re, im).
-template <typename T, typename I>
-__global__ void split_kernel(View<T> re, View<T> im, bool pairs, T sim, I n, I cols, PlanePtrs<T> ps) {
+// Three planes: 3M (with the sum plane); two: the 4M planes (re, im). U: the planes' dtype, T or
+// (mixed precision) a 16-bit float that each plane is rounded to once, the sum plane after the sum.
+template <typename T, typename U, typename I>
+__global__ void split_kernel(View<T> re, View<T> im, bool pairs, T sim, I n, I cols, PlanePtrs<U> ps) {
   for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
     const int64_t r = i / cols, c = i - I(r) * cols;
     T a, b;
     load(re, im, pairs, r, c, a, b);
     a *= re.sign;
     b *= sim;
-    ps.data[0][r * ps.row[0] + c] = a;
-    ps.data[1][r * ps.row[1] + c] = b;
-    if (ps.count == 3) ps.data[2][r * ps.row[2] + c] = a + b;
+    ps.data[0][r * ps.row[0] + c] = static_cast<U>(a);
+    ps.data[1][r * ps.row[1] + c] = static_cast<U>(b);
+    if (ps.count == 3) ps.data[2][r * ps.row[2] + c] = static_cast<U>(a + b);
   }
 }
 
@@ -126,19 +129,29 @@ void copy_parts(const ComplexPair& src, const ComplexPair& dst) {
   });
 }
 
-void split_planes(const ComplexPair& s, bool conj, at::TensorList planes) {
+template <typename T, typename U>
+void launch_split(const ComplexPair& s, bool conj, at::TensorList planes) {
   const int64_t rows = s.re.size(0), cols = s.re.size(1), n = rows * cols;
-  if (n == 0) return;
+  const View<T> re = view_of<T>(s.re), im = view_of<T>(s.im);
+  with_index_type(n, [&](auto index) {
+    using I = decltype(index);
+    split_kernel<T, U, I><<<grid_for(n), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        re, im, pairs_of(re, im, rows), conj ? -im.sign : im.sign, I(n), I(cols), plane_ptrs<U>(planes));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+void split_planes(const ComplexPair& s, bool conj, at::TensorList planes) {
+  if (s.re.numel() == 0) return;
   const c10::cuda::CUDAGuard guard(planes[0].device());
-  auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(planes[0].scalar_type(), "cplxfast_split_planes_cuda", [&] {
-    const View<scalar_t> re = view_of<scalar_t>(s.re), im = view_of<scalar_t>(s.im);
-    with_index_type(n, [&](auto index) {
-      using I = decltype(index);
-      split_kernel<scalar_t, I><<<grid_for(n), kThreads, 0, stream>>>(
-          re, im, pairs_of(re, im, rows), conj ? -im.sign : im.sign, I(n), I(cols), plane_ptrs<scalar_t>(planes));
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
+  const at::ScalarType planes_dtype = planes[0].scalar_type();
+  if (planes_dtype == at::kBFloat16 || planes_dtype == at::kHalf) {  // mixed precision: float32 parts
+    TORCH_INTERNAL_ASSERT(s.re.scalar_type() == at::kFloat);
+    if (planes_dtype == at::kBFloat16) return launch_split<float, at::BFloat16>(s, conj, planes);
+    return launch_split<float, at::Half>(s, conj, planes);
+  }
+  AT_DISPATCH_FLOATING_TYPES(planes_dtype, "cplxfast_split_planes_cuda", [&] {
+    launch_split<scalar_t, scalar_t>(s, conj, planes);
   });
 }
 
