@@ -2,9 +2,12 @@
 functional.linear on native complex Parameters), torch native complex
 nn.Linear(dtype=cfloat), cplxmodule's CplxLinear, and a real nn.Linear of the same features.
 
-    python bench/bench_linear.py [--quick] [--device cpu|cuda] [--crossover] [--out DIR]
+    python bench/bench_linear.py [--quick] [--device cpu|cuda] [--crossover] [--autocast] [--out DIR]
 
 --crossover times 3m against 4m over a grid of sizes: the measurement behind "auto"'s threshold.
+--autocast adds CplxLinear under torch.autocast (auto: the block form, and 3m), bf16 on every
+device and fp16 on CUDA (the CPU has no fp16 GEMM units), with its speed-up over cplxfast's
+float32 "auto" in the "vs fp32" column.
 """
 import math
 import os
@@ -24,7 +27,18 @@ FULL_CASES = [(2048, 1024, 1024), (64, 256, 256), (512, 512, 512), (8192, 256, 2
 QUICK_CASES = [(256, 256, 256), (64, 256, 256)]
 
 
-def build_impls(M, K, N, device):
+def autocast_dtypes(device):
+    return [torch.bfloat16] + ([torch.float16] if device == "cuda" else [])
+
+
+def under_autocast(layer, device, dtype):
+    def run(z):
+        with torch.autocast(device, dtype=dtype):
+            return layer(z)
+    return run
+
+
+def build_impls(M, K, N, device, autocast=False):
     """name -> (fwd callable, fwd+bwd callable, output for the correctness check)."""
     torch.manual_seed(0)
     W = torch.randn(N, K, dtype=torch.complex64) / math.sqrt(K)
@@ -46,6 +60,10 @@ def build_impls(M, K, N, device):
             layer.weight.real.copy_(W.real), layer.weight.imag.copy_(W.imag)
             layer.bias.real.copy_(b.real), layer.bias.imag.copy_(b.imag)
         impls[f"cplxfast {algo}"] = complex_layer(layer)
+        if autocast and algo in ("auto", "3m"):
+            for dtype in autocast_dtypes(device):
+                name = f"cplxfast {algo} autocast {str(dtype).split('.')[1]}"
+                impls[name] = complex_layer(under_autocast(layer, device, dtype))
 
     # functional.linear with native complex Parameters (the complex-weight op variant)
     w_param, b_param = torch.nn.Parameter(W.to(device)), torch.nn.Parameter(b.to(device))
@@ -88,8 +106,8 @@ def build_impls(M, K, N, device):
     return impls, (X, W.to(device), b.to(device))
 
 
-def run_case(M, K, N, device, rounds):
-    impls, (X, W, b) = build_impls(M, K, N, device)
+def run_case(M, K, N, device, rounds, autocast=False):
+    impls, (X, W, b) = build_impls(M, K, N, device, autocast)
     want = ref.linear(X, W, b)
     errors = {}
     with torch.no_grad():
@@ -106,6 +124,7 @@ def run_case(M, K, N, device, rounds):
 def main(argv=None):
     p = common.arg_parser(__doc__)
     p.add_argument("--crossover", action="store_true", help="time 3m vs 4m over a size grid")
+    p.add_argument("--autocast", action="store_true", help="add CplxLinear under torch.autocast (bf16, fp16)")
     args = p.parse_args(argv)
     devs = args.device or common.devices()
     if args.crossover:
@@ -118,7 +137,7 @@ def main(argv=None):
         rows, table = [], []
         for M, K, N in cases:
             common.progress(f"[bench_linear] {device} {M}x{K}->{N} ...")
-            fwd, both, errors = run_case(M, K, N, device, rounds)
+            fwd, both, errors = run_case(M, K, N, device, rounds, args.autocast)
             real = both["real nn.Linear"]
             for name in both:
                 row = {
@@ -126,6 +145,7 @@ def main(argv=None):
                     "fwd_bwd_ms": both[name] * 1e3, **common.spread_fields("fwd_bwd", both[name]),
                     "bwd_ms": (both[name] - fwd[name]) * 1e3, "overhead_vs_real": both[name] / real,
                     "speedup_vs_torch": both["torch complex"] / both[name],
+                    "speedup_vs_fp32": both["cplxfast auto"] / both[name],
                     "speedup_vs_cplxmodule": both["cplxmodule"] / both[name] if "cplxmodule" in both else None,
                     "rel_err_vs_fp64": errors.get(name),
                 }
@@ -134,6 +154,7 @@ def main(argv=None):
                     row["case"], name, f"{row['fwd_ms']:.2f}", f"{row['bwd_ms']:.2f}", f"{row['fwd_bwd_ms']:.2f}",
                     common.spread_ms(both[name]),
                     f"{row['overhead_vs_real']:.2f}", f"{row['speedup_vs_torch']:.2f}x",
+                    f"{row['speedup_vs_fp32']:.2f}x",
                     "-" if row["speedup_vs_cplxmodule"] is None else f"{row['speedup_vs_cplxmodule']:.2f}x",
                     "-" if row["rel_err_vs_fp64"] is None else f"{row['rel_err_vs_fp64']:.1e}",
                 ])
@@ -141,7 +162,8 @@ def main(argv=None):
         if not common.have_cplxmodule():
             print("(cplxmodule not installed: its column is left out)")
         common.print_table(
-            ["case", "impl", "fwd ms", "bwd ms (both - fwd)", "fwd+bwd ms", "min - max", "overhead (/real)", "vs torch", "vs cplxmodule", "rel err"],
+            ["case", "impl", "fwd ms", "bwd ms (both - fwd)", "fwd+bwd ms", "min - max", "overhead (/real)", "vs torch",
+             "vs fp32", "vs cplxmodule", "rel err"],
             table, title=f"linear, complex64, {device}: {common.machine(device)} (medians; JSON: {path})",
         )
 

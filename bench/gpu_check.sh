@@ -70,7 +70,7 @@ step import 30 "$PY" -c 'import cplxfast, torch; print(cplxfast.__file__, "again
 step tests 150 "$PY" -m pytest -q -m cuda -p no:cacheprovider --junitxml="$OUT/tests.xml" tests
 
 if [ "$HAVE_GPU" = 1 ]; then
-  step bench_linear 40 "$PY" bench/bench_linear.py --device cuda --out "$OUT"
+  step bench_linear 50 "$PY" bench/bench_linear.py --device cuda --autocast --out "$OUT"
   step bench_conv 35 "$PY" bench/bench_conv.py --device cuda --out "$OUT"
   step bench_modrelu 20 "$PY" bench/bench_modrelu.py --device cuda --out "$OUT"
   step bench_batchnorm 20 "$PY" bench/bench_batchnorm.py --device cuda --out "$OUT"

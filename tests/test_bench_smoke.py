@@ -27,6 +27,16 @@ def test_bench_script_runs_quick(tmp_path, script, title):
     assert len(list(tmp_path.glob("*.json"))) == 1
 
 
+def test_bench_linear_autocast_column(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "bench_linear.py"), "--quick", "--autocast", "--device", "cpu",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "cplxfast auto autocast bfloat16" in result.stdout and "vs fp32" in result.stdout
+
+
 @pytest.fixture(scope="module")
 def e2e_losses(tmp_path_factory):
     """Loss curves per implementation of one quick bench_e2e run (same model, same batches)."""
