@@ -114,14 +114,14 @@ def conv(
     x: Tensor, weight_re: Tensor, weight_im: Tensor, bias_re: Optional[Tensor] = None,
     bias_im: Optional[Tensor] = None, stride: Sequence[int] = (1,), padding: Sequence[int] = (0,),
     dilation: Sequence[int] = (1,), transposed: bool = False, output_padding: Sequence[int] = (0,), groups: int = 1,
-    algorithm: Optional[str] = None,
+    algorithm: Optional[str] = None, operand_dtype: Optional[torch.dtype] = None,
 ) -> Tensor:
     """Complex (transposed) convolution of x [B, C_in, *S] with W = weight_re + i weight_im and
     b = bias_re + i bias_im (real parts); stride/padding/dilation/output_padding one int per spatial dim,
     symmetric zero padding."""
     return _ops.conv.default(
         x, weight_re, weight_im, bias_re, bias_im, list(stride), list(padding), list(dilation), transposed,
-        list(output_padding), groups, _config.resolve(algorithm),
+        list(output_padding), groups, _config.resolve(algorithm), operand_dtype,
     )
 
 
@@ -129,12 +129,13 @@ def conv_backward(
     grad: Tensor, x: Tensor, weight_re: Tensor, weight_im: Tensor, stride: Sequence[int], padding: Sequence[int],
     dilation: Sequence[int], transposed: bool, output_padding: Sequence[int], groups: int,
     algorithm: Optional[str] = None, output_mask: Sequence[bool] = (True, True, True),
+    operand_dtype: Optional[torch.dtype] = None,
 ) -> Tuple[Optional[Tensor], ...]:
     """(grad_x, grad_weight_re, grad_weight_im, grad_bias_re, grad_bias_im); None where output_mask
     (x, weight, bias) is False."""
     return _ops.conv_backward.default(
         grad, x, weight_re, weight_im, list(stride), list(padding), list(dilation), transposed, list(output_padding),
-        groups, _config.resolve(algorithm), list(output_mask),
+        groups, _config.resolve(algorithm), list(output_mask), operand_dtype,
     )
 
 
@@ -156,7 +157,8 @@ def _conv_output_shape(x, weight, stride, padding, dilation, transposed, output_
 
 @torch.library.register_fake("cplxfast::conv")
 def _conv_fake(x, weight_re, weight_im, bias_re, bias_im, stride, padding, dilation, transposed, output_padding,
-               groups, algorithm):
+               groups, algorithm, operand_dtype=None):
+    _check_operand_dtype("cplxfast.conv", x, operand_dtype)
     torch._check(x.dim() == weight_re.dim(), lambda: "cplxfast.conv: input and weight ranks differ")
     shape = _conv_output_shape(x, weight_re, stride, padding, dilation, transposed, output_padding, groups)
     return x.new_empty(shape).contiguous(memory_format=_activation_format(x))
@@ -164,7 +166,8 @@ def _conv_fake(x, weight_re, weight_im, bias_re, bias_im, stride, padding, dilat
 
 @torch.library.register_fake("cplxfast::conv_backward")
 def _conv_backward_fake(grad, x, weight_re, weight_im, stride, padding, dilation, transposed, output_padding, groups,
-                        algorithm, output_mask):
+                        algorithm, output_mask, operand_dtype=None):
+    _check_operand_dtype("cplxfast.conv_backward", x, operand_dtype)
     grad_x = x.new_empty(x.shape).contiguous(memory_format=_activation_format(x)) if output_mask[0] else None
     grad_w = [weight_re.new_empty(weight_re.shape) if output_mask[1] else None for _ in range(2)]
     c_out = weight_re.shape[1] * groups if transposed else weight_re.shape[0]
@@ -176,36 +179,39 @@ def conv_complex(
     x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: Sequence[int] = (1,),
     padding: Sequence[int] = (0,), dilation: Sequence[int] = (1,), transposed: bool = False,
     output_padding: Sequence[int] = (0,), groups: int = 1, algorithm: Optional[str] = None,
+    operand_dtype: Optional[torch.dtype] = None,
 ) -> Tensor:
     """:func:`conv` with a complex weight and bias (native complex parameters; their gradients come
     back complex)."""
     return _ops.conv_complex.default(
         x, weight, bias, list(stride), list(padding), list(dilation), transposed, list(output_padding), groups,
-        _config.resolve(algorithm),
+        _config.resolve(algorithm), operand_dtype,
     )
 
 
 def conv_complex_backward(
     grad: Tensor, x: Tensor, weight: Tensor, stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
     transposed: bool, output_padding: Sequence[int], groups: int, algorithm: Optional[str] = None,
-    output_mask: Sequence[bool] = (True, True, True),
+    output_mask: Sequence[bool] = (True, True, True), operand_dtype: Optional[torch.dtype] = None,
 ) -> Tuple[Optional[Tensor], ...]:
     """(grad_x, grad_weight, grad_bias), complex; None where output_mask (x, weight, bias) is False."""
     return _ops.conv_complex_backward.default(
         grad, x, weight, list(stride), list(padding), list(dilation), transposed, list(output_padding), groups,
-        _config.resolve(algorithm), list(output_mask),
+        _config.resolve(algorithm), list(output_mask), operand_dtype,
     )
 
 
 @torch.library.register_fake("cplxfast::conv_complex")
-def _conv_complex_fake(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups, algorithm):
+def _conv_complex_fake(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups, algorithm,
+                       operand_dtype=None):
     return _conv_fake(x, weight, None, None, None, stride, padding, dilation, transposed, output_padding, groups,
-                      algorithm)
+                      algorithm, operand_dtype)
 
 
 @torch.library.register_fake("cplxfast::conv_complex_backward")
 def _conv_complex_backward_fake(grad, x, weight, stride, padding, dilation, transposed, output_padding, groups,
-                                algorithm, output_mask):
+                                algorithm, output_mask, operand_dtype=None):
+    _check_operand_dtype("cplxfast.conv_complex_backward", x, operand_dtype)
     grad_x = x.new_empty(x.shape).contiguous(memory_format=_activation_format(x)) if output_mask[0] else None
     grad_w = weight.new_empty(weight.shape) if output_mask[1] else None
     c_out = weight.shape[1] * groups if transposed else weight.shape[0]

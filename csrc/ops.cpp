@@ -49,22 +49,25 @@ TORCH_LIBRARY(cplxfast, m) {
   // (Gauss: three real convolutions of the operand planes), "4m" (real block form, one real
   // convolution of twice the channels; depthwise layers: the fused direct kernel) or "auto". Backward:
   // grad_x = conv's input gradient of (g, conj W), grad_W = its weight gradient of (g, conj x),
-  // grad_b = sum of g over batch and space; output_mask (x, weight, bias).
+  // grad_b = sum of g over batch and space; output_mask (x, weight, bias). operand_dtype: as for
+  // linear (16-bit operands, float32 results; common/conv.h says how each backend gets them).
   m.def(
       "conv(Tensor x, Tensor weight_re, Tensor weight_im, Tensor? bias_re, Tensor? bias_im, int[] stride,"
-      " int[] padding, int[] dilation, bool transposed, int[] output_padding, int groups, str algorithm) -> Tensor");
+      " int[] padding, int[] dilation, bool transposed, int[] output_padding, int groups, str algorithm,"
+      " ScalarType? operand_dtype=None) -> Tensor");
   m.def(
       "conv_backward(Tensor grad, Tensor x, Tensor weight_re, Tensor weight_im, int[] stride, int[] padding,"
-      " int[] dilation, bool transposed, int[] output_padding, int groups, str algorithm, bool[3] output_mask)"
-      " -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      " int[] dilation, bool transposed, int[] output_padding, int groups, str algorithm, bool[3] output_mask,"
+      " ScalarType? operand_dtype=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   // The same with a complex weight and bias (native complex parameters), complex gradients.
   m.def(
       "conv_complex(Tensor x, Tensor weight, Tensor? bias, int[] stride, int[] padding, int[] dilation,"
-      " bool transposed, int[] output_padding, int groups, str algorithm) -> Tensor");
+      " bool transposed, int[] output_padding, int groups, str algorithm, ScalarType? operand_dtype=None)"
+      " -> Tensor");
   m.def(
       "conv_complex_backward(Tensor grad, Tensor x, Tensor weight, int[] stride, int[] padding, int[] dilation,"
-      " bool transposed, int[] output_padding, int groups, str algorithm, bool[3] output_mask)"
-      " -> (Tensor, Tensor, Tensor)");
+      " bool transposed, int[] output_padding, int groups, str algorithm, bool[3] output_mask,"
+      " ScalarType? operand_dtype=None) -> (Tensor, Tensor, Tensor)");
 
   // ---- modReLU: out = z * relu(1 - tau / max(|z|, eps)), threshold tau real, broadcast against
   // z's trailing dims; eps is the modulus floor (cplxmodule 1e-5, complextorch 1e-12), and eps = 0

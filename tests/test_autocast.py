@@ -22,8 +22,7 @@ import math
 import pytest
 import torch
 
-import cplxfast
-from cplxfast import functional as F
+from cplxfast import _reference as ref
 from cplxfast import ops
 import cplxfast.nn as cnn
 from conftest import crandn, requires_cuda
@@ -317,6 +316,151 @@ def test_training_under_autocast_follows_float32(device):
     assert not torch.equal(full, mixed)
     assert full[-1] < 0.01 * full[0] and mixed[-1] < 0.01 * mixed[0]
     assert ((mixed - full).abs() / full).max() < 0.05
+
+
+# ------------------------------------------------------------------------------ convolution
+# (name, x shape, conv keyword arguments, weight shape): plain, strided+dilated channels_last,
+# grouped 1d, transposed, 3d.
+CONV_CASES = {
+    "2d": ((3, 8, 11, 10), dict(padding=[1, 1]), (6, 8, 3, 3)),
+    "2d channels_last strided": ((3, 8, 12, 12), dict(stride=[2, 2], padding=[1, 2], dilation=[1, 2]), (6, 8, 3, 3)),
+    "1d groups": ((4, 8, 30), dict(padding=[2], groups=2), (6, 4, 5)),
+    "2d transposed": ((3, 8, 7, 7), dict(stride=[2, 2], padding=[1, 1], transposed=True, output_padding=[1, 1]),
+                      (8, 5, 3, 3)),
+    "3d": ((2, 4, 6, 6, 6), dict(padding=[1, 1, 1]), (5, 4, 3, 3, 3)),
+}
+
+
+def conv_call(x, w, b, kw, **extra):
+    n = x.dim() - 2
+    args = dict(stride=[1] * n, padding=[0] * n, dilation=[1] * n, transposed=False, output_padding=[0] * n, groups=1)
+    args.update(kw)
+    return ops.conv_complex(x, w, b, args["stride"], args["padding"], args["dilation"], args["transposed"],
+                            args["output_padding"], args["groups"], **extra)
+
+
+def conv_reference(x, w, b, kw):
+    return ref.conv(x, w, b, **kw)
+
+
+def conv_bound(x, w, kw, u, y):
+    """The normwise bound of the block form's parts, plus the 16-bit rounding of results (u |part|,
+    for backends with 16-bit units; conv.h)."""
+    sq = lambda z: torch.complex(z.real ** 2, z.imag ** 2)
+    s_re = conv_reference(sq(x), torch.complex(w.real ** 2, -w.imag ** 2), None, kw).real.sum()
+    s_im = conv_reference(sq(x), torch.complex(w.imag ** 2, -w.real ** 2), None, kw).real.sum()
+    c = 1.25 * math.sqrt(2.0 / 3.0) * u
+    return c * s_re.sqrt().item() + u * y.real.norm().item(), c * s_im.sqrt().item() + u * y.imag.norm().item()
+
+
+@pytest.mark.parametrize("kind", ["random", "offset", "near_real"])
+@pytest.mark.parametrize("operand_dtype", LOW)
+@pytest.mark.parametrize("algorithm", ["3m", "4m"])
+@pytest.mark.parametrize("case", list(CONV_CASES))
+def test_conv_errors_within_bound(device, case, algorithm, operand_dtype, kind):
+    # Under mixed precision every algorithm is the block form (conv.h): "3m" gives the same result.
+    shape, kw, w_shape = CONV_CASES[case]
+    u = UNIT_ROUNDOFF[operand_dtype]
+    x, w = data(kind, *shape, seed=1), data(kind, *w_shape, seed=2) / math.sqrt(math.prod(w_shape[1:]))
+    out_channels = w_shape[1] * kw.get("groups", 1) if kw.get("transposed") else w_shape[0]
+    b = data(kind, out_channels, seed=3)
+    x64 = x.to(device=device, dtype=torch.complex64)
+    if "channels_last" in case:
+        x64 = x64.contiguous(memory_format=torch.channels_last)
+    w64, b64 = (t.to(device=device, dtype=torch.complex64) for t in (w, b))
+    y = conv_call(x64, w64, b64, kw, algorithm=algorithm, operand_dtype=operand_dtype)
+    assert y.dtype == torch.complex64
+    exact = conv_reference(x, w, b, kw)
+    bounds = conv_bound(x, w, kw, u, exact)
+    for err, limit in zip(part_errors(y, exact), bounds):
+        assert 0.05 * limit < err <= limit, (err, limit)
+    assert torch.equal(y, conv_call(x64, w64, b64, kw, algorithm="4m", operand_dtype=operand_dtype))
+
+    # Backward: the same rounding of the operands g, conj(W) and conj(x); for random data a part's
+    # S is ~its squared norm, so each gradient is held to a normwise 3u (the bound's 1.02u + u).
+    if kind != "random":
+        return
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    g = data("random", *exact.shape, seed=4)
+    torch.autograd.backward(conv_reference(xr, wr, None, kw), g)
+    n = x.dim() - 2
+    full = dict(stride=[1] * n, padding=[0] * n, dilation=[1] * n, transposed=False, output_padding=[0] * n, groups=1)
+    full.update(kw)
+    gx, gw, gb = ops.conv_complex_backward(
+        g.to(device=device, dtype=torch.complex64), x64, w64, full["stride"], full["padding"], full["dilation"],
+        full["transposed"], full["output_padding"], full["groups"], algorithm, (True, True, True), operand_dtype)
+    for actual, expected in ((gx, xr.grad), (gw, wr.grad)):
+        for err, part in zip(part_errors(actual, expected), (expected.real, expected.imag)):
+            assert err <= 3 * u * part.norm().item()
+    sums = g.sum(dim=[0] + list(range(2, g.dim())))
+    assert (gb.cpu().to(torch.complex128) - sums).abs().max() < 1e-4 * sums.abs().max()  # float32 sums
+
+
+CONV_LAYERS = {
+    "CplxConv2d": lambda: cnn.CplxConv2d(6, 8, 3, padding=1),
+    "CplxConvTranspose2d": lambda: cnn.CplxConvTranspose2d(6, 8, 3, stride=2),
+    "nn.Conv2d complex": lambda: cnn.Conv2d(6, 8, 3, padding=1, dtype=torch.complex64),
+}
+
+
+@pytest.mark.parametrize("layer", list(CONV_LAYERS))
+def test_autocast_runs_conv_layers_mixed(device, layer):
+    torch.manual_seed(0)
+    dtype = autocast_dtype(device)
+    mod = CONV_LAYERS[layer]().to(device)
+    x = torch.randn(2, 6, 9, 9, dtype=torch.complex64, device=device, requires_grad=True)
+    outside = mod(x)
+    with torch.autocast(device, dtype=dtype):
+        inside = mod(x)
+    assert inside.dtype == torch.complex64 and inside.shape == outside.shape
+    assert not torch.equal(inside, outside)
+    u = UNIT_ROUNDOFF[dtype]
+    assert part_errors(inside, outside)[0] <= 3 * u * outside.real.norm().item()
+    inside.abs().sum().backward()
+    params = [p for p in mod.parameters()]
+    assert all(p.grad is not None and p.grad.dtype == p.dtype for p in params)
+
+
+def test_autocast_keeps_depthwise_conv_full_precision(device):
+    # The fused depthwise kernel is memory-bound: autocast leaves it in float32 (conv.h).
+    torch.manual_seed(0)
+    mod = cnn.CplxConv1d(8, 8, 5, padding=2, groups=8).to(device)
+    x = torch.randn(4, 8, 64, dtype=torch.complex64, device=device)
+    with torch.autocast(device, dtype=autocast_dtype(device)):
+        inside = mod(x)
+    assert torch.equal(inside, mod(x))
+
+
+@pytest.mark.parametrize("operand_dtype", LOW)
+def test_opcheck_conv_mixed(device, operand_dtype):
+    torch.manual_seed(0)
+    x = crandn(2, 4, 7, 6, dtype=torch.complex64, device=device)
+    w = crandn(3, 4, 3, 3, dtype=torch.complex64, device=device)
+    b = crandn(3, dtype=torch.complex64, device=device)
+    g = crandn(2, 3, 7, 6, dtype=torch.complex64, device=device)
+    geometry = ([1, 1], [1, 1], [1, 1], False, [0, 0], 1)
+    backward_utils = ("test_schema", "test_faketensor", "test_aot_dispatch_dynamic")
+    torch.library.opcheck(torch.ops.cplxfast.conv.default,
+                          (x, w.real, w.imag, b.real, b.imag, *geometry, "auto", operand_dtype))
+    torch.library.opcheck(torch.ops.cplxfast.conv_complex.default, (x, w, b, *geometry, "auto", operand_dtype))
+    torch.library.opcheck(torch.ops.cplxfast.conv_backward.default,
+                          (g, x, w.real, w.imag, *geometry, "auto", [True, True, True], operand_dtype),
+                          test_utils=backward_utils)
+    torch.library.opcheck(torch.ops.cplxfast.conv_complex_backward.default,
+                          (g, x, w, *geometry, "auto", [True, True, True], operand_dtype), test_utils=backward_utils)
+
+
+def test_autocast_compile_fullgraph_conv(device):
+    torch.manual_seed(0)
+    dtype = autocast_dtype(device)
+    mod = cnn.CplxConv2d(4, 6, 3, padding=1).to(device)
+    x = torch.randn(2, 4, 8, 8, dtype=torch.complex64, device=device)
+
+    def step(x):
+        with torch.autocast(device, dtype=dtype):
+            return torch.view_as_real(mod(x))
+
+    assert torch.equal(torch.compile(step, fullgraph=True)(x), step(x))
 
 
 # -------------------------------------------------------------------------------- errors

@@ -35,7 +35,7 @@ void mixed_precision(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::
 }
 
 // The ops with an operand_dtype argument that autocast sets.
-constexpr const char* kMixedPrecisionOps[] = {"linear", "linear_complex"};
+constexpr const char* kMixedPrecisionOps[] = {"linear", "linear_complex", "conv", "conv_complex"};
 
 template <c10::DispatchKey kKey, c10::DeviceType kDevice>
 void register_autocast(torch::Library& m) {

@@ -17,12 +17,13 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 using OptTensor = std::optional<at::Tensor>;
 using IntList = at::IntArrayRef;
+using OptDtype = std::optional<at::ScalarType>;
 using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
 using ConvSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const OptTensor&, const OptTensor&,
-                           IntList, IntList, IntList, bool, IntList, int64_t, c10::string_view);
+                           IntList, IntList, IntList, bool, IntList, int64_t, c10::string_view, OptDtype);
 using ConvBackwardSig = Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, IntList,
-                              IntList, IntList, bool, IntList, int64_t, c10::string_view, std::array<bool, 3>);
+                              IntList, IntList, bool, IntList, int64_t, c10::string_view, std::array<bool, 3>, OptDtype);
 
 const c10::TypedOperatorHandle<ConvSig>& conv_op() {
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::conv", "").typed<ConvSig>();
@@ -36,10 +37,10 @@ const c10::TypedOperatorHandle<ConvBackwardSig>& conv_backward_op() {
 }
 
 using ConvComplexSig = at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, IntList, IntList, IntList,
-                                  bool, IntList, int64_t, c10::string_view);
+                                  bool, IntList, int64_t, c10::string_view, OptDtype);
 using ComplexGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
 using ConvComplexBackwardSig = ComplexGrads(const at::Tensor&, const at::Tensor&, const at::Tensor&, IntList, IntList,
-                                            IntList, bool, IntList, int64_t, c10::string_view, std::array<bool, 3>);
+                                            IntList, bool, IntList, int64_t, c10::string_view, std::array<bool, 3>, OptDtype);
 
 const c10::TypedOperatorHandle<ConvComplexSig>& conv_complex_op() {
   static const auto op =
@@ -56,9 +57,9 @@ const c10::TypedOperatorHandle<ConvComplexBackwardSig>& conv_complex_backward_op
 
 std::vector<int64_t> int_list(const c10::IValue& v) { return v.toIntVector(); }
 
-// The geometry and algorithm of a call, kept for its backward.
+// The geometry, algorithm and precision of a call, kept for its backward.
 void save_geometry(AutogradContext* ctx, IntList stride, IntList padding, IntList dilation, bool transposed,
-                   IntList output_padding, int64_t groups, c10::string_view algorithm) {
+                   IntList output_padding, int64_t groups, c10::string_view algorithm, OptDtype operand_dtype) {
   auto& d = ctx->saved_data;
   d["stride"] = stride.vec();
   d["padding"] = padding.vec();
@@ -67,6 +68,7 @@ void save_geometry(AutogradContext* ctx, IntList stride, IntList padding, IntLis
   d["output_padding"] = output_padding.vec();
   d["groups"] = groups;
   d["algorithm"] = std::string(algorithm);
+  d["operand_dtype"] = operand_dtype;
 }
 
 class Conv : public torch::autograd::Function<Conv> {
@@ -74,13 +76,13 @@ class Conv : public torch::autograd::Function<Conv> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight_re,
                             const at::Tensor& weight_im, const OptTensor& bias_re, const OptTensor& bias_im,
                             IntList stride, IntList padding, IntList dilation, bool transposed, IntList output_padding,
-                            int64_t groups, c10::string_view algorithm) {
+                            int64_t groups, c10::string_view algorithm, OptDtype operand_dtype) {
     ctx->save_for_backward({x, weight_re, weight_im});
-    save_geometry(ctx, stride, padding, dilation, transposed, output_padding, groups, algorithm);
+    save_geometry(ctx, stride, padding, dilation, transposed, output_padding, groups, algorithm, operand_dtype);
     ctx->saved_data["has_bias"] = bias_re.has_value() && bias_re->defined();
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return conv_op().call(x, weight_re, weight_im, bias_re, bias_im, stride, padding, dilation, transposed,
-                          output_padding, groups, algorithm);
+                          output_padding, groups, algorithm, operand_dtype);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -92,9 +94,9 @@ class Conv : public torch::autograd::Function<Conv> {
     auto [grad_x, gw_re, gw_im, gb_re, gb_im] = call_backward_op(
         conv_backward_op(), grads[0], saved[0], saved[1], saved[2], int_list(d["stride"]), int_list(d["padding"]),
         int_list(d["dilation"]), d["transposed"].toBool(), int_list(d["output_padding"]), d["groups"].toInt(),
-        d["algorithm"].toStringRef(), mask);
+        d["algorithm"].toStringRef(), mask, d["operand_dtype"].toOptional<at::ScalarType>());
     variable_list out{grad_x, gw_re, gw_im, gb_re, gb_im};
-    out.resize(12);  // no gradients for the geometry and the algorithm
+    out.resize(13);  // no gradients for the geometry, the algorithm and the precision
     return out;
   }
 };
@@ -104,10 +106,10 @@ class ConvBackward : public torch::autograd::Function<ConvBackward> {
   static variable_list forward(AutogradContext*, const at::Tensor& grad, const at::Tensor& x,
                                const at::Tensor& weight_re, const at::Tensor& weight_im, IntList stride,
                                IntList padding, IntList dilation, bool transposed, IntList output_padding,
-                               int64_t groups, c10::string_view algorithm, std::array<bool, 3> output_mask) {
+                               int64_t groups, c10::string_view algorithm, std::array<bool, 3> output_mask, OptDtype operand_dtype) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     const auto [a, b, c, d, e] = conv_backward_op().call(grad, x, weight_re, weight_im, stride, padding, dilation,
-                                                         transposed, output_padding, groups, algorithm, output_mask);
+                                                         transposed, output_padding, groups, algorithm, output_mask, operand_dtype);
     return defined_only<5>({a, b, c, d, e});
   }
 
@@ -119,13 +121,13 @@ class ConvComplex : public torch::autograd::Function<ConvComplex> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, const OptTensor& bias,
                             IntList stride, IntList padding, IntList dilation, bool transposed, IntList output_padding,
-                            int64_t groups, c10::string_view algorithm) {
+                            int64_t groups, c10::string_view algorithm, OptDtype operand_dtype) {
     ctx->save_for_backward({x, weight});
-    save_geometry(ctx, stride, padding, dilation, transposed, output_padding, groups, algorithm);
+    save_geometry(ctx, stride, padding, dilation, transposed, output_padding, groups, algorithm, operand_dtype);
     ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return conv_complex_op().call(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups,
-                                  algorithm);
+                                  algorithm, operand_dtype);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -136,9 +138,9 @@ class ConvComplex : public torch::autograd::Function<ConvComplex> {
     auto [grad_x, grad_w, grad_b] = call_backward_op(
         conv_complex_backward_op(), grads[0], saved[0], saved[1], int_list(d["stride"]), int_list(d["padding"]),
         int_list(d["dilation"]), d["transposed"].toBool(), int_list(d["output_padding"]), d["groups"].toInt(),
-        d["algorithm"].toStringRef(), mask);
+        d["algorithm"].toStringRef(), mask, d["operand_dtype"].toOptional<at::ScalarType>());
     variable_list out{grad_x, grad_w, grad_b};
-    out.resize(10);  // no gradients for the geometry and the algorithm
+    out.resize(11);  // no gradients for the geometry, the algorithm and the precision
     return out;
   }
 };
@@ -148,10 +150,10 @@ class ConvComplexBackward : public torch::autograd::Function<ConvComplexBackward
   static variable_list forward(AutogradContext*, const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight,
                                IntList stride, IntList padding, IntList dilation, bool transposed,
                                IntList output_padding, int64_t groups, c10::string_view algorithm,
-                               std::array<bool, 3> output_mask) {
+                               std::array<bool, 3> output_mask, OptDtype operand_dtype) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     const auto [a, b, c] = conv_complex_backward_op().call(grad, x, weight, stride, padding, dilation, transposed,
-                                                           output_padding, groups, algorithm, output_mask);
+                                                           output_padding, groups, algorithm, output_mask, operand_dtype);
     return defined_only<3>({a, b, c});
   }
 
@@ -161,34 +163,34 @@ class ConvComplexBackward : public torch::autograd::Function<ConvComplexBackward
 at::Tensor conv_autograd(const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
                          const OptTensor& bias_re, const OptTensor& bias_im, IntList stride, IntList padding,
                          IntList dilation, bool transposed, IntList output_padding, int64_t groups,
-                         c10::string_view algorithm) {
+                         c10::string_view algorithm, OptDtype operand_dtype) {
   return Conv::apply(x, weight_re, weight_im, bias_re, bias_im, stride, padding, dilation, transposed, output_padding,
-                     groups, algorithm);
+                     groups, algorithm, operand_dtype);
 }
 
 Grads conv_backward_autograd(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
                              const at::Tensor& weight_im, IntList stride, IntList padding, IntList dilation,
                              bool transposed, IntList output_padding, int64_t groups, c10::string_view algorithm,
-                             std::array<bool, 3> output_mask) {
+                             std::array<bool, 3> output_mask, OptDtype operand_dtype) {
   const auto out = in_places<5>(
       ConvBackward::apply(grad, x, weight_re, weight_im, stride, padding, dilation, transposed, output_padding, groups,
-                          algorithm, output_mask),
+                          algorithm, output_mask, operand_dtype),
       {output_mask[0], output_mask[1], output_mask[1], output_mask[2], output_mask[2]});
   return {out[0], out[1], out[2], out[3], out[4]};
 }
 
 at::Tensor conv_complex_autograd(const at::Tensor& x, const at::Tensor& weight, const OptTensor& bias, IntList stride,
                                  IntList padding, IntList dilation, bool transposed, IntList output_padding,
-                                 int64_t groups, c10::string_view algorithm) {
-  return ConvComplex::apply(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups, algorithm);
+                                 int64_t groups, c10::string_view algorithm, OptDtype operand_dtype) {
+  return ConvComplex::apply(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups, algorithm, operand_dtype);
 }
 
 ComplexGrads conv_complex_backward_autograd(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight,
                                             IntList stride, IntList padding, IntList dilation, bool transposed,
                                             IntList output_padding, int64_t groups, c10::string_view algorithm,
-                                            std::array<bool, 3> output_mask) {
+                                            std::array<bool, 3> output_mask, OptDtype operand_dtype) {
   const auto out = in_places<3>(ConvComplexBackward::apply(grad, x, weight, stride, padding, dilation, transposed,
-                                                           output_padding, groups, algorithm, output_mask),
+                                                           output_padding, groups, algorithm, output_mask, operand_dtype),
                                 output_mask);
   return {out[0], out[1], out[2]};
 }

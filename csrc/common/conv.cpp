@@ -6,6 +6,7 @@
 
 #include "common/checks.h"
 #include "common/layout.h"
+#include "common/precision.h"
 #include "common/workspace.h"
 
 namespace cplxfast {
@@ -223,6 +224,20 @@ std::vector<int64_t> batch_and_spatial_dims(const at::Tensor& t) {
   return dims;
 }
 
+// One real convolution of 16-bit operands with float32 results (mixed precision, conv.h): on the
+// backend's 16-bit units (results rounded to 16 bits), or as the float32 convolution of the rounded
+// operands. The bias (float32) is added as the result's own precision allows.
+at::Tensor mixed_convolution(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, const ConvParams& p,
+                             bool native) {
+  if (native) {
+    const at::Tensor b = bias.defined() ? bias.to(x.scalar_type()) : bias;
+    return at::convolution(x, w, b, p.stride, p.padding, p.dilation, p.transposed, p.output_padding, p.groups)
+        .to(at::kFloat);
+  }
+  return at::convolution(x.to(at::kFloat), w.to(at::kFloat), bias, p.stride, p.padding, p.dilation, p.transposed,
+                         p.output_padding, p.groups);
+}
+
 // The convolution of an input with no elements (zero channels or an empty spatial extent,
 // with padding around it): the bias everywhere.
 at::Tensor zero_input_result(at::Tensor& y, const at::Tensor* b_re, const at::Tensor* b_im) {
@@ -238,8 +253,8 @@ at::Tensor zero_input_result(at::Tensor& y, const at::Tensor* b_re, const at::Te
 }  // namespace
 
 ConvParams conv_params(at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
-                       at::IntArrayRef output_padding, int64_t groups) {
-  return {stride.vec(), padding.vec(), dilation.vec(), output_padding.vec(), transposed, groups};
+                       at::IntArrayRef output_padding, int64_t groups, std::optional<at::ScalarType> operand_dtype) {
+  return {stride.vec(), padding.vec(), dilation.vec(), output_padding.vec(), transposed, groups, operand_dtype};
 }
 
 DepthwiseGeometry depthwise_geometry(const at::Tensor& x, const at::Tensor& w, const ConvParams& p) {
@@ -290,7 +305,9 @@ at::Tensor conv_forward(
   check_conv_args(op, x_in, weight_re, weight_im, b_re, b_im, p);
   const std::vector<int64_t> out_shape = output_shape(op, x_in, weight_re, p);
   const at::MemoryFormat fmt = activation_format(x_in);
-  const auto algo = resolve_algorithm(op, algorithm, backend.depthwise != nullptr && is_fused_depthwise(x_in, weight_re, p));
+  const Precision prec = resolve_precision(op, x_in, p.operand_dtype);
+  auto algo = resolve_algorithm(op, algorithm, backend.depthwise != nullptr && is_fused_depthwise(x_in, weight_re, p));
+  if (prec.mixed && algo == ConvAlgorithm::k3M) algo = ConvAlgorithm::k4M;
   at::Tensor y = at::empty(out_shape, x_in.options().memory_format(fmt));
   if (y.numel() == 0) return y;
   if (x_in.numel() == 0) return zero_input_result(y, b_re, b_im);
@@ -300,15 +317,18 @@ at::Tensor conv_forward(
 
   const at::Tensor x = x_in.contiguous(fmt);
   const int64_t P = algo == ConvAlgorithm::k4M ? 2 : 3;
-  Workspace ws(real_options(x), P * Workspace::plane_stride(x.numel(), 1));
+  Workspace ws(x.options().dtype(prec.operands), P * Workspace::plane_stride(x.numel(), 1));
   if (algo == ConvAlgorithm::k4M) {
     const Layout layout{fmt, p.groups};
-    const at::Tensor x_planes = layout.row_interleaved(x.sizes(), 2, ws);
+    const at::Tensor x_planes = layout.row_interleaved(x.sizes(), 2, ws);  // rounded to 16 bits when mixed
     backend.planes.split(layout.parts(x), /*conj=*/false, x_planes.unbind(0));
-    const at::Tensor products = at::convolution(
-        layout.as_operand(x_planes, x.sizes(), 2), block_weight(weight_re, weight_im, p.groups, p.transposed),
-        b_re ? block_bias(*b_re, *b_im, p.groups) : at::Tensor(), p.stride, p.padding, p.dilation, p.transposed,
-        p.output_padding, p.groups);
+    const at::Tensor x_op = layout.as_operand(x_planes, x.sizes(), 2);
+    const at::Tensor w_op = block_weight(weight_re, weight_im, p.groups, p.transposed).to(prec.operands);
+    const at::Tensor b_op = b_re ? block_bias(*b_re, *b_im, p.groups) : at::Tensor();
+    const at::Tensor products =
+        prec.mixed ? mixed_convolution(x_op, w_op, b_op, p, backend.native_16bit(prec.operands))
+                   : at::convolution(x_op, w_op, b_op, p.stride, p.padding, p.dilation, p.transposed,
+                                     p.output_padding, p.groups);
     backend.planes.combine(layout.planes_of(products, 2), ComplexPair{}, layout.parts(y));
     return y;
   }
@@ -356,19 +376,26 @@ ConvGrads conv_backward(
     }
     return {grad_x, gw_re, gw_im, gb_re, gb_im};
   }
-  const auto algo = resolve_algorithm(op, algorithm, backend.depthwise_backward != nullptr && is_fused_depthwise(x_in, weight_re, p));
+  const Precision prec = resolve_precision(op, x_in, p.operand_dtype);
+  auto algo = resolve_algorithm(op, algorithm, backend.depthwise_backward != nullptr && is_fused_depthwise(x_in, weight_re, p));
   if (algo == ConvAlgorithm::kDepthwise) return backend.depthwise_backward(grad_in, x_in, weight_re, weight_im, p, output_mask);
   if (!need_x && !need_w && !need_b) return {grad_x, gw_re, gw_im, gb_re, gb_im};
+  if (prec.mixed) algo = ConvAlgorithm::k4M;
 
   const at::Tensor g = grad_in.contiguous(fmt), x = x_in.contiguous(fmt);
   const int64_t P = algo == ConvAlgorithm::k4M ? 2 : 3;
+  // Mixed precision: 16-bit planes, and float32 operands for a backend without 16-bit units.
+  const bool native = prec.mixed && backend.native_16bit(prec.operands);
+  const auto operand_opts = x.options().dtype(prec.mixed && !native ? at::kFloat : prec.operands);
+  const auto operand = [&](const at::Tensor& t) { return t.to(operand_opts.dtype()); };
   // x's planes are only read when the weight gradient is wanted; otherwise they are a shape
   // to the backend, and fresh (never touched) memory.
-  Workspace ws(ropts, P * (Workspace::plane_stride(g.numel(), 1) + (need_w ? Workspace::plane_stride(x.numel(), 1) : 0)));
+  Workspace ws(x.options().dtype(prec.operands),
+               P * (Workspace::plane_stride(g.numel(), 1) + (need_w ? Workspace::plane_stride(x.numel(), 1) : 0)));
   const auto x_planes_of = [&](const Layout& layout) {
     if (need_w) return P == 2 ? layout.row_interleaved(x.sizes(), P, ws) : layout.plane_major(x.sizes(), P, ws);
-    return P == 2 ? at::empty({layout.rows(x.sizes()), P, layout.cols(x.sizes())}, ropts).transpose(0, 1)
-                  : at::empty({P, layout.rows(x.sizes()), layout.cols(x.sizes())}, ropts);
+    return P == 2 ? at::empty({layout.rows(x.sizes()), P, layout.cols(x.sizes())}, operand_opts).transpose(0, 1)
+                  : at::empty({P, layout.rows(x.sizes()), layout.cols(x.sizes())}, operand_opts);
   };
   if (algo == ConvAlgorithm::k4M) {
     // The real block form: its transpose already conjugates, so x's own planes and the block
@@ -379,19 +406,29 @@ ConvGrads conv_backward(
     backend.planes.split(layout.parts(g), /*conj=*/false, g_planes.unbind(0));
     if (need_w) backend.planes.split(layout.parts(x), /*conj=*/false, x_planes.unbind(0));
     const std::vector<int64_t> bias_sizes{2 * C_out};
-    const auto [gi, gw, gb] = at::convolution_backward(
-        layout.as_operand(g_planes, g.sizes(), 2), layout.as_operand(x_planes, x.sizes(), 2),
-        block_weight(weight_re, weight_im, p.groups, p.transposed),
-        need_b ? c10::OptionalIntArrayRef(bias_sizes) : c10::nullopt, p.stride, p.padding, p.dilation, p.transposed,
-        p.output_padding, p.groups, {need_x, need_w, need_b});
+    // Mixed precision: the bias gradient is summed in float32 below, not by the 16-bit backend.
+    const bool backend_bias = need_b && !prec.mixed;
+    at::Tensor g_op = layout.as_operand(g_planes, g.sizes(), 2), x_op = layout.as_operand(x_planes, x.sizes(), 2);
+    at::Tensor w_op = block_weight(weight_re, weight_im, p.groups, p.transposed);
+    if (prec.mixed) {
+      g_op = operand(g_op), w_op = operand(w_op.to(prec.operands));
+      if (need_w) x_op = operand(x_op);
+    }
+    auto [gi, gw, gb] = at::convolution_backward(
+        g_op, x_op, w_op, backend_bias ? c10::OptionalIntArrayRef(bias_sizes) : c10::nullopt, p.stride, p.padding,
+        p.dilation, p.transposed, p.output_padding, p.groups, {need_x, need_w, backend_bias});
+    if (native) gi = need_x ? gi.to(at::kFloat) : gi, gw = need_w ? gw.to(at::kFloat) : gw;  // 16-bit results
     if (need_x) {
       grad_x = at::empty(x.sizes(), x.options().memory_format(fmt));
       backend.planes.combine(layout.planes_of(gi, 2), ComplexPair{}, layout.parts(grad_x));
     }
     if (need_w) std::tie(gw_re, gw_im) = block_weight_grad(gw, weight_re, p.groups, p.transposed);
-    if (need_b) {
+    if (backend_bias) {
       const at::Tensor gbp = gb.view({p.groups, 2, -1});
       gb_re = gbp.select(1, 0).reshape({-1}).clone(), gb_im = gbp.select(1, 1).reshape({-1}).clone();
+    } else if (need_b) {
+      const at::Tensor gbz = at::sum(grad_in, batch_and_spatial_dims(grad_in));
+      gb_re = at::real(gbz).contiguous(), gb_im = at::imag(gbz).contiguous();
     }
     return {grad_x, gw_re, gw_im, gb_re, gb_im};
   }

@@ -22,8 +22,19 @@
 // Depthwise convolution (groups == in == out channels, 1d/2d, contiguous) is memory-bound:
 // backends may give a fused direct kernel for it, used by "auto" and "4m" (its arithmetic is
 // the componentwise-accurate 4M form); "3m" always takes the 3M path.
+//
+// Mixed precision (operand_dtype bf16/fp16, complex64; set under torch.autocast): the block form
+// for every algorithm, its planes and block weight rounded to 16 bits. Where the backend has
+// 16-bit convolution units (cuDNN; a CPU with AVX512-BF16/AMX or AVX512-FP16) one 16-bit
+// convolution computes it, accumulating in float32 and returning 16-bit results, which the block
+// form (no recombination after it) turns into float32 parts each within 16-bit rounding of its own
+// value; 3M's recombination would cancel such rounded products, hence the block form. Elsewhere
+// the rounded operands go to the float32 convolution: the same products (16-bit products are exact
+// in float32), float32 results, float32's speed. The fused depthwise kernel is memory-bound and
+// keeps full precision, as torch's autocast policy does for memory-bound ops.
 #pragma once
 #include <array>
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -34,15 +45,17 @@
 
 namespace cplxfast {
 
-// torch's convolution parameters, one entry per spatial dim.
+// torch's convolution parameters, one entry per spatial dim, and the precision of the real
+// products (the ops' operand_dtype).
 struct ConvParams {
   std::vector<int64_t> stride, padding, dilation, output_padding;
   bool transposed;
   int64_t groups;
+  std::optional<at::ScalarType> operand_dtype;
 };
 
 ConvParams conv_params(at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
-                       at::IntArrayRef output_padding, int64_t groups);
+                       at::IntArrayRef output_padding, int64_t groups, std::optional<at::ScalarType> operand_dtype);
 
 // Geometry of a depthwise convolution for the fused kernels; a 1-d one is a 2-d one of height 1.
 struct DepthwiseGeometry {
@@ -60,6 +73,8 @@ struct ConvBackend {
                           const at::Tensor& bias_re, const at::Tensor& bias_im, const ConvParams& p);
   ConvGrads (*depthwise_backward)(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
                                   const at::Tensor& weight_im, const ConvParams& p, std::array<bool, 3> output_mask);
+  // Whether the backend's convolutions of this 16-bit dtype run on 16-bit units (mixed precision).
+  bool (*native_16bit)(at::ScalarType dtype);
 };
 
 // Whether the fused depthwise kernel applies: not transposed, groups == in == out channels,

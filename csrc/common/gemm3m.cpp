@@ -9,30 +9,13 @@
 
 #include "common/checks.h"
 #include "common/layout.h"
+#include "common/precision.h"
 #include "common/workspace.h"
 
 namespace cplxfast {
 namespace {
 
 enum class Algorithm { k3M, k4M };
-
-// The precision of the real products (gemm3m.h): operands of dtype `operands`; mixed when that
-// is a 16-bit dtype whose products come back in float32.
-struct Precision {
-  at::ScalarType operands;
-  bool mixed;
-};
-
-Precision resolve_precision(const char* op, const at::Tensor& x, std::optional<at::ScalarType> operand_dtype) {
-  const at::ScalarType real = c10::toRealValueType(x.scalar_type());
-  if (!operand_dtype.has_value() || *operand_dtype == real) return {real, false};
-  const at::ScalarType dtype = *operand_dtype;
-  TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kHalf, op,
-              ": operand_dtype must be None, the input's real dtype, torch.bfloat16 or torch.float16, got ", dtype);
-  TORCH_CHECK(real == at::kFloat, op, ": operand_dtype ", dtype,
-              " (16-bit operands, float32 products) needs a complex64 input, got ", x.scalar_type());
-  return {dtype, true};
-}
 
 Algorithm resolve_algorithm(
     const char* op, c10::string_view name, int64_t M, int64_t N, int64_t K,

@@ -200,45 +200,50 @@ ConvGrads depthwise_backward(const at::Tensor& grad, const at::Tensor& x_in, con
   return {gx, gw_re, gw_im, gb_re, gb_im};
 }
 
+// cuDNN runs bf16 and fp16 convolutions on the tensor cores.
+bool native_16bit(at::ScalarType) { return true; }
+
 const ConvBackend& backend() {
-  static const ConvBackend b{plane_kernels(), &depthwise, &depthwise_backward};
+  static const ConvBackend b{plane_kernels(), &depthwise, &depthwise_backward, &native_16bit};
   return b;
 }
 
 at::Tensor conv(const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
                 const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
                 at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
-                at::IntArrayRef output_padding, int64_t groups, c10::string_view algorithm) {
+                at::IntArrayRef output_padding, int64_t groups, c10::string_view algorithm,
+                std::optional<at::ScalarType> operand_dtype) {
   const auto guard = device_guard("cplxfast.conv", x);
   return conv_forward(x, weight_re, weight_im, bias_re, bias_im,
-                      conv_params(stride, padding, dilation, transposed, output_padding, groups), algorithm, backend());
+                      conv_params(stride, padding, dilation, transposed, output_padding, groups, operand_dtype), algorithm, backend());
 }
 
 ConvGrads conv_backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
                         const at::Tensor& weight_im, at::IntArrayRef stride, at::IntArrayRef padding,
                         at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding, int64_t groups,
-                        c10::string_view algorithm, std::array<bool, 3> output_mask) {
+                        c10::string_view algorithm, std::array<bool, 3> output_mask, std::optional<at::ScalarType> operand_dtype) {
   const auto guard = device_guard("cplxfast.conv_backward", x);
   return cplxfast::conv_backward(grad, x, weight_re, weight_im,
-                                 conv_params(stride, padding, dilation, transposed, output_padding, groups), algorithm,
+                                 conv_params(stride, padding, dilation, transposed, output_padding, groups, operand_dtype), algorithm,
                                  output_mask, backend());
 }
 
 at::Tensor conv_complex(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                         at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
-                        at::IntArrayRef output_padding, int64_t groups, c10::string_view algorithm) {
+                        at::IntArrayRef output_padding, int64_t groups, c10::string_view algorithm,
+                std::optional<at::ScalarType> operand_dtype) {
   const auto guard = device_guard("cplxfast.conv_complex", x);
-  return conv_complex_forward(x, weight, bias, conv_params(stride, padding, dilation, transposed, output_padding, groups),
+  return conv_complex_forward(x, weight, bias, conv_params(stride, padding, dilation, transposed, output_padding, groups, operand_dtype),
                               algorithm, backend());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_complex_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding, int64_t groups,
-    c10::string_view algorithm, std::array<bool, 3> output_mask) {
+    c10::string_view algorithm, std::array<bool, 3> output_mask, std::optional<at::ScalarType> operand_dtype) {
   const auto guard = device_guard("cplxfast.conv_complex_backward", x);
   return cplxfast::conv_complex_backward(grad, x, weight,
-                                         conv_params(stride, padding, dilation, transposed, output_padding, groups),
+                                         conv_params(stride, padding, dilation, transposed, output_padding, groups, operand_dtype),
                                          algorithm, output_mask, backend());
 }
 
