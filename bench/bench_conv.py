@@ -1,10 +1,12 @@
 """Complex convolution, fwd and fwd+bwd, side by side: cplxfast (auto/3m/4m), torch native complex
 nn.ConvNd(dtype=cfloat) and cplxfast's drop-in for it (cplxfast.nn.ConvNd, complex Parameters), cplxmodule's CplxConvNd, and a real nn.ConvNd of the same channels.
 
-    python bench/bench_conv.py [--quick] [--device cpu|cuda] [--out DIR]
+    python bench/bench_conv.py [--quick] [--device cpu|cuda] [--autocast] [--out DIR]
 
 Cases: a dense 3x3 conv2d, depthwise 3x3 conv2d (MobileNet), depthwise and dense conv1d as in 1-D
 signal models. For depthwise layers "auto" and "4m" run the fused direct kernel, "3m" the grouped 3M path.
+--autocast adds CplxConvNd "auto" under torch.autocast (bf16; fp16 on CUDA too), with its speed-up
+over cplxfast's float32 "auto" in the "vs fp32" column (depthwise layers stay float32 under autocast).
 """
 import math
 import os
@@ -34,7 +36,7 @@ QUICK_CASES = [
 ]
 
 
-def build_impls(dims, B, Cin, Cout, size, k, pad, groups, device):
+def build_impls(dims, B, Cin, Cout, size, k, pad, groups, device, autocast=False):
     """name -> (fwd callable, fwd+bwd callable, output for the correctness check)."""
     torch.manual_seed(0)
     W = torch.randn(Cout, Cin // groups, *(k,) * dims, dtype=torch.complex64) / math.sqrt(Cin // groups * k ** dims)
@@ -58,6 +60,10 @@ def build_impls(dims, B, Cin, Cout, size, k, pad, groups, device):
             layer.weight.real.copy_(W.real), layer.weight.imag.copy_(W.imag)
             layer.bias.real.copy_(b.real), layer.bias.imag.copy_(b.imag)
         impls[f"cplxfast {algo}"] = complex_layer(layer)
+        if autocast and algo == "auto":
+            for dtype in common.autocast_dtypes(device):
+                impls[f"cplxfast auto {common.autocast_name(dtype)}"] = complex_layer(
+                    common.under_autocast(layer, device, dtype))
 
     torch_conv = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)[dims - 1]
     native = torch_conv(Cin, Cout, k, padding=pad, groups=groups, dtype=torch.complex64, device=device)
@@ -97,9 +103,9 @@ def build_impls(dims, B, Cin, Cout, size, k, pad, groups, device):
     return impls, (X, W.to(device), b.to(device), pad, groups)
 
 
-def run_case(case, device, rounds):
+def run_case(case, device, rounds, autocast=False):
     _, dims, B, Cin, Cout, size, k, pad, groups = case
-    impls, (X, W, b, pad, groups) = build_impls(dims, B, Cin, Cout, size, k, pad, groups, device)
+    impls, (X, W, b, pad, groups) = build_impls(dims, B, Cin, Cout, size, k, pad, groups, device, autocast)
     want = ref.conv(X, W, b, 1, pad, 1, groups)
     errors = {}
     with torch.no_grad():
@@ -114,14 +120,16 @@ def run_case(case, device, rounds):
 
 
 def main(argv=None):
-    args = common.arg_parser(__doc__).parse_args(argv)
+    p = common.arg_parser(__doc__)
+    p.add_argument("--autocast", action="store_true", help="add CplxConvNd under torch.autocast (bf16, fp16)")
+    args = p.parse_args(argv)
     cases = QUICK_CASES if args.quick else FULL_CASES
     rounds = args.rounds or (3 if args.quick else None)
     for device in args.device or common.devices():
         rows, table = [], []
         for case in cases:
             common.progress(f"[bench_conv] {device} {case[0]} ...")
-            fwd, both, errors = run_case(case, device, rounds)
+            fwd, both, errors = run_case(case, device, rounds, args.autocast)
             real = both["real, same channels"]
             for name in both:
                 row = {
@@ -129,6 +137,7 @@ def main(argv=None):
                     **common.spread_fields("fwd_bwd", both[name]),
                     "bwd_ms": (both[name] - fwd[name]) * 1e3,
                     "overhead_vs_real": both[name] / real, "speedup_vs_torch": both["torch complex"] / both[name],
+                    "speedup_vs_fp32": both["cplxfast auto"] / both[name],
                     "speedup_vs_cplxmodule": both["cplxmodule"] / both[name] if "cplxmodule" in both else None,
                     "rel_err_vs_fp64": errors.get(name),
                 }
@@ -136,7 +145,7 @@ def main(argv=None):
                 table.append([
                     row["case"], name, f"{row['fwd_ms']:.2f}", f"{row['bwd_ms']:.2f}", f"{row['fwd_bwd_ms']:.2f}",
                     common.spread_ms(both[name]),
-                    f"{row['overhead_vs_real']:.2f}", f"{row['speedup_vs_torch']:.2f}x",
+                    f"{row['overhead_vs_real']:.2f}", f"{row['speedup_vs_torch']:.2f}x", f"{row['speedup_vs_fp32']:.2f}x",
                     "-" if row["speedup_vs_cplxmodule"] is None else f"{row['speedup_vs_cplxmodule']:.2f}x",
                     "-" if row["rel_err_vs_fp64"] is None else f"{row['rel_err_vs_fp64']:.1e}",
                 ])
@@ -144,7 +153,8 @@ def main(argv=None):
         if not common.have_cplxmodule():
             print("(cplxmodule not installed: its column is left out)")
         common.print_table(
-            ["case", "impl", "fwd ms", "bwd ms (both - fwd)", "fwd+bwd ms", "min - max", "overhead (/real)", "vs torch", "vs cplxmodule", "rel err"],
+            ["case", "impl", "fwd ms", "bwd ms (both - fwd)", "fwd+bwd ms", "min - max", "overhead (/real)", "vs torch",
+             "vs fp32", "vs cplxmodule", "rel err"],
             table, title=f"conv, complex64, {device}: {common.machine(device)} (medians; JSON: {path})",
         )
 

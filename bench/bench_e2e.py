@@ -4,7 +4,7 @@ norm and modReLU as torch op chains) and, where it is installed, with cplxmodule
 same initial weights on the same batches, and compare the time per training step and the loss
 curves.
 
-    python bench/bench_e2e.py [--quick] [--device cpu|cuda] [--steps N] [--out DIR]
+    python bench/bench_e2e.py [--quick] [--device cpu|cuda] [--steps N] [--autocast] [--out DIR]
 
 The task is symbol-rate recognition on synthetic complex baseband signals generated here: the
 label is the number of samples per symbol (2, 4, 8 or 16); each signal carries BPSK, QPSK, 8PSK
@@ -27,6 +27,9 @@ cplxmodule layers pass cplxmodule.Cplx objects between them, the others native c
 the architecture code is the same for all (it takes the layer namespace). Steps of the models
 alternate in one process; the table reports the median time per step with its min and max. Writes e2e-<device>.json and, with matplotlib, e2e-<device>.png (loss curves and
 time per step).
+
+--autocast adds the cplxfast model trained under torch.autocast (bf16; fp16 on CUDA too), from the
+same initial weights: its loss curve against the float32 one, and its step time.
 """
 import math
 import os
@@ -125,6 +128,18 @@ class Classifier(torch.nn.Module):
         return abs(self.head(per_step)).mean(1)  # time-averaged output moduli: the logits
 
 
+class UnderAutocast(torch.nn.Module):
+    """A model whose forward runs under torch.autocast(device, dtype) (the loss stays outside)."""
+
+    def __init__(self, model, device, dtype):
+        super().__init__()
+        self.model, self.device, self.dtype = model, device, dtype
+
+    def forward(self, z):
+        with torch.autocast(self.device, dtype=self.dtype):
+            return self.model(z)
+
+
 # ------------------------------------------------------------------------------ training
 def train_side_by_side(models, batches, lr, device):
     """Alternate one Adam step of each model per batch; (losses per model, step seconds per model)."""
@@ -217,6 +232,7 @@ def library_models_as_written_and_converted(device):
 def main(argv=None):
     p = common.arg_parser(__doc__)
     p.add_argument("--steps", type=int, help="training steps (default 40, quick 4)")
+    p.add_argument("--autocast", action="store_true", help="add the cplxfast model under torch.autocast")
     args = p.parse_args(argv)
     steps = args.steps or (4 if args.quick else 40)
     batch, length = (8, 256) if args.quick else (64, 1024)
@@ -240,6 +256,11 @@ def main(argv=None):
             converted = cplxfast.nn.convert(Classifier(theirs_nn).to(device))
             converted.load_state_dict(ours.state_dict(), strict=True)
             models[CONVERTED] = (converted, as_cplx)
+        if args.autocast:
+            for dtype in common.autocast_dtypes(device):
+                mixed = Classifier(cplxfast.nn).to(device)
+                mixed.load_state_dict(ours.state_dict(), strict=True)
+                models[f"cplxfast {common.autocast_name(dtype)}"] = (UnderAutocast(mixed, device, dtype), lambda x: x)
         pairs = [(name, "cplxfast") for name in models if name != "cplxfast"]
         library, library_pairs = library_models_as_written_and_converted(device)
         models.update(library)

@@ -27,17 +27,6 @@ FULL_CASES = [(2048, 1024, 1024), (64, 256, 256), (512, 512, 512), (8192, 256, 2
 QUICK_CASES = [(256, 256, 256), (64, 256, 256)]
 
 
-def autocast_dtypes(device):
-    return [torch.bfloat16] + ([torch.float16] if device == "cuda" else [])
-
-
-def under_autocast(layer, device, dtype):
-    def run(z):
-        with torch.autocast(device, dtype=dtype):
-            return layer(z)
-    return run
-
-
 def build_impls(M, K, N, device, autocast=False):
     """name -> (fwd callable, fwd+bwd callable, output for the correctness check)."""
     torch.manual_seed(0)
@@ -61,9 +50,9 @@ def build_impls(M, K, N, device, autocast=False):
             layer.bias.real.copy_(b.real), layer.bias.imag.copy_(b.imag)
         impls[f"cplxfast {algo}"] = complex_layer(layer)
         if autocast and algo in ("auto", "3m"):
-            for dtype in autocast_dtypes(device):
-                name = f"cplxfast {algo} autocast {str(dtype).split('.')[1]}"
-                impls[name] = complex_layer(under_autocast(layer, device, dtype))
+            for dtype in common.autocast_dtypes(device):
+                impls[f"cplxfast {algo} {common.autocast_name(dtype)}"] = complex_layer(
+                    common.under_autocast(layer, device, dtype))
 
     # functional.linear with native complex Parameters (the complex-weight op variant)
     w_param, b_param = torch.nn.Parameter(W.to(device)), torch.nn.Parameter(b.to(device))

@@ -26,6 +26,23 @@ def arg_parser(doc):
     return p
 
 
+def autocast_dtypes(device):
+    """The --autocast columns' dtypes: bf16 everywhere, fp16 on CUDA too (CPUs have no fp16 GEMM units)."""
+    return [torch.bfloat16] + ([torch.float16] if device == "cuda" else [])
+
+
+def under_autocast(layer, device, dtype):
+    """layer's call inside torch.autocast(device, dtype)."""
+    def run(*args):
+        with torch.autocast(device, dtype=dtype):
+            return layer(*args)
+    return run
+
+
+def autocast_name(dtype):
+    return f"autocast {str(dtype).split('.')[1]}"
+
+
 def sync(device):
     if device == "cuda":
         torch.cuda.synchronize()

@@ -71,7 +71,7 @@ step tests 150 "$PY" -m pytest -q -m cuda -p no:cacheprovider --junitxml="$OUT/t
 
 if [ "$HAVE_GPU" = 1 ]; then
   step bench_linear 50 "$PY" bench/bench_linear.py --device cuda --autocast --out "$OUT"
-  step bench_conv 35 "$PY" bench/bench_conv.py --device cuda --out "$OUT"
+  step bench_conv 45 "$PY" bench/bench_conv.py --device cuda --autocast --out "$OUT"
   step bench_modrelu 20 "$PY" bench/bench_modrelu.py --device cuda --out "$OUT"
   step bench_batchnorm 20 "$PY" bench/bench_batchnorm.py --device cuda --out "$OUT"
   step bench_e2e 40 "$PY" bench/bench_e2e.py --device cuda --out "$OUT"

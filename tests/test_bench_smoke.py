@@ -27,14 +27,16 @@ def test_bench_script_runs_quick(tmp_path, script, title):
     assert len(list(tmp_path.glob("*.json"))) == 1
 
 
-def test_bench_linear_autocast_column(tmp_path):
+@pytest.mark.parametrize("script,row", [("bench_linear.py", "cplxfast auto autocast bfloat16"),
+                                        ("bench_conv.py", "cplxfast auto autocast bfloat16")])
+def test_bench_autocast_column(tmp_path, script, row):
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "bench", "bench_linear.py"), "--quick", "--autocast", "--device", "cpu",
+        [sys.executable, os.path.join(ROOT, "bench", script), "--quick", "--autocast", "--device", "cpu",
          "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "cplxfast auto autocast bfloat16" in result.stdout and "vs fp32" in result.stdout
+    assert row in result.stdout and "vs fp32" in result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -43,18 +45,25 @@ def e2e_losses(tmp_path_factory):
     import json
 
     out = tmp_path_factory.mktemp("e2e")
-    subprocess.run([sys.executable, os.path.join(ROOT, "bench", "bench_e2e.py"), "--quick", "--device", "cpu",
-                    "--out", str(out)], check=True, capture_output=True, timeout=600, cwd=ROOT)
+    subprocess.run([sys.executable, os.path.join(ROOT, "bench", "bench_e2e.py"), "--quick", "--autocast", "--device",
+                    "cpu", "--out", str(out)], check=True, capture_output=True, timeout=600, cwd=ROOT)
     assert (out / "e2e-cpu.png").exists()
     return {r["impl"]: r["losses"] for r in json.load(open(out / "e2e-cpu.json"))["rows"]}
 
 
-def assert_curves_agree(losses, other, ours="cplxfast"):
+def assert_curves_agree(losses, other, ours="cplxfast", tolerance=0.02):
     """Same weights, same batches, 4 Adam steps: fp32 rounding differences (another summation order
     in the fused kernels) grow through Adam's normalised steps, but stay far below 2% in 4 steps."""
     assert len(losses[ours]) == len(losses[other]) == 4
     for a, b in zip(losses[ours], losses[other]):
-        assert abs(a - b) <= 0.02 * abs(b)
+        assert abs(a - b) <= tolerance * abs(b)
+
+
+def test_e2e_loss_curve_under_autocast_follows_float32(e2e_losses):
+    """bf16 operands (u = 2^-8) instead of fp32 rounding: measured 0.5% apart over the 4 quick steps
+    (and see bench/RESULTS.md for the 40-step run); held to 3%."""
+    assert e2e_losses["cplxfast autocast bfloat16"] != e2e_losses["cplxfast"]
+    assert_curves_agree(e2e_losses, "cplxfast", ours="cplxfast autocast bfloat16", tolerance=0.03)
 
 
 def test_e2e_loss_curves_agree_with_torch_native_complex(e2e_losses):
