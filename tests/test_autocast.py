@@ -463,6 +463,18 @@ def test_autocast_compile_fullgraph_conv(device):
     assert torch.equal(torch.compile(step, fullgraph=True)(x), step(x))
 
 
+def test_autocast_leaves_batch_norm_and_modrelu_in_float32(device):
+    # Memory-bound, and complex64 in and out: autocast has nothing to cast (torch's policy keeps
+    # norms in float32), so they give the same bits inside and outside it.
+    torch.manual_seed(0)
+    bn, act = cnn.CplxBatchNorm1d(6).to(device), cnn.CplxModReLU(6).to(device)
+    x = torch.randn(8, 6, 20, dtype=torch.complex64, device=device)
+    outside = act(bn(x).transpose(1, 2))
+    with torch.autocast(device, dtype=autocast_dtype(device)):
+        inside = act(bn(x).transpose(1, 2))
+    assert inside.dtype == torch.complex64 and torch.equal(inside, outside)
+
+
 # -------------------------------------------------------------------------------- errors
 def test_bad_operand_dtype():
     x = torch.randn(4, 3, dtype=torch.complex64)
