@@ -4,6 +4,7 @@ bench/report.py reads them).
 
     python bench/gpu_verdict.py OUTDIR
 """
+import json
 import os
 import sys
 import xml.etree.ElementTree as ET
@@ -55,6 +56,12 @@ def main(out):
         print(f"  {r['family']:24s} {r['case'][:40]:40s} {r['cplxfast_ms']:8.3f} ms  faster than: {', '.join(vs) or '-'}{bw}")
     if not headline:
         print("  (no CUDA benchmark results)")
+    for family in ("linear", "conv"):  # the --autocast columns: speed-up over cplxfast's float32 auto
+        path = os.path.join(out, f"{family}-cuda.json")
+        for r in json.load(open(path))["rows"] if os.path.exists(path) else []:
+            if "autocast" in r["impl"]:
+                print(f"  {family + ' autocast':24s} {r['case'][:28]:28s} {r['impl'][9:]:24s} {r['fwd_bwd_ms']:8.3f} ms"
+                      f"  vs fp32 {r['speedup_vs_fp32']:.2f}x, vs torch {r['speedup_vs_torch']:.2f}x")
     failed = [name for name, status, _ in rows if status.startswith("FAILED")]
     print("VERDICT:", "all steps ok" if not failed else "FAILED: " + ", ".join(failed))
     return 1 if failed else 0

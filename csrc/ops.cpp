@@ -49,8 +49,10 @@ TORCH_LIBRARY(cplxfast, m) {
   // (Gauss: three real convolutions of the operand planes), "4m" (real block form, one real
   // convolution of twice the channels; depthwise layers: the fused direct kernel) or "auto". Backward:
   // grad_x = conv's input gradient of (g, conj W), grad_W = its weight gradient of (g, conj x),
-  // grad_b = sum of g over batch and space; output_mask (x, weight, bias). operand_dtype: as for
-  // linear (16-bit operands, float32 results; common/conv.h says how each backend gets them).
+  // grad_b = sum of g over batch and space; output_mask (x, weight, bias). operand_dtype: 16-bit
+  // operands as for linear, float32 accumulation; where the backend convolves in 16 bits natively
+  // (cuDNN; CPUs with bf16/fp16 units) the results come back rounded to the operand dtype, so fp16
+  // has fp16's range (65504), as torch's own fp16 convolutions (common/conv.h).
   m.def(
       "conv(Tensor x, Tensor weight_re, Tensor weight_im, Tensor? bias_re, Tensor? bias_im, int[] stride,"
       " int[] padding, int[] dilation, bool transposed, int[] output_padding, int groups, str algorithm,"

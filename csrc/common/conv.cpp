@@ -365,21 +365,26 @@ ConvGrads conv_backward(
   const at::MemoryFormat fmt = activation_format(x_in);
   const int64_t C_out = out_shape[1];
   const auto ropts = real_options(x_in);
+  const Precision prec = resolve_precision(op, x_in, p.operand_dtype);
+  const auto bias_grad = [&] {  // the float32 sums of g (empty inputs; mixed precision)
+    const at::Tensor gb = at::sum(grad_in, batch_and_spatial_dims(grad_in));
+    return std::make_pair(at::real(gb).contiguous(), at::imag(gb).contiguous());
+  };
 
   at::Tensor grad_x, gw_re, gw_im, gb_re, gb_im;
   if (grad_in.numel() == 0 || x_in.numel() == 0) {  // nothing flows: zero gradients
     if (need_x) grad_x = at::zeros_like(x_in, x_in.options().memory_format(fmt));
     if (need_w) gw_re = at::zeros(weight_re.sizes(), ropts), gw_im = at::zeros(weight_re.sizes(), ropts);
-    if (need_b) {
-      const at::Tensor gb = at::sum(grad_in, batch_and_spatial_dims(grad_in));
-      gb_re = at::real(gb).contiguous(), gb_im = at::imag(gb).contiguous();
-    }
+    if (need_b) std::tie(gb_re, gb_im) = bias_grad();
     return {grad_x, gw_re, gw_im, gb_re, gb_im};
   }
-  const Precision prec = resolve_precision(op, x_in, p.operand_dtype);
   auto algo = resolve_algorithm(op, algorithm, backend.depthwise_backward != nullptr && is_fused_depthwise(x_in, weight_re, p));
   if (algo == ConvAlgorithm::kDepthwise) return backend.depthwise_backward(grad_in, x_in, weight_re, weight_im, p, output_mask);
   if (!need_x && !need_w && !need_b) return {grad_x, gw_re, gw_im, gb_re, gb_im};
+  if (prec.mixed && !need_x && !need_w) {
+    std::tie(gb_re, gb_im) = bias_grad();
+    return {grad_x, gw_re, gw_im, gb_re, gb_im};
+  }
   if (prec.mixed) algo = ConvAlgorithm::k4M;
 
   const at::Tensor g = grad_in.contiguous(fmt), x = x_in.contiguous(fmt);
@@ -427,8 +432,7 @@ ConvGrads conv_backward(
       const at::Tensor gbp = gb.view({p.groups, 2, -1});
       gb_re = gbp.select(1, 0).reshape({-1}).clone(), gb_im = gbp.select(1, 1).reshape({-1}).clone();
     } else if (need_b) {
-      const at::Tensor gbz = at::sum(grad_in, batch_and_spatial_dims(grad_in));
-      gb_re = at::real(gbz).contiguous(), gb_im = at::imag(gbz).contiguous();
+      std::tie(gb_re, gb_im) = bias_grad();
     }
     return {grad_x, gw_re, gw_im, gb_re, gb_im};
   }

@@ -285,6 +285,7 @@ LinearGrads backward_impl(const char* op, const at::Tensor& grad_in, const at::T
   const at::Tensor x = as_matrix(x_in);
   const int64_t M = x.size(0);
   const bool need_x = output_mask[0], need_w = output_mask[1], need_b = output_mask[2];
+  const Precision prec = resolve_precision(op, x, operand_dtype);
 
   LinearGrads out;
   if (need_b) {
@@ -298,7 +299,6 @@ LinearGrads backward_impl(const char* op, const at::Tensor& grad_in, const at::T
   }
   if (!need_x && !need_w) return out;
 
-  const Precision prec = resolve_precision(op, x, operand_dtype);
   const Algorithm algo = resolve_algorithm(op, algorithm, M, N, K, x.scalar_type(), prec.mixed, backend);
   if (algo == Algorithm::k4M && prec.mixed && M > 0 && N > 0 && K > 0) {
     backward_block(out, g, x, weight, need_x, need_w, complex_grads, prec.operands, backend);

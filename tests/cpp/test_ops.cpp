@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include <ATen/autocast_mode.h>
 #include <ATen/core/PhiloxRNGEngine.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/torch.h>
@@ -27,23 +28,25 @@ void expect_close(const char* what, const at::Tensor& got, const at::Tensor& wan
 }
 
 using Opt = std::optional<at::Tensor>;
+using OptDtype = std::optional<at::ScalarType>;
 
 const auto& linear_op() {
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::linear", "").typed<
-      at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const Opt&, const Opt&, c10::string_view)>();
+      at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const Opt&, const Opt&, c10::string_view,
+                 OptDtype)>();
   return op;
 }
 
 const auto& linear_complex_op() {
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::linear_complex", "").typed<
-      at::Tensor(const at::Tensor&, const at::Tensor&, const Opt&, c10::string_view)>();
+      at::Tensor(const at::Tensor&, const at::Tensor&, const Opt&, c10::string_view, OptDtype)>();
   return op;
 }
 
 const auto& conv_op() {
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::conv", "").typed<at::Tensor(
       const at::Tensor&, const at::Tensor&, const at::Tensor&, const Opt&, const Opt&, at::IntArrayRef, at::IntArrayRef,
-      at::IntArrayRef, bool, at::IntArrayRef, int64_t, c10::string_view)>();
+      at::IntArrayRef, bool, at::IntArrayRef, int64_t, c10::string_view, OptDtype)>();
   return op;
 }
 
@@ -113,7 +116,7 @@ int main() {
   for (const char* algorithm : {"3m", "4m"}) {
     at::Tensor x = torch::randn({37, 24}, c128).requires_grad_();
     at::Tensor w = torch::randn({16, 24}, c128), b = torch::randn({16}, c128);
-    at::Tensor y = linear_op().call(x, at::real(w), at::imag(w), at::real(b), at::imag(b), algorithm);
+    at::Tensor y = linear_op().call(x, at::real(w), at::imag(w), at::real(b), at::imag(b), algorithm, std::nullopt);
     at::Tensor x2 = x.detach().clone().requires_grad_();
     at::Tensor want = at::linear(x2, w, b);
     expect_close((std::string("linear ") + algorithm + " forward").c_str(), y, want);
@@ -126,7 +129,7 @@ int main() {
   for (const char* algorithm : {"3m", "4m"}) {
     at::Tensor x = torch::randn({29, 24}, c128).requires_grad_();
     at::Tensor w = torch::randn({16, 24}, c128).requires_grad_(), b = torch::randn({16}, c128).requires_grad_();
-    at::Tensor y = linear_complex_op().call(x, w, b, algorithm);
+    at::Tensor y = linear_complex_op().call(x, w, b, algorithm, std::nullopt);
     at::Tensor x2 = x.detach().clone().requires_grad_(), w2 = w.detach().clone().requires_grad_();
     at::Tensor b2 = b.detach().clone().requires_grad_();
     at::Tensor want = at::linear(x2, w2, b2);
@@ -139,12 +142,26 @@ int main() {
     expect_close((name + " grad_bias").c_str(), b.grad(), b2.grad());
   }
 
+  // Mixed precision: bf16 operands (u = 2^-8) against the complex64 product, and torch.autocast's
+  // C++ switch setting the same operand dtype through the ops' autocast kernels.
+  {
+    const auto c64 = torch::TensorOptions().dtype(torch::kComplexFloat);
+    at::Tensor x = torch::randn({64, 48}, c64), w = torch::randn({32, 48}, c64) / 7, b = torch::randn({32}, c64);
+    at::Tensor mixed = linear_complex_op().call(x, w, b, "auto", at::kBFloat16);
+    expect_close("linear_complex bf16 operands", mixed, at::linear(x, w, b), 2e-2);
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::Tensor under_autocast = linear_complex_op().call(x, w, b, "auto", std::nullopt);
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    expect_close("linear_complex under autocast = bf16 operands", under_autocast, mixed, 0.0);
+  }
+
   // conv2d (grouped, strided) and depthwise: against at::conv2d on complex tensors
   for (int64_t groups : {2, 8}) {
     at::Tensor x = torch::randn({2, 8, 9, 10}, c128).requires_grad_();
     at::Tensor w = torch::randn({8, 8 / groups, 3, 3}, c128);
     at::Tensor y = conv_op().call(x, at::real(w), at::imag(w), std::nullopt, std::nullopt, {2, 1}, {1, 1}, {1, 1}, false,
-                                  {0, 0}, groups, "auto");
+                                  {0, 0}, groups, "auto", std::nullopt);
     at::Tensor x2 = x.detach().clone().requires_grad_();
     at::Tensor want = at::conv2d(x2, w, {}, {2, 1}, {1, 1}, {1, 1}, groups);
     const std::string name = groups == 8 ? "conv2d depthwise" : "conv2d grouped";
