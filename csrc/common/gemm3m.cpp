@@ -15,7 +15,8 @@
 namespace cplxfast {
 namespace {
 
-enum class Algorithm { k3M, k4M };
+// kBlock: the mixed-precision 4M, the real block form (gemm3m.h).
+enum class Algorithm { k3M, k4M, kBlock };
 
 Algorithm resolve_algorithm(
     const char* op, c10::string_view name, int64_t M, int64_t N, int64_t K,
@@ -32,8 +33,8 @@ Algorithm resolve_algorithm(
     TORCH_CHECK(false, op, ": algorithm must be \"auto\", \"3m\" or \"4m\", got \"", name, "\"");
   }
   // An empty product has nothing to gain from 3M; ATen's complex GEMM handles every empty case.
-  if (M == 0 || N == 0 || K == 0) algo = Algorithm::k4M;
-  return algo;
+  if (M == 0 || N == 0 || K == 0) return Algorithm::k4M;
+  return mixed && algo == Algorithm::k4M ? Algorithm::kBlock : algo;
 }
 
 void check_linear_args(
@@ -233,8 +234,7 @@ at::Tensor forward_impl(const char* op, const at::Tensor& x_in, const ComplexPai
 
   const Precision prec = resolve_precision(op, x, operand_dtype);
   const Algorithm algo = resolve_algorithm(op, algorithm, M, N, K, x.scalar_type(), prec.mixed, backend);
-  const bool empty = M == 0 || N == 0 || K == 0;
-  if (algo == Algorithm::k4M && prec.mixed && !empty) {
+  if (algo == Algorithm::kBlock) {
     forward_block(y, x, weight, bias, prec.operands, backend);
     return y.view(out_shape);
   }
@@ -300,7 +300,7 @@ LinearGrads backward_impl(const char* op, const at::Tensor& grad_in, const at::T
   if (!need_x && !need_w) return out;
 
   const Algorithm algo = resolve_algorithm(op, algorithm, M, N, K, x.scalar_type(), prec.mixed, backend);
-  if (algo == Algorithm::k4M && prec.mixed && M > 0 && N > 0 && K > 0) {
+  if (algo == Algorithm::kBlock) {
     backward_block(out, g, x, weight, need_x, need_w, complex_grads, prec.operands, backend);
     if (need_x) out.x = out.x.view(x_in.sizes());
     return out;

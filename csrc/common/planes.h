@@ -14,8 +14,11 @@
 // with sgn = -1 for conj(s). The real products of the planes are recombined into a complex
 // result: (P0 - P1) + i (P2 - P0 - P1) for 3M, P0 + i P1 for 4M.
 #pragma once
+#include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/TensorBody.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
 
 namespace cplxfast {
 
@@ -34,5 +37,18 @@ struct PlaneKernels {
   // pass that de-interleaves a complex result into two real tensors (dst column stride 1).
   void (*copy_parts)(const ComplexPair& src, const ComplexPair& dst);
 };
+
+// f(T{}, U{}) for the split of parts of dtype T into planes of dtype U: U = T (float, double), or
+// a 16-bit U (bfloat16, half) from float parts (mixed precision). Both backends' split kernels.
+template <typename F>
+void dispatch_split_types(const ComplexPair& s, at::TensorList planes, const F& f) {
+  const at::ScalarType planes_dtype = planes[0].scalar_type();
+  if (planes_dtype == at::kBFloat16 || planes_dtype == at::kHalf) {
+    TORCH_INTERNAL_ASSERT(s.re.scalar_type() == at::kFloat);
+    if (planes_dtype == at::kBFloat16) return f(float{}, c10::BFloat16{});
+    return f(float{}, c10::Half{});
+  }
+  AT_DISPATCH_FLOATING_TYPES(planes_dtype, "cplxfast_split_planes", [&] { f(scalar_t{}, scalar_t{}); });
+}
 
 }  // namespace cplxfast

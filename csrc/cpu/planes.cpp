@@ -219,14 +219,8 @@ void copy_parts(const ComplexPair& src, const ComplexPair& dst) {
 }
 
 void split_planes(const ComplexPair& s, bool conj, at::TensorList planes) {
-  const at::ScalarType planes_dtype = planes[0].scalar_type();
-  if (planes_dtype == at::kBFloat16 || planes_dtype == at::kHalf) {  // mixed precision: float32 parts
-    TORCH_INTERNAL_ASSERT(s.re.scalar_type() == at::kFloat);
-    if (planes_dtype == at::kBFloat16) return split_impl<float, c10::BFloat16>(s, conj, planes);
-    return split_impl<float, c10::Half>(s, conj, planes);
-  }
-  AT_DISPATCH_FLOATING_TYPES(planes_dtype, "cplxfast_split_planes_cpu", [&] {
-    split_impl<scalar_t, scalar_t>(s, conj, planes);
+  dispatch_split_types(s, planes, [&](auto t, auto u) {
+    split_impl<decltype(t), decltype(u)>(s, conj, planes);
   });
 }
 

@@ -11,8 +11,6 @@
 
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 
@@ -144,14 +142,8 @@ void launch_split(const ComplexPair& s, bool conj, at::TensorList planes) {
 void split_planes(const ComplexPair& s, bool conj, at::TensorList planes) {
   if (s.re.numel() == 0) return;
   const c10::cuda::CUDAGuard guard(planes[0].device());
-  const at::ScalarType planes_dtype = planes[0].scalar_type();
-  if (planes_dtype == at::kBFloat16 || planes_dtype == at::kHalf) {  // mixed precision: float32 parts
-    TORCH_INTERNAL_ASSERT(s.re.scalar_type() == at::kFloat);
-    if (planes_dtype == at::kBFloat16) return launch_split<float, at::BFloat16>(s, conj, planes);
-    return launch_split<float, at::Half>(s, conj, planes);
-  }
-  AT_DISPATCH_FLOATING_TYPES(planes_dtype, "cplxfast_split_planes_cuda", [&] {
-    launch_split<scalar_t, scalar_t>(s, conj, planes);
+  dispatch_split_types(s, planes, [&](auto t, auto u) {
+    launch_split<decltype(t), decltype(u)>(s, conj, planes);
   });
 }
 
