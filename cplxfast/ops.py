@@ -34,30 +34,55 @@ def _check_operand_dtype(op: str, x: Tensor, operand_dtype: Optional[torch.dtype
     )
 
 
+# ------------------------------------------------------------------------------ weight masks
+# weight_mask (the parts variants of linear and conv; masked layers): a real tensor of weight_re's
+# dtype, device and shape, not differentiated. The op computes with W * mask and returns grad_W *
+# mask, applying the mask in the passes that read W and write its gradient (no masked copy).
+def _check_weight_mask(op: str, weight_mask: Optional[Tensor], weight_re: Tensor) -> None:
+    if weight_mask is None:
+        return
+    torch._check(
+        weight_mask.dtype == weight_re.dtype and weight_mask.device == weight_re.device,
+        lambda: f"{op}: weight_mask must be a real {weight_re.dtype} tensor on {weight_re.device}, got "
+        f"{weight_mask.dtype} on {weight_mask.device}",
+    )
+    torch._check(
+        weight_mask.shape == weight_re.shape,
+        lambda: f"{op}: weight_mask must have the weight's shape {tuple(weight_re.shape)}, got "
+        f"{tuple(weight_mask.shape)}",
+    )
+
+
 # ---------------------------------------------------------------------------------- linear
 def linear(
     x: Tensor, weight_re: Tensor, weight_im: Tensor, bias_re: Optional[Tensor] = None,
     bias_im: Optional[Tensor] = None, algorithm: Optional[str] = None, operand_dtype: Optional[torch.dtype] = None,
+    weight_mask: Optional[Tensor] = None,
 ) -> Tensor:
-    """y = x W^T + b for complex x [*, in] and W = weight_re + i weight_im [out, in],
-    b = bias_re + i bias_im [out] (real parts, any strides): returns complex [*, out]."""
-    return _ops.linear.default(x, weight_re, weight_im, bias_re, bias_im, _config.resolve(algorithm), operand_dtype)
+    """y = x (W * weight_mask)^T + b for complex x [*, in] and W = weight_re + i weight_im [out, in],
+    b = bias_re + i bias_im [out] (real parts, any strides; weight_mask None: no mask): returns
+    complex [*, out]."""
+    return _ops.linear.default(x, weight_re, weight_im, bias_re, bias_im, _config.resolve(algorithm), operand_dtype,
+                               weight_mask)
 
 
 def linear_backward(
     grad: Tensor, x: Tensor, weight_re: Tensor, weight_im: Tensor, algorithm: Optional[str] = None,
     output_mask: Sequence[bool] = (True, True, True), operand_dtype: Optional[torch.dtype] = None,
+    weight_mask: Optional[Tensor] = None,
 ) -> Tuple[Optional[Tensor], ...]:
     """(grad_x, grad_weight_re, grad_weight_im, grad_bias_re, grad_bias_im) from grad_x = g conj(W),
-    grad_W = g^T conj(x), grad_b = sum g; None where output_mask (x, weight, bias) is False."""
+    grad_W = g^T conj(x), grad_b = sum g (W and grad_W times weight_mask when given); None where
+    output_mask (x, weight, bias) is False."""
     return _ops.linear_backward.default(
-        grad, x, weight_re, weight_im, _config.resolve(algorithm), list(output_mask), operand_dtype
+        grad, x, weight_re, weight_im, _config.resolve(algorithm), list(output_mask), operand_dtype, weight_mask
     )
 
 
 @torch.library.register_fake("cplxfast::linear")
-def _linear_fake(x, weight_re, weight_im, bias_re, bias_im, algorithm, operand_dtype=None):
+def _linear_fake(x, weight_re, weight_im, bias_re, bias_im, algorithm, operand_dtype=None, weight_mask=None):
     _check_operand_dtype("cplxfast.linear", x, operand_dtype)
+    _check_weight_mask("cplxfast.linear", weight_mask, weight_re)
     torch._check(x.dim() >= 1, lambda: "cplxfast.linear: input must have at least 1 dimension")
     torch._check(
         x.shape[-1] == weight_re.shape[1],
@@ -67,8 +92,10 @@ def _linear_fake(x, weight_re, weight_im, bias_re, bias_im, algorithm, operand_d
 
 
 @torch.library.register_fake("cplxfast::linear_backward")
-def _linear_backward_fake(grad, x, weight_re, weight_im, algorithm, output_mask, operand_dtype=None):
+def _linear_backward_fake(grad, x, weight_re, weight_im, algorithm, output_mask, operand_dtype=None,
+                          weight_mask=None):
     _check_operand_dtype("cplxfast.linear_backward", x, operand_dtype)
+    _check_weight_mask("cplxfast.linear_backward", weight_mask, weight_re)
     real = x.new_empty((), dtype=weight_re.dtype)
     grad_x = x.new_empty(x.shape) if output_mask[0] else None
     grad_w = [real.new_empty(weight_re.shape) if output_mask[1] else None for _ in range(2)]
@@ -114,14 +141,14 @@ def conv(
     x: Tensor, weight_re: Tensor, weight_im: Tensor, bias_re: Optional[Tensor] = None,
     bias_im: Optional[Tensor] = None, stride: Sequence[int] = (1,), padding: Sequence[int] = (0,),
     dilation: Sequence[int] = (1,), transposed: bool = False, output_padding: Sequence[int] = (0,), groups: int = 1,
-    algorithm: Optional[str] = None, operand_dtype: Optional[torch.dtype] = None,
+    algorithm: Optional[str] = None, operand_dtype: Optional[torch.dtype] = None, weight_mask: Optional[Tensor] = None,
 ) -> Tensor:
-    """Complex (transposed) convolution of x [B, C_in, *S] with W = weight_re + i weight_im and
-    b = bias_re + i bias_im (real parts); stride/padding/dilation/output_padding one int per spatial dim,
-    symmetric zero padding."""
+    """Complex (transposed) convolution of x [B, C_in, *S] with W = weight_re + i weight_im (times
+    weight_mask when given) and b = bias_re + i bias_im (real parts); stride/padding/dilation/
+    output_padding one int per spatial dim, symmetric zero padding."""
     return _ops.conv.default(
         x, weight_re, weight_im, bias_re, bias_im, list(stride), list(padding), list(dilation), transposed,
-        list(output_padding), groups, _config.resolve(algorithm), operand_dtype,
+        list(output_padding), groups, _config.resolve(algorithm), operand_dtype, weight_mask,
     )
 
 
@@ -129,13 +156,13 @@ def conv_backward(
     grad: Tensor, x: Tensor, weight_re: Tensor, weight_im: Tensor, stride: Sequence[int], padding: Sequence[int],
     dilation: Sequence[int], transposed: bool, output_padding: Sequence[int], groups: int,
     algorithm: Optional[str] = None, output_mask: Sequence[bool] = (True, True, True),
-    operand_dtype: Optional[torch.dtype] = None,
+    operand_dtype: Optional[torch.dtype] = None, weight_mask: Optional[Tensor] = None,
 ) -> Tuple[Optional[Tensor], ...]:
-    """(grad_x, grad_weight_re, grad_weight_im, grad_bias_re, grad_bias_im); None where output_mask
-    (x, weight, bias) is False."""
+    """(grad_x, grad_weight_re, grad_weight_im, grad_bias_re, grad_bias_im), W and grad_W times
+    weight_mask when given; None where output_mask (x, weight, bias) is False."""
     return _ops.conv_backward.default(
         grad, x, weight_re, weight_im, list(stride), list(padding), list(dilation), transposed, list(output_padding),
-        groups, _config.resolve(algorithm), list(output_mask), operand_dtype,
+        groups, _config.resolve(algorithm), list(output_mask), operand_dtype, weight_mask,
     )
 
 
@@ -157,8 +184,9 @@ def _conv_output_shape(x, weight, stride, padding, dilation, transposed, output_
 
 @torch.library.register_fake("cplxfast::conv")
 def _conv_fake(x, weight_re, weight_im, bias_re, bias_im, stride, padding, dilation, transposed, output_padding,
-               groups, algorithm, operand_dtype=None):
+               groups, algorithm, operand_dtype=None, weight_mask=None):
     _check_operand_dtype("cplxfast.conv", x, operand_dtype)
+    _check_weight_mask("cplxfast.conv", weight_mask, weight_re)
     torch._check(x.dim() == weight_re.dim(), lambda: "cplxfast.conv: input and weight ranks differ")
     shape = _conv_output_shape(x, weight_re, stride, padding, dilation, transposed, output_padding, groups)
     return x.new_empty(shape).contiguous(memory_format=_activation_format(x))
@@ -166,8 +194,9 @@ def _conv_fake(x, weight_re, weight_im, bias_re, bias_im, stride, padding, dilat
 
 @torch.library.register_fake("cplxfast::conv_backward")
 def _conv_backward_fake(grad, x, weight_re, weight_im, stride, padding, dilation, transposed, output_padding, groups,
-                        algorithm, output_mask, operand_dtype=None):
+                        algorithm, output_mask, operand_dtype=None, weight_mask=None):
     _check_operand_dtype("cplxfast.conv_backward", x, operand_dtype)
+    _check_weight_mask("cplxfast.conv_backward", weight_mask, weight_re)
     grad_x = x.new_empty(x.shape).contiguous(memory_format=_activation_format(x)) if output_mask[0] else None
     grad_w = [weight_re.new_empty(weight_re.shape) if output_mask[1] else None for _ in range(2)]
     c_out = weight_re.shape[1] * groups if transposed else weight_re.shape[0]

@@ -28,12 +28,16 @@ TORCH_LIBRARY(cplxfast, m) {
   // operand_dtype (mixed precision; set by the ops' autocast kernels, csrc/autocast/): the real
   // products take their operands rounded to bfloat16 or float16 and accumulate and return float32,
   // so the recombination runs in float32 (complex64 x only). None: the input's own precision.
+  // weight_mask (masked layers): a real tensor of weight_re's shape, not differentiated; the op
+  // computes with W * weight_mask and returns grad_W * weight_mask, the mask applied in the passes
+  // that read W and write its gradient (no masked copy of W).
   m.def(
       "linear(Tensor x, Tensor weight_re, Tensor weight_im, Tensor? bias_re, Tensor? bias_im,"
-      " str algorithm, ScalarType? operand_dtype=None) -> Tensor");
+      " str algorithm, ScalarType? operand_dtype=None, Tensor? weight_mask=None) -> Tensor");
   m.def(
       "linear_backward(Tensor grad, Tensor x, Tensor weight_re, Tensor weight_im, str algorithm,"
-      " bool[3] output_mask, ScalarType? operand_dtype=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      " bool[3] output_mask, ScalarType? operand_dtype=None, Tensor? weight_mask=None)"
+      " -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   // The same with a complex weight and bias (native complex parameters), complex gradients.
   m.def(
       "linear_complex(Tensor x, Tensor weight, Tensor? bias, str algorithm, ScalarType? operand_dtype=None)"
@@ -52,15 +56,16 @@ TORCH_LIBRARY(cplxfast, m) {
   // grad_b = sum of g over batch and space; output_mask (x, weight, bias). operand_dtype: 16-bit
   // operands as for linear, float32 accumulation; where the backend convolves in 16 bits natively
   // (cuDNN; CPUs with bf16/fp16 units) the results come back rounded to the operand dtype, so fp16
-  // has fp16's range (65504), as torch's own fp16 convolutions (common/conv.h).
+  // has fp16's range (65504), as torch's own fp16 convolutions (common/conv.h). weight_mask: as
+  // for linear.
   m.def(
       "conv(Tensor x, Tensor weight_re, Tensor weight_im, Tensor? bias_re, Tensor? bias_im, int[] stride,"
       " int[] padding, int[] dilation, bool transposed, int[] output_padding, int groups, str algorithm,"
-      " ScalarType? operand_dtype=None) -> Tensor");
+      " ScalarType? operand_dtype=None, Tensor? weight_mask=None) -> Tensor");
   m.def(
       "conv_backward(Tensor grad, Tensor x, Tensor weight_re, Tensor weight_im, int[] stride, int[] padding,"
       " int[] dilation, bool transposed, int[] output_padding, int groups, str algorithm, bool[3] output_mask,"
-      " ScalarType? operand_dtype=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      " ScalarType? operand_dtype=None, Tensor? weight_mask=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   // The same with a complex weight and bias (native complex parameters), complex gradients.
   m.def(
       "conv_complex(Tensor x, Tensor weight, Tensor? bias, int[] stride, int[] padding, int[] dilation,"

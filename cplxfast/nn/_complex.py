@@ -91,6 +91,10 @@ class CplxModule(torch.nn.Module):
         super().__init__()
         self._register_load_state_dict_pre_hook(_promote_real_checkpoint, with_module=True)
 
+    def _weight_mask(self):
+        """The real mask the weight is multiplied by (masked layers), or None."""
+        return None
+
     def _weight_and_bias_parts(self, z):
         """(weight.real, weight.imag, bias.real, bias.imag) Parameters (None for an absent bias),
         after checking that complex input z matches their precision.

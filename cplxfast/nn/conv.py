@@ -95,7 +95,7 @@ class _CplxConv(_CplxConvNd):
         w_re, w_im, b_re, b_im = self._weight_and_bias_parts(z)
         z, pad = conv_padding(z, self.kernel_size, self.stride, self.padding, self.dilation, self.padding_mode)
         return ops.conv(z, w_re, w_im, b_re, b_im, self.stride, pad, self.dilation, False, self.output_padding,
-                        self.groups, self.algorithm)
+                        self.groups, self.algorithm, None, self._weight_mask())
 
 
 class _CplxConvTranspose(_CplxConvNd):
@@ -115,7 +115,7 @@ class _CplxConvTranspose(_CplxConvNd):
             self, z, output_size, list(self.stride), list(self.padding), list(self.kernel_size), self._dims,
             list(self.dilation))
         return rewrap(ops.conv(z, w_re, w_im, b_re, b_im, self.stride, self.padding, self.dilation, True,
-                               output_padding, self.groups, self.algorithm))
+                               output_padding, self.groups, self.algorithm, None, self._weight_mask()))
 
 
 class CplxConv1d(_CplxConv):

@@ -56,7 +56,7 @@ class CplxLinear(CplxModule):
         # The op takes the real and imaginary Parameters as they are: no complex copy of the
         # weight is built, and their gradients come back as real tensors.
         w_re, w_im, b_re, b_im = self._weight_and_bias_parts(z)
-        return ops.linear(z, w_re, w_im, b_re, b_im, self.algorithm)
+        return ops.linear(z, w_re, w_im, b_re, b_im, self.algorithm, None, self._weight_mask())
 
     def extra_repr(self):
         algo = "" if self.algorithm is None else f", algorithm={self.algorithm!r}"
@@ -92,6 +92,9 @@ class CplxBilinear(CplxModule):
 
     def _forward_complex(self, z1, z2):
         w_re, w_im, b_re, b_im = self._weight_and_bias_parts(z1)
+        mask = self._weight_mask()
+        if mask is not None:  # the einsum has no fused mask: a masked copy of the weight
+            w_re, w_im = w_re * mask, w_im * mask
         y = torch.einsum("...i,kij,...j->...k", z1.conj() if self.conjugate else z1, torch.complex(w_re, w_im), z2)
         return y if b_re is None else y + torch.complex(b_re, b_im)
 

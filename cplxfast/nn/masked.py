@@ -5,7 +5,8 @@ A layer's ``mask`` is None (the layer is not sparse yet, and its forward raises,
 does) or a tensor of the weight's shape, dtype and device (a broadcastable mask is expanded and
 copied when it is set). It is set by assignment, ``mask_()``, :func:`deploy_masks` or a state_dict
 holding ``<layer>.mask``; a None mask has no state_dict key. The forward uses W * mask, so entries
-where the mask is zero get zero gradient.
+where the mask is zero get zero gradient; the complex layers pass the mask to the fused ops, which
+apply it where they read the weight (no masked copy of it per step).
 """
 import torch
 import torch.nn.functional as F
@@ -91,7 +92,9 @@ class _RealMasked(BaseMasked, SparsityStats):
 
 
 class _CplxMasked(BaseMasked, SparsityStats):
-    """The complex layers: the mask multiplies both parts of the weight before the fused op."""
+    """The complex layers: the fused ops take the mask (``weight_mask``) and apply it in the passes
+    that already read the weight and write its gradient, so no masked copy of the weight is made
+    (CplxBilinear, plain PyTorch, multiplies the parts)."""
 
     __sparsity_ignore__ = ("mask",)
 
@@ -101,10 +104,8 @@ class _CplxMasked(BaseMasked, SparsityStats):
         mask = self._checked_mask()
         return torch.complex(self.weight.real * mask, self.weight.imag * mask)
 
-    def _weight_and_bias_parts(self, z):
-        w_re, w_im, b_re, b_im = super()._weight_and_bias_parts(z)
-        mask = self._checked_mask()
-        return w_re * mask, w_im * mask, b_re, b_im
+    def _weight_mask(self):
+        return self._checked_mask()
 
     def sparsity(self, *, hard=True, **kwargs):
         weight = self.weight

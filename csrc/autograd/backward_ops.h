@@ -33,6 +33,18 @@ auto call_backward_op(const c10::TypedOperatorHandle<Sig>& op, Args&&... args) {
   return op.call(std::forward<Args>(args)...);
 }
 
+// A saved optional tensor back as an optional (saved undefined: none).
+inline std::optional<at::Tensor> optional_of(const at::Tensor& t) {
+  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
+}
+
+// A weight mask (linear and conv ops) is a constant of the layer, not differentiated: one that
+// requires grad would silently get none, so it is refused.
+inline void check_mask_constant(const char* op, const std::optional<at::Tensor>& mask) {
+  TORCH_CHECK(!(mask.has_value() && mask->defined() && mask->requires_grad()), "cplxfast.", op,
+              ": weight_mask is not differentiated; pass a tensor that does not require grad (e.g. mask.detach())");
+}
+
 // autograd.Function outputs must be defined: pass only the computed ones through it...
 template <size_t N>
 torch::autograd::variable_list defined_only(const std::array<at::Tensor, N>& all) {

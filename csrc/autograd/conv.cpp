@@ -21,9 +21,11 @@ using OptDtype = std::optional<at::ScalarType>;
 using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
 using ConvSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const OptTensor&, const OptTensor&,
-                           IntList, IntList, IntList, bool, IntList, int64_t, c10::string_view, OptDtype);
+                           IntList, IntList, IntList, bool, IntList, int64_t, c10::string_view, OptDtype,
+                           const OptTensor&);
 using ConvBackwardSig = Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, IntList,
-                              IntList, IntList, bool, IntList, int64_t, c10::string_view, std::array<bool, 3>, OptDtype);
+                              IntList, IntList, bool, IntList, int64_t, c10::string_view, std::array<bool, 3>, OptDtype,
+                              const OptTensor&);
 
 const c10::TypedOperatorHandle<ConvSig>& conv_op() {
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::conv", "").typed<ConvSig>();
@@ -76,13 +78,15 @@ class Conv : public torch::autograd::Function<Conv> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight_re,
                             const at::Tensor& weight_im, const OptTensor& bias_re, const OptTensor& bias_im,
                             IntList stride, IntList padding, IntList dilation, bool transposed, IntList output_padding,
-                            int64_t groups, c10::string_view algorithm, OptDtype operand_dtype) {
-    ctx->save_for_backward({x, weight_re, weight_im});
+                            int64_t groups, c10::string_view algorithm, OptDtype operand_dtype,
+                            const OptTensor& weight_mask) {
+    check_mask_constant("conv", weight_mask);
+    ctx->save_for_backward({x, weight_re, weight_im, weight_mask.value_or(at::Tensor())});
     save_geometry(ctx, stride, padding, dilation, transposed, output_padding, groups, algorithm, operand_dtype);
     ctx->saved_data["has_bias"] = bias_re.has_value() && bias_re->defined();
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return conv_op().call(x, weight_re, weight_im, bias_re, bias_im, stride, padding, dilation, transposed,
-                          output_padding, groups, algorithm, operand_dtype);
+                          output_padding, groups, algorithm, operand_dtype, weight_mask);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -94,9 +98,9 @@ class Conv : public torch::autograd::Function<Conv> {
     auto [grad_x, gw_re, gw_im, gb_re, gb_im] = call_backward_op(
         conv_backward_op(), grads[0], saved[0], saved[1], saved[2], int_list(d["stride"]), int_list(d["padding"]),
         int_list(d["dilation"]), d["transposed"].toBool(), int_list(d["output_padding"]), d["groups"].toInt(),
-        d["algorithm"].toStringRef(), mask, d["operand_dtype"].toOptional<at::ScalarType>());
+        d["algorithm"].toStringRef(), mask, d["operand_dtype"].toOptional<at::ScalarType>(), optional_of(saved[3]));
     variable_list out{grad_x, gw_re, gw_im, gb_re, gb_im};
-    out.resize(13);  // no gradients for the geometry, the algorithm and the precision
+    out.resize(14);  // no gradients for the geometry, the algorithm, the precision and the mask
     return out;
   }
 };
@@ -106,10 +110,12 @@ class ConvBackward : public torch::autograd::Function<ConvBackward> {
   static variable_list forward(AutogradContext*, const at::Tensor& grad, const at::Tensor& x,
                                const at::Tensor& weight_re, const at::Tensor& weight_im, IntList stride,
                                IntList padding, IntList dilation, bool transposed, IntList output_padding,
-                               int64_t groups, c10::string_view algorithm, std::array<bool, 3> output_mask, OptDtype operand_dtype) {
+                               int64_t groups, c10::string_view algorithm, std::array<bool, 3> output_mask,
+                               OptDtype operand_dtype, const OptTensor& weight_mask) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    const auto [a, b, c, d, e] = conv_backward_op().call(grad, x, weight_re, weight_im, stride, padding, dilation,
-                                                         transposed, output_padding, groups, algorithm, output_mask, operand_dtype);
+    const auto [a, b, c, d, e] =
+        conv_backward_op().call(grad, x, weight_re, weight_im, stride, padding, dilation, transposed, output_padding,
+                                groups, algorithm, output_mask, operand_dtype, weight_mask);
     return defined_only<5>({a, b, c, d, e});
   }
 
@@ -163,18 +169,19 @@ class ConvComplexBackward : public torch::autograd::Function<ConvComplexBackward
 at::Tensor conv_autograd(const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
                          const OptTensor& bias_re, const OptTensor& bias_im, IntList stride, IntList padding,
                          IntList dilation, bool transposed, IntList output_padding, int64_t groups,
-                         c10::string_view algorithm, OptDtype operand_dtype) {
+                         c10::string_view algorithm, OptDtype operand_dtype, const OptTensor& weight_mask) {
   return Conv::apply(x, weight_re, weight_im, bias_re, bias_im, stride, padding, dilation, transposed, output_padding,
-                     groups, algorithm, operand_dtype);
+                     groups, algorithm, operand_dtype, weight_mask);
 }
 
 Grads conv_backward_autograd(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
                              const at::Tensor& weight_im, IntList stride, IntList padding, IntList dilation,
                              bool transposed, IntList output_padding, int64_t groups, c10::string_view algorithm,
-                             std::array<bool, 3> output_mask, OptDtype operand_dtype) {
+                             std::array<bool, 3> output_mask, OptDtype operand_dtype, const OptTensor& weight_mask) {
+  check_mask_constant("conv_backward", weight_mask);
   const auto out = in_places<5>(
       ConvBackward::apply(grad, x, weight_re, weight_im, stride, padding, dilation, transposed, output_padding, groups,
-                          algorithm, output_mask, operand_dtype),
+                          algorithm, output_mask, operand_dtype, weight_mask),
       {output_mask[0], output_mask[1], output_mask[1], output_mask[2], output_mask[2]});
   return {out[0], out[1], out[2], out[3], out[4]};
 }

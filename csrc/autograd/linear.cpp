@@ -22,9 +22,9 @@ using OptDtype = std::optional<at::ScalarType>;
 using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
 using LinearSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const OptTensor&,
-                             const OptTensor&, c10::string_view, OptDtype);
+                             const OptTensor&, c10::string_view, OptDtype, const OptTensor&);
 using LinearBackwardSig = Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                c10::string_view, std::array<bool, 3>, OptDtype);
+                                c10::string_view, std::array<bool, 3>, OptDtype, const OptTensor&);
 
 using LinearComplexSig = at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, c10::string_view,
                                     OptDtype);
@@ -60,13 +60,14 @@ class Linear : public torch::autograd::Function<Linear> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight_re,
                             const at::Tensor& weight_im, const OptTensor& bias_re, const OptTensor& bias_im,
-                            c10::string_view algorithm, OptDtype operand_dtype) {
-    ctx->save_for_backward({x, weight_re, weight_im});
+                            c10::string_view algorithm, OptDtype operand_dtype, const OptTensor& weight_mask) {
+    check_mask_constant("linear", weight_mask);
+    ctx->save_for_backward({x, weight_re, weight_im, weight_mask.value_or(at::Tensor())});
     ctx->saved_data["algorithm"] = std::string(algorithm);
     ctx->saved_data["operand_dtype"] = operand_dtype;
     ctx->saved_data["has_bias"] = bias_re.has_value() && bias_re->defined();
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return linear_op().call(x, weight_re, weight_im, bias_re, bias_im, algorithm, operand_dtype);
+    return linear_op().call(x, weight_re, weight_im, bias_re, bias_im, algorithm, operand_dtype, weight_mask);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -78,8 +79,8 @@ class Linear : public torch::autograd::Function<Linear> {
         has_bias && (ctx->needs_input_grad(3) || ctx->needs_input_grad(4))};
     auto [grad_x, gw_re, gw_im, gb_re, gb_im] =
         call_backward_op(linear_backward_op(), grads[0], saved[0], saved[1], saved[2], algorithm, mask,
-                         ctx->saved_data["operand_dtype"].toOptional<at::ScalarType>());
-    return {grad_x, gw_re, gw_im, gb_re, gb_im, at::Tensor(), at::Tensor()};
+                         ctx->saved_data["operand_dtype"].toOptional<at::ScalarType>(), optional_of(saved[3]));
+    return {grad_x, gw_re, gw_im, gb_re, gb_im, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -87,10 +88,11 @@ class LinearBackward : public torch::autograd::Function<LinearBackward> {
  public:
   static variable_list forward(AutogradContext*, const at::Tensor& grad, const at::Tensor& x,
                                const at::Tensor& weight_re, const at::Tensor& weight_im,
-                               c10::string_view algorithm, std::array<bool, 3> output_mask, OptDtype operand_dtype) {
+                               c10::string_view algorithm, std::array<bool, 3> output_mask, OptDtype operand_dtype,
+                               const OptTensor& weight_mask) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     const auto [a, b, c, d, e] =
-        linear_backward_op().call(grad, x, weight_re, weight_im, algorithm, output_mask, operand_dtype);
+        linear_backward_op().call(grad, x, weight_re, weight_im, algorithm, output_mask, operand_dtype, weight_mask);
     return defined_only<5>({a, b, c, d, e});
   }
 
@@ -135,15 +137,16 @@ class LinearComplexBackward : public torch::autograd::Function<LinearComplexBack
 
 at::Tensor linear_autograd(const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
                            const OptTensor& bias_re, const OptTensor& bias_im, c10::string_view algorithm,
-                           OptDtype operand_dtype) {
-  return Linear::apply(x, weight_re, weight_im, bias_re, bias_im, algorithm, operand_dtype);
+                           OptDtype operand_dtype, const OptTensor& weight_mask) {
+  return Linear::apply(x, weight_re, weight_im, bias_re, bias_im, algorithm, operand_dtype, weight_mask);
 }
 
 Grads linear_backward_autograd(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
                                const at::Tensor& weight_im, c10::string_view algorithm,
-                               std::array<bool, 3> output_mask, OptDtype operand_dtype) {
+                               std::array<bool, 3> output_mask, OptDtype operand_dtype, const OptTensor& weight_mask) {
+  check_mask_constant("linear_backward", weight_mask);
   const auto out = in_places<5>(LinearBackward::apply(grad, x, weight_re, weight_im, algorithm, output_mask,
-                                                      operand_dtype),
+                                                      operand_dtype, weight_mask),
                                 {output_mask[0], output_mask[1], output_mask[1], output_mask[2], output_mask[2]});
   return {out[0], out[1], out[2], out[3], out[4]};
 }

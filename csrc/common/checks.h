@@ -46,6 +46,15 @@ inline void check_real_part(const char* op, const char* name, const at::Tensor& 
       " but the input is on ", like.device(), "; move them to the same device");
 }
 
+// A masked layer's weight mask: real, of the weight parts' dtype, device and shape. Not
+// differentiated (a buffer; the autograd kernels refuse one that requires grad).
+inline void check_weight_mask(const char* op, const at::Tensor& mask, const at::Tensor& weight_re,
+                              const at::Tensor& x) {
+  check_real_part(op, "weight_mask", mask, x);
+  TORCH_CHECK(mask.sizes() == weight_re.sizes(), op, ": weight_mask must have the weight's shape ",
+              weight_re.sizes(), ", got ", mask.sizes());
+}
+
 // The complex weight and bias (nullptr: none) of a complex-weight op variant, against its input;
 // messages about "weight"/"bias" rather than their parts.
 inline void check_complex_params(const char* op, const at::Tensor& x, const at::Tensor& weight, const at::Tensor* bias) {

@@ -175,42 +175,72 @@ at::MemoryFormat activation_format(const at::Tensor& x) {
   return x.dim() >= 4 ? x.suggest_memory_format() : at::MemoryFormat::Contiguous;
 }
 
-// The [A, rest] (re, im) matrices of a weight [A, B, *k].
-ComplexPair weight_parts(const at::Tensor& re, const at::Tensor& im) {
-  return {re.reshape({re.size(0), -1}), im.reshape({re.size(0), -1})};
+// A conv weight W = re + i im [A, B, *k] and its mask (undefined: none, else real, re's shape,
+// contiguous).
+struct ConvWeight {
+  at::Tensor re, im, mask;
+};
+
+ConvWeight conv_weight(const at::Tensor& re, const at::Tensor& im, const at::Tensor* mask) {
+  return {re, im, mask != nullptr ? mask->resolve_neg().contiguous() : at::Tensor()};
 }
 
-// The three 3M weight planes of W (or conj W), each a real weight with W's shape.
-std::vector<at::Tensor> weight_planes(const PlaneKernels& k, const at::Tensor& re, const at::Tensor& im, bool conj) {
+// W as [A, rest] (re, im) matrices, its mask as their scale (common/planes.h).
+ComplexPair weight_parts(const ConvWeight& w) {
+  const auto mat = [&](const at::Tensor& t) { return t.defined() ? t.reshape({w.re.size(0), -1}) : t; };
+  return {mat(w.re), mat(w.im), mat(w.mask)};
+}
+
+// The three 3M weight planes of W (or conj W), mask applied, each a real weight with W's shape.
+std::vector<at::Tensor> weight_planes(const PlaneKernels& k, const ConvWeight& w, bool conj) {
   std::vector<int64_t> sizes{3};
-  sizes.insert(sizes.end(), re.sizes().begin(), re.sizes().end());
-  const at::Tensor buf = at::empty(sizes, real_options(re));
-  k.split(weight_parts(re, im), conj, buf.view({3, re.size(0), -1}).unbind(0));
+  sizes.insert(sizes.end(), w.re.sizes().begin(), w.re.sizes().end());
+  const at::Tensor buf = at::empty(sizes, real_options(w.re));
+  k.split(weight_parts(w), conj, buf.view({3, w.re.size(0), -1}).unbind(0));
   return buf.unbind(0);
 }
 
 // The 4M real block weight of W: per group, [[Wr, -s Wi], [s Wi, Wr]] over (rows of W's dim 0,
 // rows of W's dim 1) with s = +1 for a convolution ([out][in]) and -1 for a transposed one
-// ([in][out]): a real weight [2 A, 2 B, *k] for `groups` groups.
-at::Tensor block_weight(const at::Tensor& re, const at::Tensor& im, int64_t groups, bool transposed) {
-  std::vector<int64_t> g_sizes{groups, re.size(0) / groups, re.size(1), -1};
-  const at::Tensor wr = re.reshape(g_sizes), wi = im.reshape(g_sizes);
-  const at::Tensor swi = transposed ? -wi : wi;
-  const at::Tensor blk = at::stack({at::stack({wr, -swi}, 2), at::stack({swi, wr}, 2)}, 1);
-  std::vector<int64_t> sizes = re.sizes().vec();
+// ([in][out]): a real weight [2 A, 2 B, *k] for `groups` groups, mask applied as it is filled.
+at::Tensor block_weight(const ConvWeight& w, int64_t groups, bool transposed) {
+  const int64_t A = w.re.size(0) / groups, B = w.re.size(1);
+  const std::vector<int64_t> g_sizes{groups, A, B, -1};
+  const at::Tensor wr = w.re.reshape(g_sizes), wi = w.im.reshape(g_sizes);
+  const at::Tensor m = w.mask.defined() ? w.mask.reshape(g_sizes) : at::Tensor();
+  at::Tensor blk = at::empty({groups, 2, A, 2, B, wr.size(3)}, real_options(w.re));
+  const auto fill = [&](int64_t a, int64_t b, const at::Tensor& part, bool negate) {
+    at::Tensor dst = blk.select(3, b).select(1, a);
+    m.defined() ? at::mul_out(dst, part, m) : dst.copy_(part);
+    if (negate) dst.neg_();
+  };
+  fill(0, 0, wr, false);
+  fill(0, 1, wi, !transposed);
+  fill(1, 0, wi, transposed);
+  fill(1, 1, wr, false);
+  std::vector<int64_t> sizes = w.re.sizes().vec();
   sizes[0] *= 2;
   sizes[1] *= 2;
-  return blk.reshape(sizes);
+  return blk.view(sizes);
 }
 
-// (grad Wr, grad Wi) from the gradient of the block weight.
-std::pair<at::Tensor, at::Tensor> block_weight_grad(const at::Tensor& gblk, const at::Tensor& re, int64_t groups,
+// (grad Wr, grad Wi) from the gradient of the block weight, times W's mask (in place).
+std::pair<at::Tensor, at::Tensor> block_weight_grad(const at::Tensor& gblk, const ConvWeight& w, int64_t groups,
                                                     bool transposed) {
-  const at::Tensor G = gblk.reshape({groups, 2, re.size(0) / groups, 2, re.size(1), -1});
+  const at::Tensor G = gblk.reshape({groups, 2, w.re.size(0) / groups, 2, w.re.size(1), -1});
   const auto part = [&](int64_t a, int64_t b) { return G.select(3, b).select(1, a); };
-  const at::Tensor g_re = part(0, 0) + part(1, 1);
-  const at::Tensor g_im = transposed ? part(0, 1) - part(1, 0) : part(1, 0) - part(0, 1);
-  return {g_re.contiguous().view(re.sizes()), g_im.contiguous().view(re.sizes())};
+  const at::Tensor g_re = (part(0, 0) + part(1, 1)).contiguous().view(w.re.sizes());
+  const at::Tensor g_im =
+      (transposed ? part(0, 1) - part(1, 0) : part(1, 0) - part(0, 1)).contiguous().view(w.re.sizes());
+  if (w.mask.defined()) g_re.mul_(w.mask), g_im.mul_(w.mask);
+  return {g_re, g_im};
+}
+
+// The fused depthwise kernels read the weight per output element: they get masked parts (a
+// [C, 1, *k] weight, C k elements), and their weight gradient is masked after.
+std::pair<at::Tensor, at::Tensor> depthwise_parts(const ConvWeight& w) {
+  if (!w.mask.defined()) return {w.re, w.im};
+  return {w.re * w.mask, w.im * w.mask};
 }
 
 // The backend's bias for the 4M block convolution, in its channel order (group, plane, channel).
@@ -297,12 +327,16 @@ bool is_fused_depthwise(const at::Tensor& x, const at::Tensor& w, const ConvPara
 
 at::Tensor conv_forward(
     const at::Tensor& x_in, const at::Tensor& weight_re, const at::Tensor& weight_im,
-    const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im, const ConvParams& p,
-    c10::string_view algorithm, const ConvBackend& backend) {
+    const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
+    const c10::optional<at::Tensor>& weight_mask, const ConvParams& p, c10::string_view algorithm,
+    const ConvBackend& backend) {
   const char* op = "cplxfast.conv";
   const at::Tensor* b_re = present(bias_re);
   const at::Tensor* b_im = present(bias_im);
+  const at::Tensor* mask = present(weight_mask);
   check_conv_args(op, x_in, weight_re, weight_im, b_re, b_im, p);
+  if (mask != nullptr) check_weight_mask(op, *mask, weight_re, x_in);
+  const ConvWeight weight = conv_weight(weight_re, weight_im, mask);
   const std::vector<int64_t> out_shape = output_shape(op, x_in, weight_re, p);
   const at::MemoryFormat fmt = activation_format(x_in);
   const Precision prec = resolve_precision(op, x_in, p.operand_dtype);
@@ -312,7 +346,8 @@ at::Tensor conv_forward(
   if (y.numel() == 0) return y;
   if (x_in.numel() == 0) return zero_input_result(y, b_re, b_im);
   if (algo == ConvAlgorithm::kDepthwise) {
-    return backend.depthwise(x_in, weight_re, weight_im, b_re ? *b_re : at::Tensor(), b_im ? *b_im : at::Tensor(), p);
+    const auto [w_re, w_im] = depthwise_parts(weight);
+    return backend.depthwise(x_in, w_re, w_im, b_re ? *b_re : at::Tensor(), b_im ? *b_im : at::Tensor(), p);
   }
 
   const at::Tensor x = x_in.contiguous(fmt);
@@ -323,7 +358,7 @@ at::Tensor conv_forward(
     const at::Tensor x_planes = layout.row_interleaved(x.sizes(), 2, ws);  // rounded to 16 bits when mixed
     backend.planes.split(layout.parts(x), /*conj=*/false, x_planes.unbind(0));
     const at::Tensor x_op = layout.as_operand(x_planes, x.sizes(), 2);
-    const at::Tensor w_op = block_weight(weight_re, weight_im, p.groups, p.transposed).to(prec.operands);
+    const at::Tensor w_op = block_weight(weight, p.groups, p.transposed).to(prec.operands);
     const at::Tensor b_op = b_re ? block_bias(*b_re, *b_im, p.groups) : at::Tensor();
     const at::Tensor products =
         prec.mixed ? mixed_convolution(x_op, w_op, b_op, p, backend.native_16bit(prec.operands))
@@ -338,7 +373,7 @@ at::Tensor conv_forward(
   const Layout layout{fmt, 1};
   const at::Tensor x_planes = layout.plane_major(x.sizes(), 3, ws);
   backend.planes.split(layout.parts(x), /*conj=*/false, x_planes.unbind(0));
-  const std::vector<at::Tensor> w = weight_planes(backend.planes, weight_re, weight_im, /*conj=*/false);
+  const std::vector<at::Tensor> w = weight_planes(backend.planes, weight, /*conj=*/false);
   const std::array<at::Tensor, 3> bias =
       b_re ? std::array<at::Tensor, 3>{*b_re, at::Tensor(), *b_re + *b_im} : std::array<at::Tensor, 3>{};
   std::vector<at::Tensor> products;
@@ -353,9 +388,13 @@ at::Tensor conv_forward(
 
 ConvGrads conv_backward(
     const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& weight_re, const at::Tensor& weight_im,
-    const ConvParams& p, c10::string_view algorithm, std::array<bool, 3> output_mask, const ConvBackend& backend) {
+    const c10::optional<at::Tensor>& weight_mask, const ConvParams& p, c10::string_view algorithm,
+    std::array<bool, 3> output_mask, const ConvBackend& backend) {
   const char* op = "cplxfast.conv_backward";
+  const at::Tensor* mask = present(weight_mask);
   check_conv_args(op, x_in, weight_re, weight_im, nullptr, nullptr, p);
+  if (mask != nullptr) check_weight_mask(op, *mask, weight_re, x_in);
+  const ConvWeight weight = conv_weight(weight_re, weight_im, mask);
   check_complex(op, "grad", grad_in);
   check_same_dtype_device(op, "grad", grad_in, x_in);
   const std::vector<int64_t> out_shape = output_shape(op, x_in, weight_re, p);
@@ -379,7 +418,12 @@ ConvGrads conv_backward(
     return {grad_x, gw_re, gw_im, gb_re, gb_im};
   }
   auto algo = resolve_algorithm(op, algorithm, backend.depthwise_backward != nullptr && is_fused_depthwise(x_in, weight_re, p));
-  if (algo == ConvAlgorithm::kDepthwise) return backend.depthwise_backward(grad_in, x_in, weight_re, weight_im, p, output_mask);
+  if (algo == ConvAlgorithm::kDepthwise) {
+    const auto [w_re, w_im] = depthwise_parts(weight);
+    ConvGrads grads = backend.depthwise_backward(grad_in, x_in, w_re, w_im, p, output_mask);
+    if (need_w && weight.mask.defined()) std::get<1>(grads).mul_(weight.mask), std::get<2>(grads).mul_(weight.mask);
+    return grads;
+  }
   if (!need_x && !need_w && !need_b) return {grad_x, gw_re, gw_im, gb_re, gb_im};
   if (prec.mixed && !need_x && !need_w) {
     std::tie(gb_re, gb_im) = bias_grad();
@@ -414,7 +458,7 @@ ConvGrads conv_backward(
     // Mixed precision: the bias gradient is summed in float32 below, not by the 16-bit backend.
     const bool backend_bias = need_b && !prec.mixed;
     at::Tensor g_op = layout.as_operand(g_planes, g.sizes(), 2), x_op = layout.as_operand(x_planes, x.sizes(), 2);
-    at::Tensor w_op = block_weight(weight_re, weight_im, p.groups, p.transposed);
+    at::Tensor w_op = block_weight(weight, p.groups, p.transposed);
     if (prec.mixed) {
       g_op = operand(g_op), w_op = operand(w_op.to(prec.operands));
       if (need_w) x_op = operand(x_op);
@@ -427,7 +471,7 @@ ConvGrads conv_backward(
       grad_x = at::empty(x.sizes(), x.options().memory_format(fmt));
       backend.planes.combine(layout.planes_of(gi, 2), ComplexPair{}, layout.parts(grad_x));
     }
-    if (need_w) std::tie(gw_re, gw_im) = block_weight_grad(gw, weight_re, p.groups, p.transposed);
+    if (need_w) std::tie(gw_re, gw_im) = block_weight_grad(gw, weight, p.groups, p.transposed);
     if (backend_bias) {
       const at::Tensor gbp = gb.view({p.groups, 2, -1});
       gb_re = gbp.select(1, 0).reshape({-1}).clone(), gb_im = gbp.select(1, 1).reshape({-1}).clone();
@@ -445,7 +489,7 @@ ConvGrads conv_backward(
   const at::Tensor x_planes = x_planes_of(layout);
   backend.planes.split(layout.parts(g), /*conj=*/false, g_planes.unbind(0));
   if (need_w) backend.planes.split(layout.parts(x), /*conj=*/true, x_planes.unbind(0));
-  const std::vector<at::Tensor> w = need_x ? weight_planes(backend.planes, weight_re, weight_im, /*conj=*/true)
+  const std::vector<at::Tensor> w = need_x ? weight_planes(backend.planes, weight, /*conj=*/true)
                                            : std::vector<at::Tensor>(3, at::empty(weight_re.sizes(), ropts));
   const std::vector<int64_t> bias_sizes{C_out};
   std::vector<at::Tensor> gi(3), gw(3), gb(3);
@@ -465,7 +509,8 @@ ConvGrads conv_backward(
     gw_re = at::empty(weight_re.sizes(), ropts);
     gw_im = at::empty(weight_re.sizes(), ropts);
     const auto mat = [](const at::Tensor& t) { return t.contiguous().view({t.size(0), -1}); };
-    backend.planes.combine({mat(gw[0]), mat(gw[1]), mat(gw[2])}, ComplexPair{}, weight_parts(gw_re, gw_im));
+    backend.planes.combine({mat(gw[0]), mat(gw[1]), mat(gw[2])}, ComplexPair{},
+                           weight_parts({gw_re, gw_im, weight.mask}));
   }
   if (need_b) gb_re = gb[0], gb_im = gb[1];
   return {grad_x, gw_re, gw_im, gb_re, gb_im};
@@ -486,7 +531,7 @@ at::Tensor conv_complex_forward(const at::Tensor& x, const at::Tensor& weight, c
   check_complex_params("cplxfast.conv_complex", x, weight, b);
   const c10::optional<at::Tensor> b_re = b ? c10::optional<at::Tensor>(at::real(*b)) : c10::nullopt;
   const c10::optional<at::Tensor> b_im = b ? c10::optional<at::Tensor>(at::imag(*b)) : c10::nullopt;
-  return conv_forward(x, at::real(weight), at::imag(weight), b_re, b_im, p, algorithm, backend);
+  return conv_forward(x, at::real(weight), at::imag(weight), b_re, b_im, c10::nullopt, p, algorithm, backend);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_complex_backward(
@@ -497,7 +542,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_complex_backward(
   check_complex(op, "grad", grad);
   check_same_dtype_device(op, "grad", grad, x);
   const auto [gx, gw_re, gw_im, gb_re, gb_im] =
-      conv_backward(grad, x, at::real(weight), at::imag(weight), p, algorithm, output_mask, backend);
+      conv_backward(grad, x, at::real(weight), at::imag(weight), c10::nullopt, p, algorithm, output_mask, backend);
   return {gx, complex_or_undefined(gw_re, gw_im), complex_or_undefined(gb_re, gb_im)};
 }
 

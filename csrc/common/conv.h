@@ -84,16 +84,22 @@ bool is_fused_depthwise(const at::Tensor& x, const at::Tensor& weight_re, const 
 // y = conv(x, W) + b; x [B, C_in, *S] complex, W = weight_re + i weight_im
 // ([C_out, C_in / groups, *k], or [C_in, C_out / groups, *k] when transposed), b [C_out].
 // The result is channels_last when x is (4-D/5-D), else contiguous.
+// weight_mask (a masked layer's mask, real, weight_re's shape): the op computes with W * mask
+// and returns grad_W * mask, the mask applied where the weight is read (the 3M weight planes, the
+// 4M block weight) and its gradient written: no masked copy of W. The fused depthwise kernel
+// reads the weight per output element, so it gets masked parts ([C, 1, *k], C k elements).
 at::Tensor conv_forward(
     const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
-    const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im, const ConvParams& p,
-    c10::string_view algorithm, const ConvBackend& backend);
+    const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
+    const c10::optional<at::Tensor>& weight_mask, const ConvParams& p, c10::string_view algorithm,
+    const ConvBackend& backend);
 
 // (grad_x, grad_weight_re, grad_weight_im, grad_bias_re, grad_bias_im) where output_mask
 // (x, weight, bias) says; the others are undefined. grad_x has x's memory format.
 ConvGrads conv_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
-    const ConvParams& p, c10::string_view algorithm, std::array<bool, 3> output_mask, const ConvBackend& backend);
+    const c10::optional<at::Tensor>& weight_mask, const ConvParams& p, c10::string_view algorithm,
+    std::array<bool, 3> output_mask, const ConvBackend& backend);
 
 // The same with a complex weight and bias (native complex parameters): their real/imag views go
 // to the same driver, no copy; the gradients come back complex, (grad_x, grad_weight, grad_bias).

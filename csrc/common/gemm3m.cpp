@@ -39,7 +39,7 @@ Algorithm resolve_algorithm(
 
 void check_linear_args(
     const char* op, const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
-    const at::Tensor* bias_re, const at::Tensor* bias_im) {
+    const at::Tensor* bias_re, const at::Tensor* bias_im, const at::Tensor* weight_mask = nullptr) {
   check_complex(op, "input", x);
   TORCH_CHECK(x.dim() >= 1, op, ": input must have at least 1 dimension (the features), got a 0-d tensor");
   check_real_part(op, "weight_re", weight_re, x);
@@ -62,6 +62,7 @@ void check_linear_args(
           weight_re.size(0), "] (out_features), got ", b->sizes());
     }
   }
+  if (weight_mask != nullptr) check_weight_mask(op, *weight_mask, weight_re, x);
 }
 
 // [*, cols] -> [rows, cols]: a view whenever the strides allow it (explicit row count, so that
@@ -85,6 +86,19 @@ at::Tensor complex_of(const at::Tensor& re, const at::Tensor& im) {
   sizes.push_back(2);
   strides.push_back(1);
   return at::view_as_complex(re.as_strided(sizes, strides, re.storage_offset()));
+}
+
+// W = weight_re + i weight_im, with its mask (nullptr: none) as the pair's scale.
+ComplexPair masked_pair(const at::Tensor& re, const at::Tensor& im, const at::Tensor* mask) {
+  return {re, im, mask != nullptr ? mask->resolve_neg().contiguous() : at::Tensor()};
+}
+
+// The complex operand of the 4M GEMM: complex_of(W), times W's mask when it has one (one
+// complex copy, the operand itself; a real product, so exactly m Re W + i m Im W).
+at::Tensor complex_weight(const ComplexPair& w) {
+  const at::Tensor z = complex_of(w.re, w.im);
+  if (!w.scale.defined()) return z;
+  return at::view_as_complex(at::view_as_real(z).mul(w.scale.unsqueeze(-1)));
 }
 
 ComplexPair parts(const at::Tensor& z) { return {at::real(z), at::imag(z)}; }
@@ -161,7 +175,10 @@ struct ParamGrad {
     }
   }
   ParamGrad() = default;
-  ComplexPair parts() const { return z.defined() ? ComplexPair{at::real(z), at::imag(z)} : ComplexPair{re, im}; }
+  // Its parts as a destination; scale: the weight's mask, applied as they are written.
+  ComplexPair parts(const at::Tensor& scale = at::Tensor()) const {
+    return z.defined() ? ComplexPair{at::real(z), at::imag(z), scale} : ComplexPair{re, im, scale};
+  }
 };
 
 struct LinearGrads {
@@ -183,10 +200,14 @@ at::Tensor interleaved_real(const at::Tensor& z, at::ScalarType dtype) {
 at::Tensor block_weight(const ComplexPair& w, at::ScalarType dtype) {
   const int64_t N = w.re.size(0), K = w.re.size(1);
   at::Tensor bt = at::empty({N, 2, K, 2}, w.re.options().dtype(dtype).memory_format(at::MemoryFormat::Contiguous));
-  bt.select(1, 0).select(2, 0).copy_(w.re);
-  bt.select(1, 0).select(2, 1).copy_(w.im).neg_();
-  bt.select(1, 1).select(2, 0).copy_(w.im);
-  bt.select(1, 1).select(2, 1).copy_(w.re);
+  const auto fill = [&](int64_t a, int64_t b, const at::Tensor& part) -> at::Tensor {
+    at::Tensor dst = bt.select(1, a).select(2, b);
+    return w.scale.defined() ? at::mul_out(dst, part, w.scale) : dst.copy_(part);  // the mask, if any
+  };
+  fill(0, 0, w.re);
+  fill(0, 1, w.im).neg_();
+  fill(1, 0, w.im);
+  fill(1, 1, w.re);
   return bt.view({2 * N, 2 * K});
 }
 
@@ -218,6 +239,7 @@ void backward_block(LinearGrads& out, const at::Tensor& g, const at::Tensor& x, 
     ComplexPair p = out.weight.parts();
     at::add_out(p.re, product(0, 0), product(1, 1));
     at::sub_out(p.im, product(1, 0), product(0, 1));
+    if (weight.scale.defined()) p.re.mul_(weight.scale), p.im.mul_(weight.scale);  // in place: no copy
   }
 }
 
@@ -239,7 +261,7 @@ at::Tensor forward_impl(const char* op, const at::Tensor& x_in, const ComplexPai
     return y.view(out_shape);
   }
   if (algo == Algorithm::k4M) {
-    const at::Tensor w = complex_of(weight.re, weight.im);
+    const at::Tensor w = complex_weight(weight);
     if (bias != nullptr) {
       at::addmm_out(y, complex_of(bias->re, bias->im), x, w.t());
     } else {
@@ -308,16 +330,17 @@ LinearGrads backward_impl(const char* op, const at::Tensor& grad_in, const at::T
   if (algo == Algorithm::k4M) {
     // conj(W) is lazy; the backend resolves it (a copy of W) since BLAS has no conjugated,
     // untransposed operand.
-    if (need_x) out.x = at::mm(g, complex_of(weight.re, weight.im).conj()).view(x_in.sizes());
+    if (need_x) out.x = at::mm(g, complex_weight(weight).conj()).view(x_in.sizes());
     if (need_w) {
       // grad_W = conj(g^H x): g^H is a conjugate-transposed operand that BLAS takes as it is,
       // where conj(x) would be copied (measured 3-5x slower than the conjugation afterwards);
       // the outer conjugation is a sign in the de-interleaving pass, or one in-place pass.
       out.weight = ParamGrad({N, K}, x, complex_grads);
       if (complex_grads) {
+        TORCH_INTERNAL_ASSERT(!weight.scale.defined());  // masks come with the parts variant only
         at::mm_out(out.weight.z, g.t().conj(), x).conj_physical_();
       } else {
-        backend.planes.copy_parts(parts(at::mm(g.t().conj(), x).conj()), out.weight.parts());
+        backend.planes.copy_parts(parts(at::mm(g.t().conj(), x).conj()), out.weight.parts(weight.scale));
       }
     }
     return out;
@@ -364,7 +387,7 @@ LinearGrads backward_impl(const char* op, const at::Tensor& grad_in, const at::T
   if (need_x) out.x = out.x.view(x_in.sizes());
   if (need_w) {
     out.weight = ParamGrad({N, K}, x, complex_grads);
-    backend.planes.combine(gw_products.unbind(0), ComplexPair{}, out.weight.parts());
+    backend.planes.combine(gw_products.unbind(0), ComplexPair{}, out.weight.parts(weight.scale));
   }
   return out;
 }
@@ -374,24 +397,28 @@ LinearGrads backward_impl(const char* op, const at::Tensor& grad_in, const at::T
 at::Tensor linear_forward(
     const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
     const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
-    c10::string_view algorithm, std::optional<at::ScalarType> operand_dtype, const Gemm3mBackend& backend) {
+    c10::string_view algorithm, std::optional<at::ScalarType> operand_dtype,
+    const c10::optional<at::Tensor>& weight_mask, const Gemm3mBackend& backend) {
   const char* op = "cplxfast.linear";
   const at::Tensor* b_re = present(bias_re);
   const at::Tensor* b_im = present(bias_im);
-  check_linear_args(op, x, weight_re, weight_im, b_re, b_im);
+  const at::Tensor* mask = present(weight_mask);
+  check_linear_args(op, x, weight_re, weight_im, b_re, b_im, mask);
   const ComplexPair bias = b_re != nullptr ? ComplexPair{*b_re, *b_im} : ComplexPair{};
-  return forward_impl(op, x, {weight_re, weight_im}, b_re != nullptr ? &bias : nullptr, algorithm, operand_dtype,
-                      backend);
+  return forward_impl(op, x, masked_pair(weight_re, weight_im, mask), b_re != nullptr ? &bias : nullptr, algorithm,
+                      operand_dtype, backend);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
     const at::Tensor& weight_im, c10::string_view algorithm, std::array<bool, 3> output_mask,
-    std::optional<at::ScalarType> operand_dtype, const Gemm3mBackend& backend) {
+    std::optional<at::ScalarType> operand_dtype, const c10::optional<at::Tensor>& weight_mask,
+    const Gemm3mBackend& backend) {
   const char* op = "cplxfast.linear_backward";
-  check_linear_args(op, x, weight_re, weight_im, nullptr, nullptr);
-  const LinearGrads g =
-      backward_impl(op, grad, x, {weight_re, weight_im}, algorithm, output_mask, false, operand_dtype, backend);
+  const at::Tensor* mask = present(weight_mask);
+  check_linear_args(op, x, weight_re, weight_im, nullptr, nullptr, mask);
+  const LinearGrads g = backward_impl(op, grad, x, masked_pair(weight_re, weight_im, mask), algorithm, output_mask,
+                                      false, operand_dtype, backend);
   return {g.x, g.weight.re, g.weight.im, g.bias.re, g.bias.im};
 }
 

@@ -48,12 +48,18 @@ struct Gemm3mBackend {
 // imaginary Parameters, cplxmodule's layout; their gradients come back as real parts), or as
 // complex tensors (native complex parameters; complex gradients). Either way the weight is
 // read in place: no complex copy when the parts are views of one interleaved buffer.
+//
+// weight_mask (parts variant; a masked layer's mask, real [N, K] like weight_re): the op computes
+// with W * mask and returns grad_W * mask, the mask applied in the passes that already read the
+// weight (3M planes, the 4M complex operand or block matrix) and write its gradient: no masked
+// copy of W per call.
 
 // y [*, N] = x [*, K] W^T + b, W = weight_re + i weight_im [N, K], b = bias_re + i bias_im [N].
 at::Tensor linear_forward(
     const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
     const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
-    c10::string_view algorithm, std::optional<at::ScalarType> operand_dtype, const Gemm3mBackend& backend);
+    c10::string_view algorithm, std::optional<at::ScalarType> operand_dtype,
+    const c10::optional<at::Tensor>& weight_mask, const Gemm3mBackend& backend);
 
 // (grad_x, grad_weight_re, grad_weight_im, grad_bias_re, grad_bias_im) from
 // grad_x = g conj(W), grad_W = g^T conj(x), grad_b = sum g, each where output_mask
@@ -61,7 +67,8 @@ at::Tensor linear_forward(
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
     const at::Tensor& weight_im, c10::string_view algorithm, std::array<bool, 3> output_mask,
-    std::optional<at::ScalarType> operand_dtype, const Gemm3mBackend& backend);
+    std::optional<at::ScalarType> operand_dtype, const c10::optional<at::Tensor>& weight_mask,
+    const Gemm3mBackend& backend);
 
 // The same with complex W [N, K] and b [N].
 at::Tensor linear_complex_forward(

@@ -22,19 +22,27 @@
 
 namespace cplxfast {
 
-// A complex matrix as two real [rows, cols] views with any strides (neg bits allowed).
+// A complex matrix as two real [rows, cols] views with any strides (neg bits allowed), and an
+// optional real [rows, cols] scale (column stride 1, no neg bit): a masked layer's weight mask.
+// Read (split's source), the pair stands for scale * (re + i im); written (combine's and
+// copy_parts' destination), each value is multiplied by scale before it is stored (the gradient
+// of a masked weight). So the mask rides in the passes that already touch the weight, and no
+// masked copy of it is made.
 struct ComplexPair {
-  at::Tensor re, im;
+  at::Tensor re, im, scale;
 };
 
 struct PlaneKernels {
-  // planes (P real [rows, cols] matrices, column stride 1) <- the planes of s (or of conj(s)).
+  // planes (P real [rows, cols] matrices, column stride 1) <- the planes of s (or of conj(s)),
+  // s.scale applied.
   void (*split)(const ComplexPair& s, bool conj, at::TensorList planes);
   // out <- the recombination of the P products (real [rows, cols], column stride 1), plus
-  // bias[col] when bias holds two real [cols] views; out is two real [rows, cols] views.
+  // bias[col] when bias holds two real [cols] views (no scale then); out is two real [rows, cols]
+  // views, out.scale applied.
   void (*combine)(at::TensorList products, const ComplexPair& bias, const ComplexPair& out);
-  // dst.re <- src.re, dst.im <- src.im for [rows, cols] views (neg bits of src applied): one
-  // pass that de-interleaves a complex result into two real tensors (dst column stride 1).
+  // dst.re <- src.re, dst.im <- src.im for [rows, cols] views (neg bits of src applied, src
+  // unscaled, dst.scale applied): one pass that de-interleaves a complex result into two real
+  // tensors (dst column stride 1).
   void (*copy_parts)(const ComplexPair& src, const ComplexPair& dst);
 };
 

@@ -39,15 +39,17 @@ const Gemm3mBackend& backend() {
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
                   const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
-                  c10::string_view algorithm, std::optional<at::ScalarType> operand_dtype) {
-  return linear_forward(x, weight_re, weight_im, bias_re, bias_im, algorithm, operand_dtype, backend());
+                  c10::string_view algorithm, std::optional<at::ScalarType> operand_dtype,
+                  const c10::optional<at::Tensor>& weight_mask) {
+  return linear_forward(x, weight_re, weight_im, bias_re, bias_im, algorithm, operand_dtype, weight_mask, backend());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
     const at::Tensor& weight_im, c10::string_view algorithm, std::array<bool, 3> output_mask,
-    std::optional<at::ScalarType> operand_dtype) {
-  return cplxfast::linear_backward(grad, x, weight_re, weight_im, algorithm, output_mask, operand_dtype, backend());
+    std::optional<at::ScalarType> operand_dtype, const c10::optional<at::Tensor>& weight_mask) {
+  return cplxfast::linear_backward(grad, x, weight_re, weight_im, algorithm, output_mask, operand_dtype, weight_mask,
+                                   backend());
 }
 
 at::Tensor linear_complex(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,

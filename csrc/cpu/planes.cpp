@@ -95,10 +95,31 @@ struct PlanePtrs {
   T* at(int64_t j, int64_t r, int64_t c) const { return data[j] + r * row[j] + c; }
 };
 
+// The planes of scale * s for one row (a masked weight: the mask multiplies both parts here,
+// so no masked copy of the weight is made). Weight-sized, so runtime strides.
+template <typename T, typename U>
+inline void split_scaled_row(const T* re, const T* im, int64_t re_cs, int64_t im_cs, T sre, T sim,
+                             const T* __restrict__ m, int64_t cols, U* o0, U* o1, U* o2) {
+  for (int64_t c = 0; c < cols; ++c) {
+    const T a = sre * re[c * re_cs] * m[c], b = sim * im[c * im_cs] * m[c];
+    o0[c] = static_cast<U>(a);
+    o1[c] = static_cast<U>(b);
+    if (o2 != nullptr) o2[c] = static_cast<U>(a + b);
+  }
+}
+
+// The scale of a pair (a real [rows, cols] view with column stride 1), or none.
+template <typename T>
+View<T> scale_of(const ComplexPair& p) {
+  if (!p.scale.defined()) return View<T>{nullptr, 0, 1, T(1)};
+  TORCH_INTERNAL_ASSERT(p.scale.dim() == 2 && (p.scale.size(1) <= 1 || p.scale.stride(1) == 1) && !p.scale.is_neg());
+  return view_of<T>(p.scale);
+}
+
 template <typename T, typename U>
 void split_impl(const ComplexPair& s, bool conj, at::TensorList planes) {
   const int64_t rows = s.re.size(0), cols = s.re.size(1);
-  const View<T> re = view_of<T>(s.re), im = view_of<T>(s.im);
+  const View<T> re = view_of<T>(s.re), im = view_of<T>(s.im), m = scale_of<T>(s);
   const T sim = conj ? -im.sign : im.sign;
   const PlanePtrs<U> ps(planes);
   for_each_row_block(rows, cols, [&](int64_t r, int64_t c0, int64_t c1) {
@@ -108,7 +129,10 @@ void split_impl(const ComplexPair& s, bool conj, at::TensorList planes) {
     U* o1 = ps.at(1, r, c0);
     U* o2 = ps.count == 3 ? ps.at(2, r, c0) : nullptr;
     const int64_t n = c1 - c0;
-    if (re.col_stride == 2 && im.col_stride == 2) {  // interleaved complex
+    if (m.data != nullptr) {
+      split_scaled_row<T, U>(a, b, re.col_stride, im.col_stride, re.sign, sim, m.data + r * m.row_stride + c0, n, o0,
+                             o1, o2);
+    } else if (re.col_stride == 2 && im.col_stride == 2) {  // interleaved complex
       split_row<T, U, 2>(a, b, 2, 2, re.sign, sim, n, o0, o1, o2);
     } else if (re.col_stride == 1 && im.col_stride == 1) {  // planar (a layer's weight)
       split_row<T, U, 1>(a, b, 1, 1, re.sign, sim, n, o0, o1, o2);
@@ -118,13 +142,24 @@ void split_impl(const ComplexPair& s, bool conj, at::TensorList planes) {
   });
 }
 
+// o_re[c], o_im[c] *= m[c] over a row just written (still in L1): a masked weight's gradient.
+template <typename T>
+inline void scale_row(const T* __restrict__ m, int64_t cols, T* o_re, T* o_im, int64_t out_cs) {
+  for (int64_t c = 0; c < cols; ++c) {
+    o_re[c * out_cs] *= m[c];
+    o_im[c * out_cs] *= m[c];
+  }
+}
+
 template <typename T>
 void combine_impl(at::TensorList products, const ComplexPair& bias, const ComplexPair& out) {
   const int64_t rows = out.re.size(0), cols = out.re.size(1);
   const View<T> re = view_of<T>(out.re), im = view_of<T>(out.im);
   TORCH_INTERNAL_ASSERT(re.col_stride == im.col_stride && re.sign == 1 && im.sign == 1);
   const PlanePtrs<T> ps(products);
+  const View<T> m = scale_of<T>(out);
   const bool has_bias = bias.re.defined();
+  TORCH_INTERNAL_ASSERT(!(has_bias && m.data != nullptr));
   const View<T> bre = has_bias ? view_of<T>(bias.re) : View<T>{nullptr, 0, 0, 1};
   const View<T> bim = has_bias ? view_of<T>(bias.im) : View<T>{nullptr, 0, 0, 1};
   for_each_row_block(rows, cols, [&](int64_t r, int64_t c0, int64_t c1) {
@@ -147,6 +182,7 @@ void combine_impl(at::TensorList products, const ComplexPair& bias, const Comple
         o_im[(c - c0) * im.col_stride] += bim.sign * bim.data[c * bim.col_stride];
       }
     }
+    if (m.data != nullptr) scale_row(m.data + r * m.row_stride + c0, n, o_re, o_im, re.col_stride);
   });
 }
 
@@ -189,13 +225,15 @@ template <typename T>
 void copy_parts_impl(const ComplexPair& src, const ComplexPair& dst) {
   const int64_t rows = src.re.size(0), cols = src.re.size(1);
   const View<T> re = view_of<T>(src.re), im = view_of<T>(src.im);
-  const View<T> o_re = view_of<T>(dst.re), o_im = view_of<T>(dst.im);
+  const View<T> o_re = view_of<T>(dst.re), o_im = view_of<T>(dst.im), m = scale_of<T>(dst);
   TORCH_INTERNAL_ASSERT(o_re.col_stride == 1 && o_im.col_stride == 1 && re.col_stride == im.col_stride);
   const bool interleaved = re.col_stride == 2 && im.data == re.data + 1 && re.row_stride == im.row_stride;
-  if (interleaved && (rows == 1 || (re.row_stride == 2 * cols && o_re.row_stride == cols && o_im.row_stride == cols))) {
+  if (interleaved && (rows == 1 || (re.row_stride == 2 * cols && o_re.row_stride == cols && o_im.row_stride == cols &&
+                                    (m.data == nullptr || m.row_stride == cols)))) {
     // One dense complex matrix into two dense real ones: a flat run, split evenly over threads.
     at::parallel_for(0, rows * cols, kFlatGrain, [&](int64_t begin, int64_t end) {
       deinterleave(re.data + 2 * begin, re.sign, im.sign, end - begin, o_re.data + begin, o_im.data + begin);
+      if (m.data != nullptr) scale_row(m.data + begin, end - begin, o_re.data + begin, o_im.data + begin, 1);
     });
     return;
   }
@@ -210,6 +248,7 @@ void copy_parts_impl(const ComplexPair& src, const ComplexPair& dst) {
       } else {
         copy_row<T, 0>(a, b, re.col_stride, re.sign, im.sign, cols, x, y);
       }
+      if (m.data != nullptr) scale_row(m.data + r * m.row_stride, cols, x, y, 1);
     }
   });
 }

@@ -212,18 +212,19 @@ at::Tensor conv(const at::Tensor& x, const at::Tensor& weight_re, const at::Tens
                 const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
                 at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
                 at::IntArrayRef output_padding, int64_t groups, c10::string_view algorithm,
-                std::optional<at::ScalarType> operand_dtype) {
+                std::optional<at::ScalarType> operand_dtype, const c10::optional<at::Tensor>& weight_mask) {
   const auto guard = device_guard("cplxfast.conv", x);
-  return conv_forward(x, weight_re, weight_im, bias_re, bias_im,
+  return conv_forward(x, weight_re, weight_im, bias_re, bias_im, weight_mask,
                       conv_params(stride, padding, dilation, transposed, output_padding, groups, operand_dtype), algorithm, backend());
 }
 
 ConvGrads conv_backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight_re,
                         const at::Tensor& weight_im, at::IntArrayRef stride, at::IntArrayRef padding,
                         at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding, int64_t groups,
-                        c10::string_view algorithm, std::array<bool, 3> output_mask, std::optional<at::ScalarType> operand_dtype) {
+                        c10::string_view algorithm, std::array<bool, 3> output_mask,
+                        std::optional<at::ScalarType> operand_dtype, const c10::optional<at::Tensor>& weight_mask) {
   const auto guard = device_guard("cplxfast.conv_backward", x);
-  return cplxfast::conv_backward(grad, x, weight_re, weight_im,
+  return cplxfast::conv_backward(grad, x, weight_re, weight_im, weight_mask,
                                  conv_params(stride, padding, dilation, transposed, output_padding, groups, operand_dtype), algorithm,
                                  output_mask, backend());
 }

@@ -41,6 +41,20 @@ __device__ __forceinline__ void load(const View<T>& re, const View<T>& im, bool 
   }
 }
 
+// A pair's scale (common/planes.h: a masked weight's mask), real [rows, cols] with column stride
+// 1; data == nullptr: none.
+template <typename T>
+View<T> scale_of(const ComplexPair& p) {
+  if (!p.scale.defined()) return View<T>{nullptr, 0, 1, T(1)};
+  TORCH_INTERNAL_ASSERT(p.scale.dim() == 2 && (p.scale.size(1) <= 1 || p.scale.stride(1) == 1) && !p.scale.is_neg());
+  return view_of<T>(p.scale);
+}
+
+template <typename T>
+__device__ __forceinline__ T scale_at(const View<T>& m, int64_t r, int64_t c) {
+  return m.data != nullptr ? m.data[r * m.row_stride + c] : T(1);
+}
+
 // Base pointers and row strides of 2 or 3 planes (column stride 1), passed by value.
 template <typename T>
 struct PlanePtrs {
@@ -64,13 +78,14 @@ PlanePtrs<T> plane_ptrs(at::TensorList planes) {
 // Three planes: 3M (with the sum plane); two: the 4M planes (re, im). U: the planes' dtype, T or
 // (mixed precision) a 16-bit float that each plane is rounded to once, the sum plane after the sum.
 template <typename T, typename U, typename I>
-__global__ void split_kernel(View<T> re, View<T> im, bool pairs, T sim, I n, I cols, PlanePtrs<U> ps) {
+__global__ void split_kernel(View<T> re, View<T> im, bool pairs, T sim, View<T> m, I n, I cols, PlanePtrs<U> ps) {
   for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
     const int64_t r = i / cols, c = i - I(r) * cols;
     T a, b;
     load(re, im, pairs, r, c, a, b);
-    a *= re.sign;
-    b *= sim;
+    const T scale = scale_at(m, r, c);
+    a *= re.sign * scale;
+    b *= sim * scale;
     ps.data[0][r * ps.row[0] + c] = static_cast<U>(a);
     ps.data[1][r * ps.row[1] + c] = static_cast<U>(b);
     if (ps.count == 3) ps.data[2][r * ps.row[2] + c] = static_cast<U>(a + b);
@@ -80,7 +95,7 @@ __global__ void split_kernel(View<T> re, View<T> im, bool pairs, T sim, I n, I c
 // Three products: (P0 - P1) + i (P2 - P0 - P1); two: P0 + i P1.
 template <typename T, typename I>
 __global__ void combine_kernel(PlanePtrs<T> ps, View<T> bre, View<T> bim, I n, I cols, View<T> re, View<T> im,
-                               bool pairs) {
+                               bool pairs, View<T> m) {
   for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
     const int64_t r = i / cols, c = i - I(r) * cols;
     const T a = ps.data[0][r * ps.row[0] + c], b = ps.data[1][r * ps.row[1] + c];
@@ -90,6 +105,9 @@ __global__ void combine_kernel(PlanePtrs<T> ps, View<T> bre, View<T> bim, I n, I
       out_re += bre.sign * bre.data[c * bre.col_stride];
       out_im += bim.sign * bim.data[c * bim.col_stride];
     }
+    const T scale = scale_at(m, r, c);
+    out_re *= scale;
+    out_im *= scale;
     if (pairs) {
       *reinterpret_cast<Pair<T>*>(re.data + r * re.row_stride + 2 * c) = Pair<T>{out_re, out_im};
     } else {
@@ -100,13 +118,15 @@ __global__ void combine_kernel(PlanePtrs<T> ps, View<T> bre, View<T> bim, I n, I
 }
 
 template <typename T, typename I>
-__global__ void copy_parts_kernel(View<T> re, View<T> im, bool pairs, I n, I cols, View<T> o_re, View<T> o_im) {
+__global__ void copy_parts_kernel(View<T> re, View<T> im, bool pairs, I n, I cols, View<T> o_re, View<T> o_im,
+                                  View<T> m) {
   for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
     const int64_t r = i / cols, c = i - I(r) * cols;
     T a, b;
     load(re, im, pairs, r, c, a, b);
-    o_re.data[r * o_re.row_stride + c * o_re.col_stride] = re.sign * a;
-    o_im.data[r * o_im.row_stride + c * o_im.col_stride] = im.sign * b;
+    const T scale = scale_at(m, r, c);
+    o_re.data[r * o_re.row_stride + c * o_re.col_stride] = re.sign * scale * a;
+    o_im.data[r * o_im.row_stride + c * o_im.col_stride] = im.sign * scale * b;
   }
 }
 
@@ -121,7 +141,8 @@ void copy_parts(const ComplexPair& src, const ComplexPair& dst) {
     with_index_type(n, [&](auto index) {
       using I = decltype(index);
       copy_parts_kernel<scalar_t, I><<<grid_for(n), kThreads, 0, stream>>>(
-          re, im, pairs_of(re, im, rows), I(n), I(cols), view_of<scalar_t>(dst.re), view_of<scalar_t>(dst.im));
+          re, im, pairs_of(re, im, rows), I(n), I(cols), view_of<scalar_t>(dst.re), view_of<scalar_t>(dst.im),
+          scale_of<scalar_t>(dst));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
@@ -134,7 +155,8 @@ void launch_split(const ComplexPair& s, bool conj, at::TensorList planes) {
   with_index_type(n, [&](auto index) {
     using I = decltype(index);
     split_kernel<T, U, I><<<grid_for(n), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        re, im, pairs_of(re, im, rows), conj ? -im.sign : im.sign, I(n), I(cols), plane_ptrs<U>(planes));
+        re, im, pairs_of(re, im, rows), conj ? -im.sign : im.sign, scale_of<T>(s), I(n), I(cols),
+        plane_ptrs<U>(planes));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
@@ -161,7 +183,8 @@ void combine_planes(at::TensorList products, const ComplexPair& bias, const Comp
       using I = decltype(index);
       combine_kernel<scalar_t, I><<<grid_for(n), kThreads, 0, stream>>>(
           plane_ptrs<scalar_t>(products), has_bias ? view_of<scalar_t>(bias.re) : none,
-          has_bias ? view_of<scalar_t>(bias.im) : none, I(n), I(cols), re, im, pairs_of(re, im, rows));
+          has_bias ? view_of<scalar_t>(bias.im) : none, I(n), I(cols), re, im, pairs_of(re, im, rows),
+          scale_of<scalar_t>(out));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });

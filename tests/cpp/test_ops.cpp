@@ -33,7 +33,7 @@ using OptDtype = std::optional<at::ScalarType>;
 const auto& linear_op() {
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::linear", "").typed<
       at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const Opt&, const Opt&, c10::string_view,
-                 OptDtype)>();
+                 OptDtype, const Opt&)>();
   return op;
 }
 
@@ -46,7 +46,7 @@ const auto& linear_complex_op() {
 const auto& conv_op() {
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("cplxfast::conv", "").typed<at::Tensor(
       const at::Tensor&, const at::Tensor&, const at::Tensor&, const Opt&, const Opt&, at::IntArrayRef, at::IntArrayRef,
-      at::IntArrayRef, bool, at::IntArrayRef, int64_t, c10::string_view, OptDtype)>();
+      at::IntArrayRef, bool, at::IntArrayRef, int64_t, c10::string_view, OptDtype, const Opt&)>();
   return op;
 }
 
@@ -116,13 +116,20 @@ int main() {
   for (const char* algorithm : {"3m", "4m"}) {
     at::Tensor x = torch::randn({37, 24}, c128).requires_grad_();
     at::Tensor w = torch::randn({16, 24}, c128), b = torch::randn({16}, c128);
-    at::Tensor y = linear_op().call(x, at::real(w), at::imag(w), at::real(b), at::imag(b), algorithm, std::nullopt);
+    at::Tensor y =
+        linear_op().call(x, at::real(w), at::imag(w), at::real(b), at::imag(b), algorithm, std::nullopt, std::nullopt);
     at::Tensor x2 = x.detach().clone().requires_grad_();
     at::Tensor want = at::linear(x2, w, b);
     expect_close((std::string("linear ") + algorithm + " forward").c_str(), y, want);
     y.abs().sum().backward();
     want.abs().sum().backward();
     expect_close((std::string("linear ") + algorithm + " grad_x").c_str(), x.grad(), x2.grad());
+    // A weight mask: the product with W * mask
+    const at::Tensor mask = torch::rand({16, 24}, torch::kDouble).gt(0.5).to(torch::kDouble);
+    at::Tensor masked = linear_op().call(x.detach(), at::real(w), at::imag(w), at::real(b), at::imag(b), algorithm,
+                                         std::nullopt, mask);
+    expect_close((std::string("linear ") + algorithm + " weight_mask").c_str(), masked,
+                 at::linear(x.detach(), w * mask, b));
   }
 
   // linear_complex (complex weight), 3m and 4m: forward and every gradient against at::linear
@@ -161,7 +168,7 @@ int main() {
     at::Tensor x = torch::randn({2, 8, 9, 10}, c128).requires_grad_();
     at::Tensor w = torch::randn({8, 8 / groups, 3, 3}, c128);
     at::Tensor y = conv_op().call(x, at::real(w), at::imag(w), std::nullopt, std::nullopt, {2, 1}, {1, 1}, {1, 1}, false,
-                                  {0, 0}, groups, "auto", std::nullopt);
+                                  {0, 0}, groups, "auto", std::nullopt, std::nullopt);
     at::Tensor x2 = x.detach().clone().requires_grad_();
     at::Tensor want = at::conv2d(x2, w, {}, {2, 1}, {1, 1}, {1, 1}, groups);
     const std::string name = groups == 8 ? "conv2d depthwise" : "conv2d grouped";
