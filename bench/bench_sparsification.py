@@ -146,6 +146,44 @@ def plot(path, curves, title):
     return path
 
 
+class _MaskedCopy:
+    """The path weight_mask replaced (mixed in before a masked layer's class): the weight parts
+    multiplied by the mask before the op, two weight-sized copies and their backward per step."""
+
+    def _weight_mask(self):
+        return None
+
+    def _weight_and_bias_parts(self, z):
+        w_re, w_im, b_re, b_im = super()._weight_and_bias_parts(z)
+        return w_re * self.mask, w_im * self.mask, b_re, b_im
+
+
+def masked_layer_rows(device, quick):
+    """One masked layer's fwd+bwd with the mask in the fused op (weight_mask) against the masked
+    copy it replaced, interleaved, after checking that both give the same output bit for bit."""
+    masked = cplxfast.nn.masked
+    cases = [("CplxLinearMasked(1024, 1024), 64 rows", lambda: masked.CplxLinearMasked(1024, 1024), (64, 1024)),
+             ("CplxConv1dMasked(64, 64, 7), 32 x 64 x 512", lambda: masked.CplxConv1dMasked(64, 64, 7), (32, 64, 512))]
+    if quick:
+        cases = [("CplxLinearMasked(64, 32), 8 rows", lambda: masked.CplxLinearMasked(64, 32), (8, 64))]
+    rows = []
+    for case, make, shape in cases:
+        torch.manual_seed(0)
+        layer = make().to(device)
+        layer.mask = (torch.rand(layer.weight.shape) > 0.5).float()
+        before = copy.deepcopy(layer)
+        before.__class__ = type("Before" + type(layer).__name__, (_MaskedCopy, type(layer)), {})
+        x = torch.randn(shape, dtype=torch.complex64, device=device)
+        assert torch.equal(layer(x), before(x)), case
+        fns = {"mask in the op": layer, "masked copy (before)": before}
+        t = common.time_interleaved({name: (lambda m=m: m(x).abs().sum().backward()) for name, m in fns.items()},
+                                    device)
+        base = t["masked copy (before)"]
+        rows += [{"case": case, "impl": name, "fwd_bwd_ms": v * 1e3, **common.spread_fields("fwd_bwd", v),
+                  "speedup_vs_masked_copy": base / v} for name, v in t.items()]
+    return rows
+
+
 def main(argv=None):
     p = common.arg_parser(__doc__)
     p.add_argument("--steps", type=int, nargs=3, metavar=("DENSE", "ARD", "MASKED"),
@@ -210,6 +248,15 @@ def main(argv=None):
             title=f"sparsification pipeline, {case}, complex64, {device}: {common.machine(device)} (JSON: {path})")
         print("at the end: " + ", ".join(f"{n} loss {f['last_loss']:.4f}, sparsity {100 * f['sparsity']:.1f}%"
                                          for n, f in final.items()) + (f"; plot: {png}" if png else ""))
+        layer_rows = masked_layer_rows(device, args.quick)
+        path = common.write_json(os.path.join(args.out, f"sparsification-masked-{device}.json"),
+                                 "sparsification-masked", device, layer_rows)
+        common.print_table(
+            ["case", "impl", "fwd+bwd ms (median)", "min - max", "vs masked copy"],
+            [[r["case"], r["impl"], f"{r['fwd_bwd_ms']:.2f}", f"{r['fwd_bwd_min_ms']:.2f} - {r['fwd_bwd_max_ms']:.2f}",
+              f"{r['speedup_vs_masked_copy']:.2f}x"] for r in layer_rows],
+            title=f"masked layers: the mask in the fused op against a masked copy of the weight, complex64, "
+                  f"{device}: {common.machine(device)} (JSON: {path})")
 
 
 if __name__ == "__main__":
