@@ -64,6 +64,7 @@ CONVS = {  # name -> (input shape, weight shape, stride, padding, dilation, tran
     "grouped conv1d": ((3, 6, 17), (4, 3, 5), [1], [2], [2], False, [0], 2),
     "depthwise conv2d": ((2, 6, 9, 10), (6, 1, 3, 3), [1, 1], [1, 1], [1, 1], False, [0, 0], 6),
     "transposed conv2d": ((2, 6, 5, 4), (6, 4, 3, 3), [2, 2], [1, 1], [1, 1], True, [1, 0], 1),
+    "grouped transposed conv1d": ((2, 4, 5), (4, 3, 3), [2], [1], [1], True, [1], 2),
     "conv3d": ((2, 4, 5, 4, 6), (3, 4, 2, 3, 2), [1, 1, 1], [1, 0, 1], [1, 1, 1], False, [0, 0, 0], 1),
 }
 
@@ -96,6 +97,20 @@ def test_conv_mask_channels_last(device):
             return ops.conv(x, wr, wi, None, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, algorithm, None, m)
 
         assert_masked_op_is_op_on_masked_weight(run, x, w_re, w_im, mask)
+
+
+@pytest.mark.parametrize("algorithm", ["3m", "4m"])
+def test_wide_weight_mask(device, algorithm):
+    """A weight row longer than the CPU kernels' column block (8192): the mask's row offsets."""
+    torch.manual_seed(8)
+    x = crandn(3, 9000, dtype=torch.complex64, device=device).requires_grad_()
+    w_re, w_im = parts((2, 9000), torch.complex64, device)
+    mask = soft_mask((2, 9000), torch.float32, device)
+
+    def run(x, wr, wi, m):
+        return ops.linear(x, wr, wi, None, None, algorithm, None, m)
+
+    assert_masked_op_is_op_on_masked_weight(run, x, w_re, w_im, mask)
 
 
 @pytest.mark.parametrize("algorithm", ["3m", "4m"])

@@ -39,9 +39,10 @@ inline std::optional<at::Tensor> optional_of(const at::Tensor& t) {
 }
 
 // A weight mask (linear and conv ops) is a constant of the layer, not differentiated: one that
-// requires grad would silently get none, so it is refused.
+// requires grad would silently get none, so it is refused where a graph is recorded.
 inline void check_mask_constant(const char* op, const std::optional<at::Tensor>& mask) {
-  TORCH_CHECK(!(mask.has_value() && mask->defined() && mask->requires_grad()), "cplxfast.", op,
+  TORCH_CHECK(!(at::GradMode::is_enabled() && mask.has_value() && mask->defined() && mask->requires_grad()),
+              "cplxfast.", op,
               ": weight_mask is not differentiated; pass a tensor that does not require grad (e.g. mask.detach())");
 }
 

@@ -80,7 +80,6 @@ class Conv : public torch::autograd::Function<Conv> {
                             IntList stride, IntList padding, IntList dilation, bool transposed, IntList output_padding,
                             int64_t groups, c10::string_view algorithm, OptDtype operand_dtype,
                             const OptTensor& weight_mask) {
-    check_mask_constant("conv", weight_mask);
     ctx->save_for_backward({x, weight_re, weight_im, weight_mask.value_or(at::Tensor())});
     save_geometry(ctx, stride, padding, dilation, transposed, output_padding, groups, algorithm, operand_dtype);
     ctx->saved_data["has_bias"] = bias_re.has_value() && bias_re->defined();
@@ -170,6 +169,7 @@ at::Tensor conv_autograd(const at::Tensor& x, const at::Tensor& weight_re, const
                          const OptTensor& bias_re, const OptTensor& bias_im, IntList stride, IntList padding,
                          IntList dilation, bool transposed, IntList output_padding, int64_t groups,
                          c10::string_view algorithm, OptDtype operand_dtype, const OptTensor& weight_mask) {
+  check_mask_constant("conv", weight_mask);  // here: a Function's forward runs with grad mode off
   return Conv::apply(x, weight_re, weight_im, bias_re, bias_im, stride, padding, dilation, transposed, output_padding,
                      groups, algorithm, operand_dtype, weight_mask);
 }

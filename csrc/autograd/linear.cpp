@@ -61,7 +61,6 @@ class Linear : public torch::autograd::Function<Linear> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight_re,
                             const at::Tensor& weight_im, const OptTensor& bias_re, const OptTensor& bias_im,
                             c10::string_view algorithm, OptDtype operand_dtype, const OptTensor& weight_mask) {
-    check_mask_constant("linear", weight_mask);
     ctx->save_for_backward({x, weight_re, weight_im, weight_mask.value_or(at::Tensor())});
     ctx->saved_data["algorithm"] = std::string(algorithm);
     ctx->saved_data["operand_dtype"] = operand_dtype;
@@ -138,6 +137,7 @@ class LinearComplexBackward : public torch::autograd::Function<LinearComplexBack
 at::Tensor linear_autograd(const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
                            const OptTensor& bias_re, const OptTensor& bias_im, c10::string_view algorithm,
                            OptDtype operand_dtype, const OptTensor& weight_mask) {
+  check_mask_constant("linear", weight_mask);  // here: a Function's forward runs with grad mode off
   return Linear::apply(x, weight_re, weight_im, bias_re, bias_im, algorithm, operand_dtype, weight_mask);
 }
 

@@ -98,7 +98,9 @@ ComplexPair masked_pair(const at::Tensor& re, const at::Tensor& im, const at::Te
 at::Tensor complex_weight(const ComplexPair& w) {
   const at::Tensor z = complex_of(w.re, w.im);
   if (!w.scale.defined()) return z;
-  return at::view_as_complex(at::view_as_real(z).mul(w.scale.unsqueeze(-1)));
+  const at::Tensor scale = w.scale.unsqueeze(-1);
+  if (!z.is_alias_of(w.re)) return at::view_as_complex(at::view_as_real(z).mul_(scale));  // already a copy
+  return at::view_as_complex(at::view_as_real(z).mul(scale));
 }
 
 ComplexPair parts(const at::Tensor& z) { return {at::real(z), at::imag(z)}; }

@@ -36,7 +36,9 @@ C10_HOST_DEVICE inline void forward(T re, T im, T tau, T eps, T& out_re, T& out_
 
 // Gradients for one element given upstream g (conjugate-Wirtinger convention), m = max(|z|, eps),
 // s = 1 - tau/m:
-//   |z| > eps and s > 0:  grad_z = g - tau/(2|z|) (g - conj(g) u^2), u = z/|z|;
+//   |z| > eps and s > 0:  grad_z = g - tau/(2|z|) (g - conj(g) u^2), u = z/|z|; since
+//                         g - conj(g) u^2 = 2i Im(g conj(u)) u, that is
+//                         grad_z = g + b (Im z, -Re z) with b = tau Im(g conj(z)) / |z|^3;
 //                         grad_tau = -Re(g conj(u))
 //   |z| <= eps, s > 0:    grad_z = g s; grad_tau = -Re(g conj(z)) / eps  (the map is z s there;
 //                         at z = 0 too, as cplxmodule computes it: s > 0 only for tau < eps)
@@ -64,20 +66,14 @@ C10_HOST_DEVICE inline void grads(T re, T im, T tau, T eps, T g_re, T g_im, T& g
     gz_re = gz_im = g_tau = T(0);
     return;
   }
+  g_tau = -(g_re * re + g_im * im) * inv_m;
   if (r > eps) {
-    const T ur = re * inv_m, ui = im * inv_m;
-    // conj(g) u^2 = (g_re - i g_im)(ur^2 - ui^2 + 2i ur ui)
-    const T u2_re = ur * ur - ui * ui, u2_im = T(2) * ur * ui;
-    const T cg_re = g_re * u2_re + g_im * u2_im;
-    const T cg_im = g_re * u2_im - g_im * u2_re;
-    const T k = T(0.5) * tau * inv_m;
-    gz_re = g_re - k * (g_re - cg_re);
-    gz_im = g_im - k * (g_im - cg_im);
-    g_tau = -(g_re * ur + g_im * ui);
+    const T b = tau * (g_im * re - g_re * im) * (inv_m * inv_m * inv_m);
+    gz_re = g_re + b * im;
+    gz_im = g_im - b * re;
   } else {
     gz_re = g_re * s;
     gz_im = g_im * s;
-    g_tau = -(g_re * re + g_im * im) * inv_m;
   }
 }
 

@@ -47,48 +47,61 @@ __attribute__((always_inline)) inline void forward_run(const T* __restrict__ in,
   }
 }
 
-// grad_z for n elements (see modrelu_math::grads for the formulas) and the threshold gradient:
-// returned summed (kTauStep == 0) or added per element into dtau[j] (kTauStep == 1).
+// grad_z for n elements (modrelu_math::grads) and each element's threshold gradient in dt[j].
+// The threshold sum is left to the caller: a float sum inside this loop is a chain of in-order
+// scalar adds (GCC does not reassociate it), which measured slower than the whole rest of the loop.
 template <typename T, int kTauStep>
-__attribute__((always_inline)) inline T backward_run(const T* __restrict__ in, const T* __restrict__ g, T* __restrict__ gz,
-                                                     int64_t n, const T* __restrict__ tau, T* __restrict__ dtau, T eps) {
+__attribute__((always_inline)) inline void backward_run(const T* __restrict__ in, const T* __restrict__ g,
+                                                        T* __restrict__ gz, int64_t n, const T* __restrict__ tau,
+                                                        T* __restrict__ dt_out, T eps) {
   const bool polar = eps == T(0);
-  T sum = 0;
   for (int64_t j = 0; j < n; ++j) {
     const T re = in[2 * j], im = in[2 * j + 1], gr = g[2 * j], gi = g[2 * j + 1];
     const T th = tau[j * kTauStep];
     const T r = std::sqrt(re * re + im * im);
     const bool large = r > eps;
     const bool origin = polar && r == T(0);
-    const T inv_m = T(1) / (large ? r : (origin ? T(1) : eps));  // origin: any finite value, blended out
+    // 1 / max(|z|, eps) (origin: any finite value, blended out). Written this way, not as one
+    // nested select on `large`, GCC 12 vectorises the loop (the nested form it did not).
+    const T m = r > eps ? r : eps;
+    const T inv_m = T(1) / (origin ? T(1) : m);
     const T s = T(1) - th * inv_m;
     const bool on = s > T(0);
-    // |z| > eps: grad_z = g - k (g - conj(g) u^2), u = z/|z|, k = tau / (2|z|)
-    const T ur = re * inv_m, ui = im * inv_m;
-    const T u2r = ur * ur - ui * ui, u2i = T(2) * ur * ui;
-    const T cr = gr * u2r + gi * u2i, ci = gr * u2i - gi * u2r;
-    const T k = T(0.5) * th * inv_m;
-    T dre = large ? gr - k * (gr - cr) : gr * s;  // |z| <= eps: grad_z = g s
-    T dim = large ? gi - k * (gi - ci) : gi * s;
+    // grad_z = a g + b (Im z, -Re z): |z| > eps: a = 1, b = tau Im(g conj(z)) / |z|^3;
+    // |z| <= eps: a = s, b = 0 (modrelu_math::grads).
+    const T a = large ? T(1) : s;
+    const T b = large ? th * (gi * re - gr * im) * (inv_m * inv_m * inv_m) : T(0);
+    T dre = a * gr + b * im;
+    T dim = a * gi - b * re;
     T dt = -(gr * re + gi * im) * inv_m;  // -Re(g conj(z)) / max(|z|, eps)
     dre = on && !origin ? dre : T(0);
     dim = on && !origin ? dim : T(0);
     dt = on && !origin ? dt : T(0);
     dt = origin && th < T(0) ? -gr : dt;  // eps = 0 at z = 0: out = relu(-tau)
     const T nan = (r - r) + (s - s) + (gr - gr) + (gi - gi);  // 0, or NaN if anything is NaN
-    dre += nan;
-    dim += nan;
-    dt += nan;
-    gz[2 * j] = dre;
-    gz[2 * j + 1] = dim;
-    if (kTauStep == 0) {
-      sum += dt;
-    } else {
-      dtau[j] += dt;
-    }
+    gz[2 * j] = dre + nan;
+    gz[2 * j + 1] = dim + nan;
+    dt_out[j] = dt + nan;
   }
+}
+
+// The sum of n values in 8 independent lanes (vectorises without reassociation: each lane is its
+// own in-order sum), then across the lanes in double.
+template <typename T>
+__attribute__((always_inline)) inline double lane_sum(const T* __restrict__ v, int64_t n) {
+  T lanes[8] = {};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    for (int l = 0; l < 8; ++l) lanes[l] += v[j + l];
+  }
+  double sum = 0;
+  for (; j < n; ++j) sum += v[j];
+  for (int l = 0; l < 8; ++l) sum += lanes[l];
   return sum;
 }
+
+// Elements per block of the constant-threshold backward: its dt buffer stays in L1.
+constexpr int64_t kBackwardBlock = 1024;
 
 // The entry points the clones are made of (target_clones needs plain functions).
 #define CPLXFAST_RUNS(T, SUFFIX)                                                                          \
@@ -98,9 +111,16 @@ __attribute__((always_inline)) inline T backward_run(const T* __restrict__ in, c
   CPLXFAST_VECTOR_CLONES void forward_each_##SUFFIX(const T* in, T* out, int64_t n, const T* tau, T eps) { \
     forward_run<T, 1>(in, out, n, tau, eps);                                                             \
   }                                                                                                      \
-  CPLXFAST_VECTOR_CLONES T backward_const_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, const T* tau, \
-                                                   T eps) {                                              \
-    return backward_run<T, 0>(in, g, gz, n, tau, nullptr, eps);                                          \
+  CPLXFAST_VECTOR_CLONES double backward_const_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, const T* tau, \
+                                                        T eps) {                                         \
+    T dt[kBackwardBlock];                                                                                \
+    double sum = 0;                                                                                      \
+    for (int64_t b = 0; b < n; b += kBackwardBlock) {                                                    \
+      const int64_t m = std::min(kBackwardBlock, n - b);                                                 \
+      backward_run<T, 0>(in + 2 * b, g + 2 * b, gz + 2 * b, m, tau, dt, eps);                             \
+      sum += lane_sum(dt, m);                                                                            \
+    }                                                                                                    \
+    return sum;                                                                                          \
   }                                                                                                      \
   CPLXFAST_VECTOR_CLONES void backward_each_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, const T* tau, \
                                                      T* dtau, T eps) {                                   \
@@ -167,8 +187,8 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
     const T* gp = static_cast<const T*>(g.data_ptr());
     T* gz = static_cast<T*>(grad_z.data_ptr());
     const T* tau = L.tau_block.data_ptr<T>();
-    // Per-thread partial sums of the threshold gradient: in T within one run (at most one row
-    // of `inner` or T elements), in double across runs and threads.
+    // Per-thread partial sums of the threshold gradient: in T within blocks of a run (lane_sum),
+    // in double across blocks, runs and threads.
     const int threads = at::get_num_threads();
     std::vector<double> partial(static_cast<size_t>(threads) * L.T, 0.0);
     std::vector<std::vector<T>> row_sums(threads);
@@ -181,7 +201,7 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
             sums[t] += RunsOf<T>::backward_const(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, tau + t, T(eps));
           },
           [&](int64_t b, int64_t e, int64_t t) {
-            row.assign(e - b, T(0));
+            row.resize(e - b);
             RunsOf<T>::backward_each(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, tau + t, row.data(), T(eps));
             for (int64_t j = 0; j < e - b; ++j) sums[t + j] += row[j];
           });

@@ -55,6 +55,11 @@ __device__ __forceinline__ T scale_at(const View<T>& m, int64_t r, int64_t c) {
   return m.data != nullptr ? m.data[r * m.row_stride + c] : T(1);
 }
 
+// x * y rounded on its own: never contracted with a following add into an FMA (nvcc fuses by
+// default), so a scaled part and the 3M sum of scaled parts round as on the CPU and in torch.
+__device__ __forceinline__ float mul_rn(float x, float y) { return __fmul_rn(x, y); }
+__device__ __forceinline__ double mul_rn(double x, double y) { return __dmul_rn(x, y); }
+
 // Base pointers and row strides of 2 or 3 planes (column stride 1), passed by value.
 template <typename T>
 struct PlanePtrs {
@@ -84,8 +89,8 @@ __global__ void split_kernel(View<T> re, View<T> im, bool pairs, T sim, View<T> 
     T a, b;
     load(re, im, pairs, r, c, a, b);
     const T scale = scale_at(m, r, c);
-    a *= re.sign * scale;
-    b *= sim * scale;
+    a = mul_rn(a, re.sign * scale);
+    b = mul_rn(b, sim * scale);
     ps.data[0][r * ps.row[0] + c] = static_cast<U>(a);
     ps.data[1][r * ps.row[1] + c] = static_cast<U>(b);
     if (ps.count == 3) ps.data[2][r * ps.row[2] + c] = static_cast<U>(a + b);
@@ -178,6 +183,7 @@ void combine_planes(at::TensorList products, const ComplexPair& bias, const Comp
     using V = View<scalar_t>;
     const V none{nullptr, 0, 0, scalar_t(1)};
     const bool has_bias = bias.re.defined();
+    TORCH_INTERNAL_ASSERT(!(has_bias && out.scale.defined()));
     const V re = view_of<scalar_t>(out.re), im = view_of<scalar_t>(out.im);
     with_index_type(n, [&](auto index) {
       using I = decltype(index);
