@@ -66,6 +66,36 @@ inline void run_sums(const T* x, const T* y, int64_t n, T sx0, T sx1, double* ac
   }
 }
 
+// Channels_last (the channel varies fastest): one piece of a row, channels c0.. of n elements,
+// added into the task's float sums sums[k * C + c] (one unit-stride array per sum, so the loop
+// vectorises across channels; the channels-first runs' lanes do the same along a channel). Sums
+// [k0, k1) of f: GCC vectorises such a loop only if it can check its output arrays pairwise for
+// overlap within its limit of 10 checks, so at most 3 sums go in one loop (f is cheap; x and y
+// are re-read from L1).
+template <typename T, int K, int k0, int k1, bool kHasY, typename F>
+inline void row_sums_of(const T* __restrict__ x, const T* __restrict__ y, int64_t n, const T* __restrict__ shift,
+                        T* __restrict__ sums, int64_t C, const F& f) {
+  for (int64_t j = 0; j < n; ++j) {
+    T v[K];
+    f(x[2 * j] - shift[2 * j], x[2 * j + 1] - shift[2 * j + 1], kHasY ? y[2 * j] : T(0), kHasY ? y[2 * j + 1] : T(0),
+      v);
+    for (int k = k0; k < k1; ++k) sums[k * C + j] += v[k];
+  }
+}
+
+template <typename T, int K, typename F>
+inline void row_sums(const T* x, const T* y, int64_t n, const T* shift, T* sums, int64_t C, const F& f) {
+  static_assert(K <= 6, "row_sums: at most two loops of three sums");
+  constexpr int kMid = K < 3 ? K : 3;
+  if (y != nullptr) {
+    row_sums_of<T, K, 0, kMid, true>(x, y, n, shift, sums, C, f);
+    row_sums_of<T, K, kMid, K, true>(x, y, n, shift, sums, C, f);
+  } else {
+    row_sums_of<T, K, 0, kMid, false>(x, y, n, shift, sums, C, f);
+    row_sums_of<T, K, kMid, K, false>(x, y, n, shift, sums, C, f);
+  }
+}
+
 // Per-channel sums of f over the whole tensor: [C, K] double. shift[c] (2 per channel) is
 // subtracted from x first.
 template <typename T, int K, typename F>
@@ -73,19 +103,17 @@ at::Tensor channel_sums(const BatchNormLayout& L, const T* x, const T* y, const 
   Partials<K> partials(L.C);
   at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
     double* acc = partials.mine();
+    std::vector<T> row;  // channels_last: this task's float sums [K][C] (at most kGrain / C rows each)
     for_each_run(
         begin, end, L.inner, L.C,
         [&](int64_t b, int64_t e, int64_t c) {
           run_sums<T, K>(x + 2 * b, y ? y + 2 * b : nullptr, e - b, shift[2 * c], shift[2 * c + 1], acc + c * K, f);
         },
         [&](int64_t b, int64_t e, int64_t c0) {
-          for (int64_t i = b; i < e; ++i) {
-            const int64_t c = c0 + (i - b);
-            T v[K];
-            f(x[2 * i] - shift[2 * c], x[2 * i + 1] - shift[2 * c + 1], y ? y[2 * i] : T(0), y ? y[2 * i + 1] : T(0), v);
-            for (int k = 0; k < K; ++k) acc[c * K + k] += v[k];
-          }
+          if (row.empty()) row.assign(static_cast<size_t>(K) * L.C, T(0));
+          row_sums<T, K>(x + 2 * b, y ? y + 2 * b : nullptr, e - b, shift.data() + 2 * c0, row.data() + c0, L.C, f);
         });
+    for (size_t i = 0; i < row.size(); ++i) acc[(i % L.C) * K + i / L.C] += row[i];
   });
   return partials.total(L.z.options());
 }
@@ -154,13 +182,11 @@ void to_rows(const double* k, int64_t C, T* rows) {
   }
 }
 
-// out = A (u - su) + D (v - sv) + c for one run; rows advance by kStep per element (0: one
-// channel for the whole run).
-template <typename T, int kStep, bool kHasV>
+// out = A (u - su) + D (v - sv) + c for one run of one channel (its coefficients q).
+template <typename T, bool kHasV>
 __attribute__((always_inline)) inline void apply_run(const T* __restrict__ u, const T* __restrict__ v,
-                                                     const T* __restrict__ rows, int64_t n, T* __restrict__ out) {
+                                                     const T* __restrict__ q, int64_t n, T* __restrict__ out) {
   for (int64_t j = 0; j < n; ++j) {
-    const T* q = rows + j * kStep;
     const T ur = (u[2 * j] - q[10]) - q[11], ui = (u[2 * j + 1] - q[12]) - q[13];
     T r = q[0] * ur + q[1] * ui + q[8];
     T i = q[2] * ur + q[3] * ui + q[9];
@@ -174,19 +200,41 @@ __attribute__((always_inline)) inline void apply_run(const T* __restrict__ u, co
   }
 }
 
+// The same for a piece of a channels_last row (channel rises by one per element): coefficient k
+// of its n channels is cols[k * C + j], unit stride in j, so the loop vectorises.
+template <typename T, bool kHasV>
+__attribute__((always_inline)) inline void apply_row(const T* __restrict__ u, const T* __restrict__ v,
+                                                     const T* __restrict__ cols, int64_t C, int64_t n,
+                                                     T* __restrict__ out) {
+  for (int64_t j = 0; j < n; ++j) {
+    const T* __restrict__ q = cols + j;  // coefficient k at q[k * C]
+    const T ur = (u[2 * j] - q[10 * C]) - q[11 * C], ui = (u[2 * j + 1] - q[12 * C]) - q[13 * C];
+    T r = q[0] * ur + q[1 * C] * ui + q[8 * C];
+    T i = q[2 * C] * ur + q[3 * C] * ui + q[9 * C];
+    if (kHasV) {
+      const T vr = (v[2 * j] - q[14 * C]) - q[15 * C], vi = (v[2 * j + 1] - q[16 * C]) - q[17 * C];
+      r += q[4 * C] * vr + q[5 * C] * vi;
+      i += q[6 * C] * vr + q[7 * C] * vi;
+    }
+    out[2 * j] = r;
+    out[2 * j + 1] = i;
+  }
+}
+
 #define CPLXFAST_APPLY_RUNS(T, SUFFIX)                                                                               \
   CPLXFAST_VECTOR_CLONES void apply_const_##SUFFIX(const T* u, const T* v, const T* rows, int64_t n, T* out) {      \
     if (v) {                                                                                                         \
-      apply_run<T, 0, true>(u, v, rows, n, out);                                                                     \
+      apply_run<T, true>(u, v, rows, n, out);                                                                        \
     } else {                                                                                                         \
-      apply_run<T, 0, false>(u, v, rows, n, out);                                                                    \
+      apply_run<T, false>(u, v, rows, n, out);                                                                       \
     }                                                                                                                \
   }                                                                                                                  \
-  CPLXFAST_VECTOR_CLONES void apply_each_##SUFFIX(const T* u, const T* v, const T* rows, int64_t n, T* out) {       \
+  CPLXFAST_VECTOR_CLONES void apply_each_##SUFFIX(const T* u, const T* v, const T* cols, int64_t C, int64_t n,   \
+                                                   T* out) {                                                       \
     if (v) {                                                                                                         \
-      apply_run<T, kRow, true>(u, v, rows, n, out);                                                                  \
+      apply_row<T, true>(u, v, cols, C, n, out);                                                                     \
     } else {                                                                                                         \
-      apply_run<T, kRow, false>(u, v, rows, n, out);                                                                 \
+      apply_row<T, false>(u, v, cols, C, n, out);                                                                    \
     }                                                                                                                \
   }
 CPLXFAST_APPLY_RUNS(float, f32)
@@ -195,8 +243,12 @@ CPLXFAST_APPLY_RUNS(double, f64)
 
 void apply_const(const float* u, const float* v, const float* rows, int64_t n, float* out) { apply_const_f32(u, v, rows, n, out); }
 void apply_const(const double* u, const double* v, const double* rows, int64_t n, double* out) { apply_const_f64(u, v, rows, n, out); }
-void apply_each(const float* u, const float* v, const float* rows, int64_t n, float* out) { apply_each_f32(u, v, rows, n, out); }
-void apply_each(const double* u, const double* v, const double* rows, int64_t n, double* out) { apply_each_f64(u, v, rows, n, out); }
+void apply_each(const float* u, const float* v, const float* cols, int64_t C, int64_t n, float* out) {
+  apply_each_f32(u, v, cols, C, n, out);
+}
+void apply_each(const double* u, const double* v, const double* cols, int64_t C, int64_t n, double* out) {
+  apply_each_f64(u, v, cols, C, n, out);
+}
 
 void apply(const BatchNormLayout& L, const at::Tensor& u, const at::Tensor& v, const at::Tensor& coeffs,
            const at::Tensor& out) {
@@ -204,6 +256,11 @@ void apply(const BatchNormLayout& L, const at::Tensor& u, const at::Tensor& v, c
     using T = scalar_t;
     std::vector<T> rows(static_cast<size_t>(kRow) * L.C);
     to_rows<T>(coeffs.data_ptr<double>(), L.C, rows.data());
+    std::vector<T> cols;  // channels_last: the same coefficients, [kRow][C]
+    if (L.inner == 1) {
+      cols.resize(rows.size());
+      for (size_t i = 0; i < rows.size(); ++i) cols[(i % kRow) * L.C + i / kRow] = rows[i];
+    }
     const T* up = static_cast<const T*>(u.data_ptr());
     const T* vp = v.defined() ? static_cast<const T*>(v.data_ptr()) : nullptr;
     T* op = static_cast<T*>(out.data_ptr());
@@ -214,7 +271,7 @@ void apply(const BatchNormLayout& L, const at::Tensor& u, const at::Tensor& v, c
             apply_const(up + 2 * b, vp ? vp + 2 * b : nullptr, rows.data() + kRow * c, e - b, op + 2 * b);
           },
           [&](int64_t b, int64_t e, int64_t c0) {
-            apply_each(up + 2 * b, vp ? vp + 2 * b : nullptr, rows.data() + kRow * c0, e - b, op + 2 * b);
+            apply_each(up + 2 * b, vp ? vp + 2 * b : nullptr, cols.data() + c0, L.C, e - b, op + 2 * b);
           });
     });
   });
