@@ -136,6 +136,24 @@ def test_large_mean_fp32_accuracy(device):
     torch.testing.assert_close(cov.double(), want_cov, rtol=1e-4, atol=1e-5)
 
 
+def test_large_mean_fp32_accuracy_channels_last(device):
+    """Channels_last with few channels and many pixels: the CPU's per-row float sums over 20k rows
+    (flushed to double every 4096) keep the statistics and the gradient sums accurate."""
+    torch.manual_seed(1)
+    z = (1e3 + 1e3j) + crandn(8, 3, 50, 50, dtype=torch.complex64, device=device)
+    z = z.contiguous(memory_format=torch.channels_last)
+    out, mean, cov = ops.batch_norm(z, None, None, None, None, True, 1e-5)
+    want, want_mean, want_cov = ref.batch_norm(z)
+    assert rel_err(out, want) < 1e-5
+    torch.testing.assert_close(cov.double(), want_cov, rtol=1e-4, atol=1e-5)
+    g = crandn(*z.shape, dtype=torch.complex64, device=device).contiguous(memory_format=torch.channels_last)
+    zz = z.detach().clone().requires_grad_()
+    ops.batch_norm(zz, None, None, None, None, True, 1e-5)[0].backward(g)
+    z64 = z.to(torch.complex128).requires_grad_()
+    ref.batch_norm(z64)[0].backward(g.to(torch.complex128))
+    assert rel_err(zz.grad, z64.grad) < 1e-4
+
+
 def test_constant_channel_is_finite(device):
     z = crandn(8, 3, 4, dtype=torch.complex64, device=device)
     z[:, 1] = 2.0 - 1.0j  # zero variance: eps keeps the whitening finite

@@ -103,7 +103,12 @@ at::Tensor channel_sums(const BatchNormLayout& L, const T* x, const T* y, const 
   Partials<K> partials(L.C);
   at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
     double* acc = partials.mine();
-    std::vector<T> row;  // channels_last: this task's float sums [K][C] (at most kGrain / C rows each)
+    std::vector<T> row;  // channels_last: float sums [K][C] of up to kFlush pieces of rows
+    int64_t pieces = 0;
+    const auto flush = [&] {
+      for (size_t i = 0; i < row.size(); ++i) acc[(i % L.C) * K + i / L.C] += row[i], row[i] = T(0);
+      pieces = 0;
+    };
     for_each_run(
         begin, end, L.inner, L.C,
         [&](int64_t b, int64_t e, int64_t c) {
@@ -112,8 +117,9 @@ at::Tensor channel_sums(const BatchNormLayout& L, const T* x, const T* y, const 
         [&](int64_t b, int64_t e, int64_t c0) {
           if (row.empty()) row.assign(static_cast<size_t>(K) * L.C, T(0));
           row_sums<T, K>(x + 2 * b, y ? y + 2 * b : nullptr, e - b, shift.data() + 2 * c0, row.data() + c0, L.C, f);
+          if (++pieces == kFlush) flush();
         });
-    for (size_t i = 0; i < row.size(); ++i) acc[(i % L.C) * K + i / L.C] += row[i];
+    flush();
   });
   return partials.total(L.z.options());
 }
