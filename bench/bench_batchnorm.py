@@ -61,6 +61,29 @@ def build(shape, device):
     return z, ours, train, evals, outs
 
 
+def kernel_rows(shape, device, rounds):
+    """The training batch_norm and batch_norm_backward ops alone, both layouts, against a copy of
+    the same bytes: forward reads z twice and writes out (24 B per complex64), backward reads z
+    and g twice and writes grad_z (40 B)."""
+    rows = []
+    C = shape[1]
+    weight = torch.eye(2, device=device).unsqueeze(-1).repeat(1, 1, C).contiguous()
+    bias = torch.zeros(2, C, device=device)
+    for layout, fmt in common.LAYOUTS.items():
+        torch.manual_seed(0)
+        z = (torch.randn(*shape, dtype=torch.complex64, device=device) * 2 + (0.5 + 0.3j)).contiguous(memory_format=fmt)
+        g = torch.randn_like(z)
+        _, mean, cov = torch.ops.cplxfast.batch_norm(z, weight, bias, None, None, True, 1e-5)
+        n = z.numel()
+        t = common.kernel_bandwidth(z, {
+            "fwd": (lambda: torch.ops.cplxfast.batch_norm(z, weight, bias, None, None, True, 1e-5), 24 * n),
+            "bwd": (lambda: torch.ops.cplxfast.batch_norm_backward(g, z, weight, mean, cov, True, [True, True, True]),
+                    40 * n),
+        }, device, rounds)
+        rows.append(common.kernel_row("x".join(map(str, shape)), layout, t))
+    return rows
+
+
 def main(argv=None):
     p = common.arg_parser(__doc__)
     args = p.parse_args(argv)
@@ -102,13 +125,17 @@ def main(argv=None):
                     "-" if row["fraction_of_copy_bandwidth"] is None else f"{100 * row['fraction_of_copy_bandwidth']:.0f}%",
                     "-" if row["rel_err_vs_fp64"] is None else f"{row['rel_err_vs_fp64']:.1e}",
                 ])
-        path = common.write_json(os.path.join(args.out, f"batchnorm-{device}.json"), "batchnorm", device, rows)
+        kernels = [r for shape in cases for r in kernel_rows(shape, device, rounds)]
+        path = common.write_json(os.path.join(args.out, f"batchnorm-{device}.json"), "batchnorm", device,
+                                 rows + kernels)
         if not common.have_cplxmodule():
             print("(cplxmodule not installed: its column is left out)")
         common.print_table(
             ["case", "impl", "train fwd+bwd ms", "min - max", "/ real BN", "eval fwd ms", "/ real BN", "vs cplxmodule", "of copy BW", "rel err"],
             table, title=f"complex batch norm 2d, complex64, {device}: {common.machine(device)} (medians; JSON: {path})",
         )
+        common.print_kernel_table(kernels, f"training batch_norm / batch_norm_backward ops alone against a copy of the "
+                                           f"same bytes, complex64, {device} (medians)")
 
 
 if __name__ == "__main__":

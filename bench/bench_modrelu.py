@@ -60,6 +60,25 @@ def build_impls(shape, device):
     return impls, z, tau
 
 
+def kernel_rows(shape, device, rounds):
+    """The modrelu and modrelu_backward ops alone (per-channel thresholds), both layouts, against a
+    copy of the same bytes: forward reads z and writes out (16 B per complex64), backward reads z
+    and g and writes grad_z (24 B)."""
+    rows = []
+    torch.manual_seed(0)
+    tau = 0.5 * torch.rand(shape[1], 1, 1, device=device)
+    for layout, fmt in common.LAYOUTS.items():
+        z = torch.randn(*shape, dtype=torch.complex64, device=device).contiguous(memory_format=fmt)
+        g = torch.randn_like(z)
+        n = z.numel()
+        t = common.kernel_bandwidth(z, {
+            "fwd": (lambda: torch.ops.cplxfast.modrelu(z, tau, 1e-5), 16 * n),
+            "bwd": (lambda: torch.ops.cplxfast.modrelu_backward(g, z, tau, [True, True], 1e-5), 24 * n),
+        }, device, rounds)
+        rows.append(common.kernel_row("x".join(map(str, shape)), layout, t))
+    return rows
+
+
 def main(argv=None):
     p = common.arg_parser(__doc__)
     args = p.parse_args(argv)
@@ -99,13 +118,16 @@ def main(argv=None):
                     "-" if row["rel_err_vs_fp64"] is None else f"{row['rel_err_vs_fp64']:.1e}",
                 ])
             common.progress(f"[bench_modrelu] copy bandwidth {bandwidth / 1e9:.1f} GB/s")
-        path = common.write_json(os.path.join(args.out, f"modrelu-{device}.json"), "modrelu", device, rows)
+        kernels = [r for shape in cases for r in kernel_rows(shape, device, rounds)]
+        path = common.write_json(os.path.join(args.out, f"modrelu-{device}.json"), "modrelu", device, rows + kernels)
         if not common.have_cplxmodule():
             print("(cplxmodule not installed: its column is left out)")
         common.print_table(
             ["case", "impl", "fwd ms", "bwd ms (both - fwd)", "fwd+bwd ms", "min - max", "/ real ReLU", "vs cplxmodule", "of copy BW", "rel err"], table,
             title=f"adaptive modReLU (per-channel threshold), complex64, {device}: {common.machine(device)} (medians; JSON: {path})",
         )
+        common.print_kernel_table(kernels, f"modrelu / modrelu_backward ops alone against a copy of the same bytes, "
+                                           f"complex64, {device} (medians)")
 
 
 if __name__ == "__main__":

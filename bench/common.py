@@ -106,6 +106,38 @@ def copy_bandwidth(device, nbytes=256 << 20):
     return 2 * nbytes / t
 
 
+LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def kernel_bandwidth(z, kernels, device, rounds=None):
+    """The memory-bound kernels alone against a copy of z into a preallocated tensor, interleaved:
+    {name: (Timing, fraction of the copy's bandwidth)} for kernels {name: (fn, bytes it must
+    move)}. Each kernel writes a fresh output, so with glibc's default allocator that output may be
+    page-faulted again on every call (README, "Known limits"); run with MALLOC_MMAP_THRESHOLD_ and
+    MALLOC_TRIM_THRESHOLD_ raised to see the kernels without the faults."""
+    dst = torch.empty_like(z)
+    fns = {"copy": lambda: dst.copy_(z), **{name: fn for name, (fn, _) in kernels.items()}}
+    t = time_interleaved(fns, device, rounds=rounds)
+    copy_rate = 2 * z.numel() * z.element_size() / t["copy"]
+    return {name: (t[name], nbytes / t[name] / copy_rate) for name, (_, nbytes) in kernels.items()}
+
+
+def print_kernel_table(rows, title):
+    """The rows of kernel_bandwidth runs: case, layout, forward and backward ms and fractions."""
+    print_table(
+        ["case", "layout", "fwd ms", "fwd of copy BW", "bwd ms", "bwd of copy BW", "bwd / fwd"],
+        [[r["case"], r["layout"], f"{r['fwd_ms']:.2f}", f"{100 * r['fwd_of_copy_bw']:.0f}%", f"{r['bwd_ms']:.2f}",
+          f"{100 * r['bwd_of_copy_bw']:.0f}%", f"{r['bwd_ms'] / r['fwd_ms']:.2f}"] for r in rows],
+        title=title)
+
+
+def kernel_row(case, layout, t):
+    """A JSON row of kernel_bandwidth's result for kernels "fwd" and "bwd"."""
+    return {"case": case, "impl": "cplxfast ops", "layout": layout, "section": "kernels alone",
+            "fwd_ms": t["fwd"][0] * 1e3, **spread_fields("fwd", t["fwd"][0]), "fwd_of_copy_bw": t["fwd"][1],
+            "bwd_ms": t["bwd"][0] * 1e3, **spread_fields("bwd", t["bwd"][0]), "bwd_of_copy_bw": t["bwd"][1]}
+
+
 def progress(msg):
     print(msg, file=sys.stderr, flush=True)
 

@@ -43,6 +43,8 @@ def summary_rows(out, device):
             continue
         by_case = {}
         for r in doc["rows"]:
+            if "section" in r:  # the kernels-alone rows of bench_modrelu / bench_batchnorm
+                continue
             by_case.setdefault(r["case"], {})[r["impl"]] = r
         for case, impls in by_case.items():
             if ours not in impls:
