@@ -1,8 +1,10 @@
 // Complex batch norm on CPU: the device-agnostic driver (common/batchnorm.cpp) with CPU kernels.
 // Training forward: one pass for the per-channel moments, one apply pass; backward: one pass
 // for the per-channel gradient sums, one apply pass. Reductions keep per-thread partial sums
-// in double; within a run of one channel, eight float lanes accumulate blocks of elements (so
-// the loop vectorises without reassociating a single sum) and are flushed to double.
+// in double; within a run of one channel, a block of elements is mapped to its K values and each
+// is summed in eight float lanes (so the loops vectorise without reassociating a single sum),
+// then flushed to double; channels_last rows sum across channels into [K][C] float arrays.
+// The loops run in AVX2 clones (cpu/vectorize.h).
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -19,7 +21,7 @@ namespace {
 
 constexpr int64_t kGrain = 16384;  // complex elements per task
 constexpr int kLanes = 8;
-constexpr int64_t kFlush = 4096;   // elements per float block before flushing to double
+constexpr int64_t kFlush = 4096;   // channels_last: rows summed in float before flushing to double
 
 // Per-thread [C, K] double partial sums, reduced at the end.
 template <int K>
@@ -37,32 +39,43 @@ struct Partials {
 };
 
 // Sums over one run of one channel of f(xr, xi, yr, yi) -> K values, in kLanes float lanes.
-// x is shifted by (sx0, sx1); y (may be null) is not.
-template <typename T, int K, typename F>
-inline void run_sums(const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc, const F& f) {
-  for (int64_t b = 0; b < n; b += kFlush) {
-    const int64_t m = std::min(kFlush, n - b);
-    T lanes[K][kLanes] = {};
-    int64_t j = 0;
-    for (; j + kLanes <= m; j += kLanes) {
-      for (int l = 0; l < kLanes; ++l) {
-        const int64_t e = b + j + l;
-        T v[K];
-        f(x[2 * e] - sx0, x[2 * e + 1] - sx1, y ? y[2 * e] : T(0), y ? y[2 * e + 1] : T(0), v);
-        for (int k = 0; k < K; ++k) lanes[k][l] += v[k];
-      }
-    }
-    for (; j < m; ++j) {
+// x is shifted by (sx0, sx1); y (read only with kHasY: a test on it inside the loop stops the
+// loop vectorising) is not.
+template <typename T, int K, bool kHasY, typename F>
+inline void run_sums_of(const T* __restrict__ x, const T* __restrict__ y, int64_t n, T sx0, T sx1, double* acc,
+                        const F& f) {
+  // f of a block of elements into K arrays (a map, which vectorises), then each array summed in
+  // kLanes float lanes (independent in-order sums, which vectorise without reassociation).
+  constexpr int64_t kBlock = 512;
+  T values[K][kBlock];
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t m = std::min(kBlock, n - b);
+    for (int64_t j = 0; j < m; ++j) {
       const int64_t e = b + j;
       T v[K];
-      f(x[2 * e] - sx0, x[2 * e + 1] - sx1, y ? y[2 * e] : T(0), y ? y[2 * e + 1] : T(0), v);
-      for (int k = 0; k < K; ++k) lanes[k][0] += v[k];
+      f(x[2 * e] - sx0, x[2 * e + 1] - sx1, kHasY ? y[2 * e] : T(0), kHasY ? y[2 * e + 1] : T(0), v);
+      for (int k = 0; k < K; ++k) values[k][j] = v[k];
     }
     for (int k = 0; k < K; ++k) {
-      double s = 0;
-      for (int l = 0; l < kLanes; ++l) s += lanes[k][l];
-      acc[k] += s;
+      T lanes[kLanes] = {};
+      int64_t j = 0;
+      for (; j + kLanes <= m; j += kLanes) {
+        for (int l = 0; l < kLanes; ++l) lanes[l] += values[k][j + l];
+      }
+      double sum = 0;
+      for (; j < m; ++j) sum += values[k][j];
+      for (int l = 0; l < kLanes; ++l) sum += lanes[l];
+      acc[k] += sum;
     }
+  }
+}
+
+template <typename T, int K, typename F>
+inline void run_sums(const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc, const F& f) {
+  if (y != nullptr) {
+    run_sums_of<T, K, true>(x, y, n, sx0, sx1, acc, f);
+  } else {
+    run_sums_of<T, K, false>(x, y, n, sx0, sx1, acc, f);
   }
 }
 
@@ -96,10 +109,59 @@ inline void row_sums(const T* x, const T* y, int64_t n, const T* shift, T* sums,
   }
 }
 
-// Per-channel sums of f over the whole tensor: [C, K] double. shift[c] (2 per channel) is
+// The two kinds of per-channel sums: the forward's moments of x' (x shifted) and the backward's
+// gradient sums of (x', g).
+struct MomentSums {
+  static constexpr int K = 5;
+  template <typename T>
+  static void f(T r, T i, T, T, T* v) {
+    v[0] = r;
+    v[1] = i;
+    v[2] = r * r;
+    v[3] = r * i;
+    v[4] = i * i;
+  }
+};
+
+struct GradSums {
+  static constexpr int K = 6;
+  template <typename T>
+  static void f(T xr, T xi, T gr, T gi, T* v) {
+    v[0] = gr;
+    v[1] = gi;
+    v[2] = gr * xr;
+    v[3] = gr * xi;
+    v[4] = gi * xr;
+    v[5] = gi * xi;
+  }
+};
+
+// Their run and row loops as plain functions with AVX2 clones (target_clones needs them).
+#define CPLXFAST_SUM_LOOPS(S, T, SUFFIX)                                                                       \
+  CPLXFAST_VECTOR_CLONES void S##_run_##SUFFIX(const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc) {   \
+    run_sums<T, S::K>(x, y, n, sx0, sx1, acc, [](T a, T b, T c, T d, T* v) { S::f(a, b, c, d, v); });          \
+  }                                                                                                            \
+  CPLXFAST_VECTOR_CLONES void S##_row_##SUFFIX(const T* x, const T* y, int64_t n, const T* shift, T* sums,       \
+                                               int64_t C) {                                                    \
+    row_sums<T, S::K>(x, y, n, shift, sums, C, [](T a, T b, T c, T d, T* v) { S::f(a, b, c, d, v); });          \
+  }                                                                                                            \
+  void sum_run(S, const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc) {                              \
+    S##_run_##SUFFIX(x, y, n, sx0, sx1, acc);                                                                  \
+  }                                                                                                            \
+  void sum_row(S, const T* x, const T* y, int64_t n, const T* shift, T* sums, int64_t C) {                      \
+    S##_row_##SUFFIX(x, y, n, shift, sums, C);                                                                 \
+  }
+CPLXFAST_SUM_LOOPS(MomentSums, float, f32)
+CPLXFAST_SUM_LOOPS(MomentSums, double, f64)
+CPLXFAST_SUM_LOOPS(GradSums, float, f32)
+CPLXFAST_SUM_LOOPS(GradSums, double, f64)
+#undef CPLXFAST_SUM_LOOPS
+
+// Per-channel sums of S over the whole tensor: [C, K] double. shift[c] (2 per channel) is
 // subtracted from x first.
-template <typename T, int K, typename F>
-at::Tensor channel_sums(const BatchNormLayout& L, const T* x, const T* y, const std::vector<T>& shift, const F& f) {
+template <typename T, typename S>
+at::Tensor channel_sums(const BatchNormLayout& L, const T* x, const T* y, const std::vector<T>& shift) {
+  constexpr int K = S::K;
   Partials<K> partials(L.C);
   at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
     double* acc = partials.mine();
@@ -112,11 +174,11 @@ at::Tensor channel_sums(const BatchNormLayout& L, const T* x, const T* y, const 
     for_each_run(
         begin, end, L.inner, L.C,
         [&](int64_t b, int64_t e, int64_t c) {
-          run_sums<T, K>(x + 2 * b, y ? y + 2 * b : nullptr, e - b, shift[2 * c], shift[2 * c + 1], acc + c * K, f);
+          sum_run(S{}, x + 2 * b, y ? y + 2 * b : nullptr, e - b, shift[2 * c], shift[2 * c + 1], acc + c * K);
         },
         [&](int64_t b, int64_t e, int64_t c0) {
           if (row.empty()) row.assign(static_cast<size_t>(K) * L.C, T(0));
-          row_sums<T, K>(x + 2 * b, y ? y + 2 * b : nullptr, e - b, shift.data() + 2 * c0, row.data() + c0, L.C, f);
+          sum_row(S{}, x + 2 * b, y ? y + 2 * b : nullptr, e - b, shift.data() + 2 * c0, row.data() + c0, L.C);
           if (++pieces == kFlush) flush();
         });
     flush();
@@ -136,13 +198,7 @@ at::Tensor moment_sums(const BatchNormLayout& L) {
       shift[2 * c] = x[2 * c * L.inner];
       shift[2 * c + 1] = x[2 * c * L.inner + 1];
     }
-    out = channel_sums<T, 5>(L, x, nullptr, shift, [](T r, T i, T, T, T* v) {
-      v[0] = r;
-      v[1] = i;
-      v[2] = r * r;
-      v[3] = r * i;
-      v[4] = i * i;
-    });
+    out = channel_sums<T, MomentSums>(L, x, nullptr, shift);
   });
   return out.view({1, L.C, 5});
 }
@@ -156,15 +212,8 @@ at::Tensor grad_sums(const BatchNormLayout& L, const at::Tensor& g, const BnStat
       shift[2 * c] = T(mean.at<T>(c));
       shift[2 * c + 1] = T(mean.at<T>(L.C + c));
     }
-    out = channel_sums<T, 6>(L, static_cast<const T*>(L.z.data_ptr()), static_cast<const T*>(g.data_ptr()), shift,
-                             [](T xr, T xi, T gr, T gi, T* v) {
-                               v[0] = gr;
-                               v[1] = gi;
-                               v[2] = gr * xr;
-                               v[3] = gr * xi;
-                               v[4] = gi * xr;
-                               v[5] = gi * xi;
-                             });
+    out = channel_sums<T, GradSums>(L, static_cast<const T*>(L.z.data_ptr()), static_cast<const T*>(g.data_ptr()),
+                                    shift);
   });
   return out.view({1, L.C, 6});
 }
