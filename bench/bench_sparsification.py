@@ -233,10 +233,12 @@ def main(argv=None):
                              "speedup_vs_cplxmodule": (base / t) if base is not None else None})
         final = {name: {"last_loss": r["losses"][-1], "sparsity": r["sparsity"][-1]} for name, r in results.items()}
         case = f"MobileNet-1D, batch {batch} x {length}, steps {steps}"
+        layer_rows = masked_layer_rows(device, args.quick)
         path = common.write_json(os.path.join(args.out, f"sparsification-{device}.json"), "sparsification", device,
                                  [{**r, "case": case} for r in rows] +
                                  [{"case": case, "impl": n, "curves": results[n]["losses"],
-                                   "sparsity_curve": results[n]["sparsity"], **final[n]} for n in results])
+                                   "sparsity_curve": results[n]["sparsity"], **final[n]} for n in results] +
+                                 [{**r, "section": "masked layers"} for r in layer_rows])
         png = plot(os.path.join(args.out, f"sparsification-{device}.png"),
                    {n: (r["losses"], r["sparsity"], bounds) for n, r in results.items()},
                    f"sparsification pipeline, {case}, {device}: {common.machine(device)}")
@@ -248,9 +250,6 @@ def main(argv=None):
             title=f"sparsification pipeline, {case}, complex64, {device}: {common.machine(device)} (JSON: {path})")
         print("at the end: " + ", ".join(f"{n} loss {f['last_loss']:.4f}, sparsity {100 * f['sparsity']:.1f}%"
                                          for n, f in final.items()) + (f"; plot: {png}" if png else ""))
-        layer_rows = masked_layer_rows(device, args.quick)
-        path = common.write_json(os.path.join(args.out, f"sparsification-masked-{device}.json"),
-                                 "sparsification-masked", device, layer_rows)
         common.print_table(
             ["case", "impl", "fwd+bwd ms (median)", "min - max", "vs masked copy"],
             [[r["case"], r["impl"], f"{r['fwd_bwd_ms']:.2f}", f"{r['fwd_bwd_min_ms']:.2f} - {r['fwd_bwd_max_ms']:.2f}",
