@@ -138,7 +138,7 @@ def test_large_mean_fp32_accuracy(device):
 
 def test_large_mean_fp32_accuracy_channels_last(device):
     """Channels_last with few channels and many pixels: the CPU's per-row float sums over 20k rows
-    (flushed to double every 4096) keep the statistics and the gradient sums accurate."""
+    (flushed to double every 512) keep the statistics and the gradient sums accurate."""
     torch.manual_seed(1)
     z = (1e3 + 1e3j) + crandn(8, 3, 50, 50, dtype=torch.complex64, device=device)
     z = z.contiguous(memory_format=torch.channels_last)

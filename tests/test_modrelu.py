@@ -326,6 +326,27 @@ def test_eps_forward_and_backward_match_reference(device, dtype, eps):
     torch.testing.assert_close(tl.grad.double(), tr.grad.double(), rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_eps_zero_gradient_stays_finite_for_tiny_and_huge_moduli(device, dtype):
+    """eps = 0 (torchcvnn's form; its zero bias is tau = -0.0): moduli down to 1e-18 and up to
+    1e18, where |z|^-3 leaves float's range, give the reference's finite gradients, also for g = 0.
+    (Below ~1e-19, |z|^2 is subnormal in float and |z| loses digits, as before.)"""
+    torch.manual_seed(6)
+    modulus = torch.tensor([1e-14, 1e-18, 3e-13, 1e13, 1e18, 0.7], dtype=torch.float64)
+    z = torch.polar(modulus, torch.rand(6, dtype=torch.float64) * 6.2).repeat(3, 1).to(dtype).to(device)
+    tau = torch.tensor([[-0.0], [-0.3], [0.2]], dtype=REAL[dtype], device=device)
+    g = crandn(*z.shape, dtype=dtype, device=device)
+    g[:, 2] = 0
+    zl, tl = z.clone().requires_grad_(), tau.clone().requires_grad_()
+    ops.modrelu(zl, tl, 0.0).backward(g)
+    zr, tr = z.clone().requires_grad_(), tau.clone().requires_grad_()
+    ref.modrelu(zr, tr, 0.0).backward(g)
+    assert torch.isfinite(zl.grad).all() and torch.isfinite(tl.grad).all()
+    tol = 1e-5 if dtype == torch.complex64 else 1e-12
+    torch.testing.assert_close(zl.grad.to(torch.complex128), zr.grad.to(torch.complex128), rtol=tol, atol=tol)
+    torch.testing.assert_close(tl.grad.double(), tr.grad.double(), rtol=tol, atol=tol)
+
+
 def test_eps_zero_is_the_polar_form_at_the_origin(device):
     """eps = 0: relu(|z| - tau) z/|z|, and relu(-tau) + 0i at z = 0 (torch.angle(0) = 0), with zero
     gradient to z there and -Re(g) to tau where tau < 0."""

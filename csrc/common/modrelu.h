@@ -38,7 +38,8 @@ C10_HOST_DEVICE inline void forward(T re, T im, T tau, T eps, T& out_re, T& out_
 // s = 1 - tau/m:
 //   |z| > eps and s > 0:  grad_z = g - tau/(2|z|) (g - conj(g) u^2), u = z/|z|; since
 //                         g - conj(g) u^2 = 2i Im(g conj(u)) u, that is
-//                         grad_z = g + b (Im z, -Re z) with b = tau Im(g conj(z)) / |z|^3;
+//                         grad_z = g + b (Im u, -Re u) with b = (tau/|z|) Im(g conj(u))
+//                         (in u, which stays in range for tiny and huge |z|);
 //                         grad_tau = -Re(g conj(u))
 //   |z| <= eps, s > 0:    grad_z = g s; grad_tau = -Re(g conj(z)) / eps  (the map is z s there;
 //                         at z = 0 too, as cplxmodule computes it: s > 0 only for tau < eps)
@@ -68,9 +69,10 @@ C10_HOST_DEVICE inline void grads(T re, T im, T tau, T eps, T g_re, T g_im, T& g
   }
   g_tau = -(g_re * re + g_im * im) * inv_m;
   if (r > eps) {
-    const T b = tau * (g_im * re - g_re * im) * (inv_m * inv_m * inv_m);
-    gz_re = g_re + b * im;
-    gz_im = g_im - b * re;
+    const T ur = re * inv_m, ui = im * inv_m;
+    const T b = (tau * inv_m) * (g_im * ur - g_re * ui);
+    gz_re = g_re + b * ui;
+    gz_im = g_im - b * ur;
   } else {
     gz_re = g_re * s;
     gz_im = g_im * s;

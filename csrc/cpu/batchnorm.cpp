@@ -21,7 +21,7 @@ namespace {
 
 constexpr int64_t kGrain = 16384;  // complex elements per task
 constexpr int kLanes = 8;
-constexpr int64_t kFlush = 4096;   // channels_last: rows summed in float before flushing to double
+constexpr int64_t kFlush = 512;    // channels_last: rows summed in float before flushing to double
 
 // Per-thread [C, K] double partial sums, reduced at the end.
 template <int K>
@@ -42,8 +42,8 @@ struct Partials {
 // x is shifted by (sx0, sx1); y (read only with kHasY: a test on it inside the loop stops the
 // loop vectorising) is not.
 template <typename T, int K, bool kHasY, typename F>
-inline void run_sums_of(const T* __restrict__ x, const T* __restrict__ y, int64_t n, T sx0, T sx1, double* acc,
-                        const F& f) {
+__attribute__((always_inline)) inline void run_sums_of(const T* __restrict__ x, const T* __restrict__ y, int64_t n,
+                                                       T sx0, T sx1, double* acc, const F& f) {
   // f of a block of elements into K arrays (a map, which vectorises), then each array summed in
   // kLanes float lanes (independent in-order sums, which vectorise without reassociation).
   constexpr int64_t kBlock = 512;
@@ -71,7 +71,8 @@ inline void run_sums_of(const T* __restrict__ x, const T* __restrict__ y, int64_
 }
 
 template <typename T, int K, typename F>
-inline void run_sums(const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc, const F& f) {
+__attribute__((always_inline)) inline void run_sums(const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc,
+                                                    const F& f) {
   if (y != nullptr) {
     run_sums_of<T, K, true>(x, y, n, sx0, sx1, acc, f);
   } else {
@@ -86,8 +87,9 @@ inline void run_sums(const T* x, const T* y, int64_t n, T sx0, T sx1, double* ac
 // overlap within its limit of 10 checks, so at most 3 sums go in one loop (f is cheap; x and y
 // are re-read from L1).
 template <typename T, int K, int k0, int k1, bool kHasY, typename F>
-inline void row_sums_of(const T* __restrict__ x, const T* __restrict__ y, int64_t n, const T* __restrict__ shift,
-                        T* __restrict__ sums, int64_t C, const F& f) {
+__attribute__((always_inline)) inline void row_sums_of(const T* __restrict__ x, const T* __restrict__ y, int64_t n,
+                                                       const T* __restrict__ shift, T* __restrict__ sums, int64_t C,
+                                                       const F& f) {
   for (int64_t j = 0; j < n; ++j) {
     T v[K];
     f(x[2 * j] - shift[2 * j], x[2 * j + 1] - shift[2 * j + 1], kHasY ? y[2 * j] : T(0), kHasY ? y[2 * j + 1] : T(0),
@@ -97,7 +99,8 @@ inline void row_sums_of(const T* __restrict__ x, const T* __restrict__ y, int64_
 }
 
 template <typename T, int K, typename F>
-inline void row_sums(const T* x, const T* y, int64_t n, const T* shift, T* sums, int64_t C, const F& f) {
+__attribute__((always_inline)) inline void row_sums(const T* x, const T* y, int64_t n, const T* shift, T* sums,
+                                                    int64_t C, const F& f) {
   static_assert(K <= 6, "row_sums: at most two loops of three sums");
   constexpr int kMid = K < 3 ? K : 3;
   if (y != nullptr) {
@@ -168,7 +171,9 @@ at::Tensor channel_sums(const BatchNormLayout& L, const T* x, const T* y, const 
     std::vector<T> row;  // channels_last: float sums [K][C] of up to kFlush pieces of rows
     int64_t pieces = 0;
     const auto flush = [&] {
-      for (size_t i = 0; i < row.size(); ++i) acc[(i % L.C) * K + i / L.C] += row[i], row[i] = T(0);
+      for (int64_t c = 0; c < L.C && !row.empty(); ++c) {
+        for (int k = 0; k < K; ++k) acc[c * K + k] += row[k * L.C + c], row[k * L.C + c] = T(0);
+      }
       pieces = 0;
     };
     for_each_run(

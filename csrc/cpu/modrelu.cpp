@@ -67,12 +67,14 @@ __attribute__((always_inline)) inline void backward_run(const T* __restrict__ in
     const T inv_m = T(1) / (origin ? T(1) : m);
     const T s = T(1) - th * inv_m;
     const bool on = s > T(0);
-    // grad_z = a g + b (Im z, -Re z): |z| > eps: a = 1, b = tau Im(g conj(z)) / |z|^3;
-    // |z| <= eps: a = s, b = 0 (modrelu_math::grads).
+    // grad_z = a g + b (Im u, -Re u), u = z / |z|: |z| > eps: a = 1, b = (tau / |z|) Im(g conj(u));
+    // |z| <= eps: a = s, b = 0 (modrelu_math::grads). In u, not z / |z|^3, so that it stays in
+    // range for tiny and huge |z| (eps = 0).
+    const T ur = re * inv_m, ui = im * inv_m;
     const T a = large ? T(1) : s;
-    const T b = large ? th * (gi * re - gr * im) * (inv_m * inv_m * inv_m) : T(0);
-    T dre = a * gr + b * im;
-    T dim = a * gi - b * re;
+    const T b = large ? (th * inv_m) * (gi * ur - gr * ui) : T(0);
+    T dre = a * gr + b * ui;
+    T dim = a * gi - b * ur;
     T dt = -(gr * re + gi * im) * inv_m;  // -Re(g conj(z)) / max(|z|, eps)
     dre = on && !origin ? dre : T(0);
     dim = on && !origin ? dim : T(0);
