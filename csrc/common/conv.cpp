@@ -175,24 +175,15 @@ at::MemoryFormat activation_format(const at::Tensor& x) {
   return x.dim() >= 4 ? x.suggest_memory_format() : at::MemoryFormat::Contiguous;
 }
 
-// A conv weight W = re + i im [A, B, *k] and its mask (undefined: none, else real, re's shape,
-// contiguous).
-struct ConvWeight {
-  at::Tensor re, im, mask;
-};
-
-ConvWeight conv_weight(const at::Tensor& re, const at::Tensor& im, const at::Tensor* mask) {
-  return {re, im, mask != nullptr ? mask->resolve_neg().contiguous() : at::Tensor()};
-}
-
-// W as [A, rest] (re, im) matrices, its mask as their scale (common/planes.h).
-ComplexPair weight_parts(const ConvWeight& w) {
+// A conv weight is a ComplexPair W = re + i im [A, B, *k] with its mask (masked_pair) as the
+// scale, re's shape. As [A, rest] matrices, the form the plane kernels take:
+ComplexPair weight_parts(const ComplexPair& w) {
   const auto mat = [&](const at::Tensor& t) { return t.defined() ? t.reshape({w.re.size(0), -1}) : t; };
-  return {mat(w.re), mat(w.im), mat(w.mask)};
+  return {mat(w.re), mat(w.im), mat(w.scale)};
 }
 
 // The three 3M weight planes of W (or conj W), mask applied, each a real weight with W's shape.
-std::vector<at::Tensor> weight_planes(const PlaneKernels& k, const ConvWeight& w, bool conj) {
+std::vector<at::Tensor> weight_planes(const PlaneKernels& k, const ComplexPair& w, bool conj) {
   std::vector<int64_t> sizes{3};
   sizes.insert(sizes.end(), w.re.sizes().begin(), w.re.sizes().end());
   const at::Tensor buf = at::empty(sizes, real_options(w.re));
@@ -203,11 +194,11 @@ std::vector<at::Tensor> weight_planes(const PlaneKernels& k, const ConvWeight& w
 // The 4M real block weight of W: per group, [[Wr, -s Wi], [s Wi, Wr]] over (rows of W's dim 0,
 // rows of W's dim 1) with s = +1 for a convolution ([out][in]) and -1 for a transposed one
 // ([in][out]): a real weight [2 A, 2 B, *k] for `groups` groups, mask applied as it is filled.
-at::Tensor block_weight(const ConvWeight& w, int64_t groups, bool transposed) {
+at::Tensor block_weight(const ComplexPair& w, int64_t groups, bool transposed) {
   const int64_t A = w.re.size(0) / groups, B = w.re.size(1);
   const std::vector<int64_t> g_sizes{groups, A, B, -1};
   const at::Tensor wr = w.re.reshape(g_sizes), wi = w.im.reshape(g_sizes);
-  const at::Tensor m = w.mask.defined() ? w.mask.reshape(g_sizes) : at::Tensor();
+  const at::Tensor m = w.scale.defined() ? w.scale.reshape(g_sizes) : at::Tensor();
   at::Tensor blk = at::empty({groups, 2, A, 2, B, wr.size(3)}, real_options(w.re));
   const auto fill = [&](int64_t a, int64_t b, const at::Tensor& part, bool negate) {
     at::Tensor dst = blk.select(3, b).select(1, a);
@@ -225,22 +216,22 @@ at::Tensor block_weight(const ConvWeight& w, int64_t groups, bool transposed) {
 }
 
 // (grad Wr, grad Wi) from the gradient of the block weight, times W's mask (in place).
-std::pair<at::Tensor, at::Tensor> block_weight_grad(const at::Tensor& gblk, const ConvWeight& w, int64_t groups,
+std::pair<at::Tensor, at::Tensor> block_weight_grad(const at::Tensor& gblk, const ComplexPair& w, int64_t groups,
                                                     bool transposed) {
   const at::Tensor G = gblk.reshape({groups, 2, w.re.size(0) / groups, 2, w.re.size(1), -1});
   const auto part = [&](int64_t a, int64_t b) { return G.select(3, b).select(1, a); };
   const at::Tensor g_re = (part(0, 0) + part(1, 1)).contiguous().view(w.re.sizes());
   const at::Tensor g_im =
       (transposed ? part(0, 1) - part(1, 0) : part(1, 0) - part(0, 1)).contiguous().view(w.re.sizes());
-  if (w.mask.defined()) g_re.mul_(w.mask), g_im.mul_(w.mask);
+  if (w.scale.defined()) g_re.mul_(w.scale), g_im.mul_(w.scale);
   return {g_re, g_im};
 }
 
 // The fused depthwise kernels read the weight per output element: they get masked parts (a
 // [C, 1, *k] weight, C k elements), and their weight gradient is masked after.
-std::pair<at::Tensor, at::Tensor> depthwise_parts(const ConvWeight& w) {
-  if (!w.mask.defined()) return {w.re, w.im};
-  return {w.re * w.mask, w.im * w.mask};
+std::pair<at::Tensor, at::Tensor> depthwise_parts(const ComplexPair& w) {
+  if (!w.scale.defined()) return {w.re, w.im};
+  return {w.re * w.scale, w.im * w.scale};
 }
 
 // The backend's bias for the 4M block convolution, in its channel order (group, plane, channel).
@@ -336,7 +327,7 @@ at::Tensor conv_forward(
   const at::Tensor* mask = present(weight_mask);
   check_conv_args(op, x_in, weight_re, weight_im, b_re, b_im, p);
   if (mask != nullptr) check_weight_mask(op, *mask, weight_re, x_in);
-  const ConvWeight weight = conv_weight(weight_re, weight_im, mask);
+  const ComplexPair weight = masked_pair(weight_re, weight_im, mask);
   const std::vector<int64_t> out_shape = output_shape(op, x_in, weight_re, p);
   const at::MemoryFormat fmt = activation_format(x_in);
   const Precision prec = resolve_precision(op, x_in, p.operand_dtype);
@@ -394,7 +385,7 @@ ConvGrads conv_backward(
   const at::Tensor* mask = present(weight_mask);
   check_conv_args(op, x_in, weight_re, weight_im, nullptr, nullptr, p);
   if (mask != nullptr) check_weight_mask(op, *mask, weight_re, x_in);
-  const ConvWeight weight = conv_weight(weight_re, weight_im, mask);
+  const ComplexPair weight = masked_pair(weight_re, weight_im, mask);
   check_complex(op, "grad", grad_in);
   check_same_dtype_device(op, "grad", grad_in, x_in);
   const std::vector<int64_t> out_shape = output_shape(op, x_in, weight_re, p);
@@ -421,7 +412,7 @@ ConvGrads conv_backward(
   if (algo == ConvAlgorithm::kDepthwise) {
     const auto [w_re, w_im] = depthwise_parts(weight);
     ConvGrads grads = backend.depthwise_backward(grad_in, x_in, w_re, w_im, p, output_mask);
-    if (need_w && weight.mask.defined()) std::get<1>(grads).mul_(weight.mask), std::get<2>(grads).mul_(weight.mask);
+    if (need_w && weight.scale.defined()) std::get<1>(grads).mul_(weight.scale), std::get<2>(grads).mul_(weight.scale);
     return grads;
   }
   if (!need_x && !need_w && !need_b) return {grad_x, gw_re, gw_im, gb_re, gb_im};
@@ -510,7 +501,7 @@ ConvGrads conv_backward(
     gw_im = at::empty(weight_re.sizes(), ropts);
     const auto mat = [](const at::Tensor& t) { return t.contiguous().view({t.size(0), -1}); };
     backend.planes.combine({mat(gw[0]), mat(gw[1]), mat(gw[2])}, ComplexPair{},
-                           weight_parts({gw_re, gw_im, weight.mask}));
+                           weight_parts({gw_re, gw_im, weight.scale}));
   }
   if (need_b) gb_re = gb[0], gb_im = gb[1];
   return {grad_x, gw_re, gw_im, gb_re, gb_im};

@@ -88,11 +88,6 @@ at::Tensor complex_of(const at::Tensor& re, const at::Tensor& im) {
   return at::view_as_complex(re.as_strided(sizes, strides, re.storage_offset()));
 }
 
-// W = weight_re + i weight_im, with its mask (nullptr: none) as the pair's scale.
-ComplexPair masked_pair(const at::Tensor& re, const at::Tensor& im, const at::Tensor* mask) {
-  return {re, im, mask != nullptr ? mask->resolve_neg().contiguous() : at::Tensor()};
-}
-
 // The complex operand of the 4M GEMM: complex_of(W), times W's mask when it has one (one
 // complex copy, the operand itself; a real product, so exactly m Re W + i m Im W).
 at::Tensor complex_weight(const ComplexPair& w) {

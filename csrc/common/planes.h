@@ -20,6 +20,8 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include "common/layout.h"
+
 namespace cplxfast {
 
 // A complex matrix as two real [rows, cols] views with any strides (neg bits allowed), and an
@@ -31,6 +33,20 @@ namespace cplxfast {
 struct ComplexPair {
   at::Tensor re, im, scale;
 };
+
+// W = re + i im with its mask (nullptr: none) as the pair's scale, in the form the kernels read.
+inline ComplexPair masked_pair(const at::Tensor& re, const at::Tensor& im, const at::Tensor* mask) {
+  return {re, im, mask != nullptr ? mask->resolve_neg().contiguous() : at::Tensor()};
+}
+
+// A pair's scale as the kernels read it (a real [rows, cols] view, column stride 1), or none
+// (data == nullptr). Host side, for both backends' kernels.
+template <typename T>
+View<T> scale_of(const ComplexPair& p) {
+  if (!p.scale.defined()) return View<T>{nullptr, 0, 1, T(1)};
+  TORCH_INTERNAL_ASSERT(p.scale.dim() == 2 && (p.scale.size(1) <= 1 || p.scale.stride(1) == 1) && !p.scale.is_neg());
+  return view_of<T>(p.scale);
+}
 
 struct PlaneKernels {
   // planes (P real [rows, cols] matrices, column stride 1) <- the planes of s (or of conj(s)),

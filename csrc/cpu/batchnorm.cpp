@@ -20,7 +20,6 @@ namespace cplxfast::cpu {
 namespace {
 
 constexpr int64_t kGrain = 16384;  // complex elements per task
-constexpr int kLanes = 8;
 constexpr int64_t kFlush = 512;    // channels_last: rows summed in float before flushing to double
 
 // Per-thread [C, K] double partial sums, reduced at the end.
@@ -38,14 +37,14 @@ struct Partials {
   std::vector<double> data;
 };
 
-// Sums over one run of one channel of f(xr, xi, yr, yi) -> K values, in kLanes float lanes.
+// Sums over one run of one channel of f(xr, xi, yr, yi) -> K values, in eight float lanes.
 // x is shifted by (sx0, sx1); y (read only with kHasY: a test on it inside the loop stops the
 // loop vectorising) is not.
 template <typename T, int K, bool kHasY, typename F>
 __attribute__((always_inline)) inline void run_sums_of(const T* __restrict__ x, const T* __restrict__ y, int64_t n,
                                                        T sx0, T sx1, double* acc, const F& f) {
   // f of a block of elements into K arrays (a map, which vectorises), then each array summed in
-  // kLanes float lanes (independent in-order sums, which vectorise without reassociation).
+  // eight float lanes (lane_sum, cpu/vectorize.h).
   constexpr int64_t kBlock = 512;
   T values[K][kBlock];
   for (int64_t b = 0; b < n; b += kBlock) {
@@ -56,17 +55,7 @@ __attribute__((always_inline)) inline void run_sums_of(const T* __restrict__ x, 
       f(x[2 * e] - sx0, x[2 * e + 1] - sx1, kHasY ? y[2 * e] : T(0), kHasY ? y[2 * e + 1] : T(0), v);
       for (int k = 0; k < K; ++k) values[k][j] = v[k];
     }
-    for (int k = 0; k < K; ++k) {
-      T lanes[kLanes] = {};
-      int64_t j = 0;
-      for (; j + kLanes <= m; j += kLanes) {
-        for (int l = 0; l < kLanes; ++l) lanes[l] += values[k][j + l];
-      }
-      double sum = 0;
-      for (; j < m; ++j) sum += values[k][j];
-      for (int l = 0; l < kLanes; ++l) sum += lanes[l];
-      acc[k] += sum;
-    }
+    for (int k = 0; k < K; ++k) acc[k] += lane_sum(values[k], m);
   }
 }
 

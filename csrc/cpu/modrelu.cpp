@@ -87,21 +87,6 @@ __attribute__((always_inline)) inline void backward_run(const T* __restrict__ in
   }
 }
 
-// The sum of n values in 8 independent lanes (vectorises without reassociation: each lane is its
-// own in-order sum), then across the lanes in double.
-template <typename T>
-__attribute__((always_inline)) inline double lane_sum(const T* __restrict__ v, int64_t n) {
-  T lanes[8] = {};
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    for (int l = 0; l < 8; ++l) lanes[l] += v[j + l];
-  }
-  double sum = 0;
-  for (; j < n; ++j) sum += v[j];
-  for (int l = 0; l < 8; ++l) sum += lanes[l];
-  return sum;
-}
-
 // Elements per block of the constant-threshold backward: its dt buffer stays in L1.
 constexpr int64_t kBackwardBlock = 1024;
 

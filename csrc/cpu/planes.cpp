@@ -108,14 +108,6 @@ inline void split_scaled_row(const T* re, const T* im, int64_t re_cs, int64_t im
   }
 }
 
-// The scale of a pair (a real [rows, cols] view with column stride 1), or none.
-template <typename T>
-View<T> scale_of(const ComplexPair& p) {
-  if (!p.scale.defined()) return View<T>{nullptr, 0, 1, T(1)};
-  TORCH_INTERNAL_ASSERT(p.scale.dim() == 2 && (p.scale.size(1) <= 1 || p.scale.stride(1) == 1) && !p.scale.is_neg());
-  return view_of<T>(p.scale);
-}
-
 template <typename T, typename U>
 void split_impl(const ComplexPair& s, bool conj, at::TensorList planes) {
   const int64_t rows = s.re.size(0), cols = s.re.size(1);

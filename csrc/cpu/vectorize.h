@@ -8,3 +8,24 @@
 #else
 #define CPLXFAST_VECTOR_CLONES
 #endif
+
+#include <cstdint>
+
+namespace cplxfast::cpu {
+
+// The sum of n values in 8 independent float lanes (each its own in-order sum, so the loop
+// vectorises without reassociating one sum), then across the lanes in double.
+template <typename T>
+__attribute__((always_inline)) inline double lane_sum(const T* __restrict__ v, int64_t n) {
+  T lanes[8] = {};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    for (int l = 0; l < 8; ++l) lanes[l] += v[j + l];
+  }
+  double sum = 0;
+  for (; j < n; ++j) sum += v[j];
+  for (int l = 0; l < 8; ++l) sum += lanes[l];
+  return sum;
+}
+
+}  // namespace cplxfast::cpu

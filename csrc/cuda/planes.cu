@@ -41,15 +41,6 @@ __device__ __forceinline__ void load(const View<T>& re, const View<T>& im, bool 
   }
 }
 
-// A pair's scale (common/planes.h: a masked weight's mask), real [rows, cols] with column stride
-// 1; data == nullptr: none.
-template <typename T>
-View<T> scale_of(const ComplexPair& p) {
-  if (!p.scale.defined()) return View<T>{nullptr, 0, 1, T(1)};
-  TORCH_INTERNAL_ASSERT(p.scale.dim() == 2 && (p.scale.size(1) <= 1 || p.scale.stride(1) == 1) && !p.scale.is_neg());
-  return view_of<T>(p.scale);
-}
-
 template <typename T>
 __device__ __forceinline__ T scale_at(const View<T>& m, int64_t r, int64_t c) {
   return m.data != nullptr ? m.data[r * m.row_stride + c] : T(1);
