@@ -47,16 +47,20 @@ __attribute__((always_inline)) inline void forward_run(const T* __restrict__ in,
   }
 }
 
-// grad_z for n elements (modrelu_math::grads) and each element's threshold gradient in dt[j].
-// The threshold sum is left to the caller: a float sum inside this loop is a chain of in-order
-// scalar adds (GCC does not reassociate it), which measured slower than the whole rest of the loop.
-template <typename T, int kTauStep>
-__attribute__((always_inline)) inline void backward_run(const T* __restrict__ in, const T* __restrict__ g,
-                                                        T* __restrict__ gz, int64_t n, const T* __restrict__ tau,
-                                                        T* __restrict__ dt_out, T eps) {
+// grad_z for n elements (modrelu_math::grads) and each element's threshold gradient in dt[j];
+// the parts of element j are zr[kStride * j], zi[kStride * j] (likewise g and grad_z): stride 2
+// on interleaved values, 1 on planes. The threshold sum is left to the caller: a float sum inside
+// this loop is a chain of in-order scalar adds (GCC does not reassociate it), which measured
+// slower than the whole rest of the loop.
+template <typename T, int kTauStep, int kStride>
+__attribute__((always_inline)) inline void backward_elements(const T* __restrict__ zr, const T* __restrict__ zi,
+                                                             const T* __restrict__ gr_, const T* __restrict__ gi_,
+                                                             int64_t n, const T* __restrict__ tau, T eps,
+                                                             T* __restrict__ dre_out, T* __restrict__ dim_out,
+                                                             T* __restrict__ dt_out) {
   const bool polar = eps == T(0);
   for (int64_t j = 0; j < n; ++j) {
-    const T re = in[2 * j], im = in[2 * j + 1], gr = g[2 * j], gi = g[2 * j + 1];
+    const T re = zr[kStride * j], im = zi[kStride * j], gr = gr_[kStride * j], gi = gi_[kStride * j];
     const T th = tau[j * kTauStep];
     const T r = std::sqrt(re * re + im * im);
     const bool large = r > eps;
@@ -81,9 +85,32 @@ __attribute__((always_inline)) inline void backward_run(const T* __restrict__ in
     dt = on && !origin ? dt : T(0);
     dt = origin && th < T(0) ? -gr : dt;  // eps = 0 at z = 0: out = relu(-tau)
     const T nan = (r - r) + (s - s) + (gr - gr) + (gi - gi);  // 0, or NaN if anything is NaN
-    gz[2 * j] = dre + nan;
-    gz[2 * j + 1] = dim + nan;
+    dre_out[kStride * j] = dre + nan;
+    dim_out[kStride * j] = dim + nan;
     dt_out[j] = dt + nan;
+  }
+}
+
+// The same on interleaved z, g and grad_z through planes of kPlaneBlock elements (in L1): read
+// side by side, GCC vectorises re and im of one element as a pair (each vector holds half as many
+// elements), so every square root and division is done twice over. Measured on contiguous
+// tensors (runs of one threshold): 20-30% faster than the interleaved loop; on channels_last
+// rows (a threshold per element, rows of C elements) no faster, so those keep it.
+constexpr int64_t kPlaneBlock = 64;
+
+template <typename T>
+__attribute__((always_inline)) inline void backward_through_planes(const T* __restrict__ in, const T* __restrict__ g,
+                                                                   T* __restrict__ gz, int64_t n,
+                                                                   const T* __restrict__ tau, T* __restrict__ dt_out,
+                                                                   T eps) {
+  alignas(64) T zr[kPlaneBlock], zi[kPlaneBlock], gr[kPlaneBlock], gi[kPlaneBlock], dre[kPlaneBlock],
+      dim[kPlaneBlock];
+  for (int64_t b = 0; b < n; b += kPlaneBlock) {
+    const int64_t m = std::min(kPlaneBlock, n - b);
+    deinterleave(in + 2 * b, m, zr, zi);
+    deinterleave(g + 2 * b, m, gr, gi);
+    backward_elements<T, 0, 1>(zr, zi, gr, gi, m, tau, eps, dre, dim, dt_out + b);
+    interleave(dre, dim, m, gz + 2 * b);
   }
 }
 
@@ -104,14 +131,14 @@ constexpr int64_t kBackwardBlock = 1024;
     double sum = 0;                                                                                      \
     for (int64_t b = 0; b < n; b += kBackwardBlock) {                                                    \
       const int64_t m = std::min(kBackwardBlock, n - b);                                                 \
-      backward_run<T, 0>(in + 2 * b, g + 2 * b, gz + 2 * b, m, tau, dt, eps);                             \
+      backward_through_planes<T>(in + 2 * b, g + 2 * b, gz + 2 * b, m, tau, dt, eps);                      \
       sum += lane_sum(dt, m);                                                                            \
     }                                                                                                    \
     return sum;                                                                                          \
   }                                                                                                      \
   CPLXFAST_VECTOR_CLONES void backward_each_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, const T* tau, \
                                                      T* dtau, T eps) {                                   \
-    backward_run<T, 1>(in, g, gz, n, tau, dtau, eps);                                                    \
+    backward_elements<T, 1, 2>(in, in + 1, g, g + 1, n, tau, eps, gz, gz + 1, dtau);                                                    \
   }
 CPLXFAST_RUNS(float, f32)
 CPLXFAST_RUNS(double, f64)

@@ -28,4 +28,25 @@ __attribute__((always_inline)) inline double lane_sum(const T* __restrict__ v, i
   return sum;
 }
 
+// Interleaved complex values <-> two planes, for loops whose maths runs in planes: a loop that
+// reads re and im of one element side by side, GCC vectorises as pairs (each vector holds re and
+// im of half as many elements), so every division and square root is done twice over.
+template <typename T>
+__attribute__((always_inline)) inline void deinterleave(const T* __restrict__ z, int64_t n, T* __restrict__ re,
+                                                        T* __restrict__ im) {
+  for (int64_t j = 0; j < n; ++j) {
+    re[j] = z[2 * j];
+    im[j] = z[2 * j + 1];
+  }
+}
+
+template <typename T>
+__attribute__((always_inline)) inline void interleave(const T* __restrict__ re, const T* __restrict__ im, int64_t n,
+                                                      T* __restrict__ z) {
+  for (int64_t j = 0; j < n; ++j) {
+    z[2 * j] = re[j];
+    z[2 * j + 1] = im[j];
+  }
+}
+
 }  // namespace cplxfast::cpu
