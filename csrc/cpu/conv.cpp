@@ -109,22 +109,14 @@ struct PlanarPlane {
 
   // Read an interleaved plane in (the padding stays zero).
   void load(const T* z) {
-    for (int64_t r = 0; r < rows; ++r) {
-      T *a = re(r) + pad, *b = im(r) + pad;
-      const T* zr = z + 2 * r * cols;
-      for (int64_t c = 0; c < cols; ++c) a[c] = zr[2 * c], b[c] = zr[2 * c + 1];
-    }
+    for (int64_t r = 0; r < rows; ++r) deinterleave(z + 2 * r * cols, cols, re(r) + pad, im(r) + pad);
   }
 
   void zero() { std::fill(buf.begin(), buf.end(), T(0)); }
 
   // Write the data columns out interleaved.
   void store(T* z) {
-    for (int64_t r = 0; r < rows; ++r) {
-      const T *a = re(r) + pad, *b = im(r) + pad;
-      T* zr = z + 2 * r * cols;
-      for (int64_t c = 0; c < cols; ++c) zr[2 * c] = a[c], zr[2 * c + 1] = b[c];
-    }
+    for (int64_t r = 0; r < rows; ++r) interleave(re(r) + pad, im(r) + pad, cols, z + 2 * r * cols);
   }
 };
 

@@ -94,8 +94,8 @@ __attribute__((always_inline)) inline void backward_elements(const T* __restrict
 // The same on interleaved z, g and grad_z through planes of kPlaneBlock elements (in L1): read
 // side by side, GCC vectorises re and im of one element as a pair (each vector holds half as many
 // elements), so every square root and division is done twice over. Measured on contiguous
-// tensors (runs of one threshold): 20-30% faster than the interleaved loop; on channels_last
-// rows (a threshold per element, rows of C elements) no faster, so those keep it.
+// tensors (runs of one threshold): 15-20% faster than the interleaved loop (bench/RESULTS.md);
+// on channels_last rows (a threshold per element, rows of C elements) no faster, so those keep it.
 constexpr int64_t kPlaneBlock = 64;
 
 template <typename T>
@@ -138,7 +138,7 @@ constexpr int64_t kBackwardBlock = 1024;
   }                                                                                                      \
   CPLXFAST_VECTOR_CLONES void backward_each_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, const T* tau, \
                                                      T* dtau, T eps) {                                   \
-    backward_elements<T, 1, 2>(in, in + 1, g, g + 1, n, tau, eps, gz, gz + 1, dtau);                                                    \
+    backward_elements<T, 1, 2>(in, in + 1, g, g + 1, n, tau, eps, gz, gz + 1, dtau);                      \
   }
 CPLXFAST_RUNS(float, f32)
 CPLXFAST_RUNS(double, f64)
