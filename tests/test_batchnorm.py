@@ -103,6 +103,25 @@ def test_layouts(device, dtype, training, layout):
     assert out.stride() == torch.empty_like(fn(z)).stride()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape", [(6, 37, 13, 11), (3, 5, 29, 31)])
+def test_sizes_that_split_the_kernels_blocks(device, dtype, channels_last, shape):
+    # The CPU sum loops work in chunks of 8 elements, blocks of 512 elements (runs) or 512 rows
+    # (channels_last) and tasks of 16384 elements: these shapes give odd channel counts, runs and
+    # rows with tails, runs longer than a block, and tasks that start and end inside a run or a row.
+    layout = (lambda t: t.contiguous(memory_format=torch.channels_last)) if channels_last else None
+    for training in (True, False):
+        _backward_case(device, dtype, shape, training, layout=layout)
+    z, W, b = make(shape, dtype, device)
+    z = layout(z) if layout else z
+    out, mean, cov = ops.batch_norm(z, W, b, None, None, True, 1e-5)
+    want, want_mean, want_cov = ref.batch_norm(z, W, b)
+    assert rel_err(out, want) < TOL[dtype]
+    torch.testing.assert_close(mean.double(), want_mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(cov.double(), want_cov, rtol=1e-5, atol=1e-6)
+
+
 def test_gradcheck(device):
     z, W, b = make((3, 2, 4), torch.complex128, device)
     fn = lambda z, W, b: ops.batch_norm(z, W, b, None, None, True, 1e-5)[0]  # noqa: E731

@@ -13,18 +13,28 @@
 
 namespace cplxfast::cpu {
 
-// The sum of n values in 8 independent float lanes (each its own in-order sum, so the loop
-// vectorises without reassociating one sum), then across the lanes in double.
+// The sum of n values in 32 independent float lanes (each its own in-order sum, so the loop
+// vectorises without reassociating one sum), then across the lanes in double. Four vectors of
+// eight, not one: a single accumulator is a chain of dependent vector adds (one per 8 values, at
+// the add's latency), which perf showed as half the time of batch norm's statistics pass when it
+// summed this way.
 template <typename T>
 __attribute__((always_inline)) inline double lane_sum(const T* __restrict__ v, int64_t n) {
-  T lanes[8] = {};
+  T lanes[4][8] = {};
   int64_t j = 0;
+  for (; j + 32 <= n; j += 32) {
+    for (int a = 0; a < 4; ++a) {
+      for (int l = 0; l < 8; ++l) lanes[a][l] += v[j + 8 * a + l];
+    }
+  }
   for (; j + 8 <= n; j += 8) {
-    for (int l = 0; l < 8; ++l) lanes[l] += v[j + l];
+    for (int l = 0; l < 8; ++l) lanes[0][l] += v[j + l];
   }
   double sum = 0;
   for (; j < n; ++j) sum += v[j];
-  for (int l = 0; l < 8; ++l) sum += lanes[l];
+  for (int a = 0; a < 4; ++a) {
+    for (int l = 0; l < 8; ++l) sum += lanes[a][l];
+  }
   return sum;
 }
 
