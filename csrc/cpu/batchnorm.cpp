@@ -157,15 +157,17 @@ struct GradSums {
   CPLXFAST_VECTOR_CLONES void S##_run_##SUFFIX(const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc) {   \
     run_sums<T, S>(x, y, n, sx0, sx1, acc);                                                                    \
   }                                                                                                            \
-  CPLXFAST_VECTOR_CLONES void S##_row_##SUFFIX(const T* x, const T* y, int64_t n, const T* shift, T* sums,       \
-                                               int64_t C) {                                                    \
-    row_sums<T, S>(x, y, n, shift, sums, C);                                                                   \
+  CPLXFAST_VECTOR_CLONES void S##_rows_##SUFFIX(const T* x, const T* y, int64_t begin, int64_t end,            \
+                                                const T* shift, T* sums, int64_t C) {                          \
+    for_each_row_piece(begin, end, C, [&](int64_t b, int64_t e, int64_t c0) {                                  \
+      row_sums<T, S>(x + 2 * b, y ? y + 2 * b : nullptr, e - b, shift + 2 * c0, sums + 2 * c0, C);             \
+    });                                                                                                        \
   }                                                                                                            \
   void sum_run(S, const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc) {                              \
     S##_run_##SUFFIX(x, y, n, sx0, sx1, acc);                                                                  \
   }                                                                                                            \
-  void sum_row(S, const T* x, const T* y, int64_t n, const T* shift, T* sums, int64_t C) {                      \
-    S##_row_##SUFFIX(x, y, n, shift, sums, C);                                                                 \
+  void sum_rows(S, const T* x, const T* y, int64_t begin, int64_t end, const T* shift, T* sums, int64_t C) {    \
+    S##_rows_##SUFFIX(x, y, begin, end, shift, sums, C);                                                       \
   }
 CPLXFAST_SUM_LOOPS(MomentSums, float, f32)
 CPLXFAST_SUM_LOOPS(MomentSums, double, f64)
@@ -181,26 +183,21 @@ at::Tensor channel_sums(const BatchNormLayout& L, const T* x, const T* y, const 
   Partials<K> partials(L.C);
   at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
     double* acc = partials.mine();
-    std::vector<T> row;  // channels_last: the float pair sums [3][2 C] of up to kFlush pieces of rows
-    int64_t pieces = 0;
-    const auto flush = [&] {
-      for (int64_t c = 0; c < L.C && !row.empty(); ++c) {
+    if (L.inner != 1) {
+      return for_each_constant_run(begin, end, L.inner, L.C, [&](int64_t b, int64_t e, int64_t c) {
+        sum_run(S{}, x + 2 * b, y ? y + 2 * b : nullptr, e - b, shift[2 * c], shift[2 * c + 1], acc + c * K);
+      });
+    }
+    // channels_last: the float pair sums [3][2 C] of up to kFlush rows, then flushed to double. One
+    // call per kFlush rows, not per row: at C = 64 a call per row cost 15-30% of the pass.
+    std::vector<T> row(static_cast<size_t>(6) * L.C, T(0));
+    for (int64_t b = begin; b < end; b += kFlush * L.C) {
+      sum_rows(S{}, x, y, b, std::min(end, b + kFlush * L.C), shift.data(), row.data(), L.C);
+      for (int64_t c = 0; c < L.C; ++c) {
         for (int k = 0; k < K; ++k) acc[c * K + k] += row[S::kFromPairs[k][0] * 2 * L.C + 2 * c + S::kFromPairs[k][1]];
       }
       std::fill(row.begin(), row.end(), T(0));
-      pieces = 0;
-    };
-    for_each_run(
-        begin, end, L.inner, L.C,
-        [&](int64_t b, int64_t e, int64_t c) {
-          sum_run(S{}, x + 2 * b, y ? y + 2 * b : nullptr, e - b, shift[2 * c], shift[2 * c + 1], acc + c * K);
-        },
-        [&](int64_t b, int64_t e, int64_t c0) {
-          if (row.empty()) row.assign(static_cast<size_t>(6) * L.C, T(0));
-          sum_row(S{}, x + 2 * b, y ? y + 2 * b : nullptr, e - b, shift.data() + 2 * c0, row.data() + 2 * c0, L.C);
-          if (++pieces == kFlush) flush();
-        });
-    flush();
+    }
   });
   return partials.total(L.z.options());
 }
@@ -237,61 +234,44 @@ at::Tensor grad_sums(const BatchNormLayout& L, const at::Tensor& g, const BnStat
   return out.view({1, L.C, 6});
 }
 
-// One channel's apply coefficients in the data's precision: A, D, c, and the two shifts each
-// split as hi + lo, so that (u - su_hi) - su_lo is as accurate as a subtraction in double
-// (u - su_hi is exact when u is near su_hi) while the loop runs in T at full vector width.
-constexpr int kRow = 18;
-
-template <typename T>
-void to_rows(const double* k, int64_t C, T* rows) {
-  for (int64_t c = 0; c < C; ++c) {
-    const double* q = k + kBnCoeffs * c;
-    T* r = rows + kRow * c;
-    for (int i = 0; i < 10; ++i) r[i] = T(q[i]);
-    for (int i = 0; i < 4; ++i) {
-      const T hi = T(q[10 + i]);
-      r[10 + 2 * i] = hi;
-      r[11 + 2 * i] = T(q[10 + i] - double(hi));
-    }
-  }
-}
-
-// out = A (u - su) + D (v - sv) + c for one run of one channel (its coefficients q).
-template <typename T, bool kHasV>
-__attribute__((always_inline)) inline void apply_run(const T* __restrict__ u, const T* __restrict__ v,
-                                                     const T* __restrict__ q, int64_t n, T* __restrict__ out) {
-  for (int64_t j = 0; j < n; ++j) {
-    const T ur = (u[2 * j] - q[10]) - q[11], ui = (u[2 * j + 1] - q[12]) - q[13];
-    T r = q[0] * ur + q[1] * ui + q[8];
-    T i = q[2] * ur + q[3] * ui + q[9];
-    if (kHasV) {
-      const T vr = (v[2 * j] - q[14]) - q[15], vi = (v[2 * j + 1] - q[16]) - q[17];
-      r += q[4] * vr + q[5] * vi;
-      i += q[6] * vr + q[7] * vi;
-    }
-    out[2 * j] = r;
-    out[2 * j + 1] = i;
-  }
-}
-
-// The same for a piece of a channels_last row, lane-wise (see row_sums_of): the coefficients as
-// kPairs arrays of 2 C values, value 2 c + p for part p of channel c (to_pairs). Part p of the
-// output is P u'_p + Q u'_{1-p} + c_p (+ the same in v'), u' = (u - su_hi) - su_lo; for p = 0 that
-// is the run's A00 u'_r + A01 u'_i + c_r, for p = 1 A11 u'_i + A10 u'_r + c_i: the same sums.
+// The apply pass: out = A (u - su) + D (v - sv) + c per channel (forward: u = z, no v; backward:
+// u = g, v = z), lane-wise as the sums are (row_sums_of). The coefficients are in the data's
+// precision as kPairs arrays of 2 C values, value 2 c + p for part p of channel c, with the two
+// shifts each split as hi + lo, so that (u - su_hi) - su_lo is as accurate as a subtraction in
+// double (u - su_hi is exact when u is near su_hi) while the loop runs in T at full vector width.
+// Part p of the output is P u'_p + Q u'_{1-p} + c_p (+ the same in v'), u' = (u - su_hi) - su_lo:
+// for p = 0, A00 u'_r + A01 u'_i + c_r; for p = 1, A11 u'_i + A10 u'_r + c_i.
 constexpr int kPairs = 9;  // su_hi, su_lo, P, Q, c; sv_hi, sv_lo, PD, QD (P = diagonal, Q = off)
 
 template <typename T>
-void to_pairs(const T* rows, int64_t C, T* pairs) {
-  // {row index of part 0, of part 1} of each pair array (the rows' order: to_rows).
-  static constexpr int kFrom[kPairs][2] = {{10, 12}, {11, 13}, {0, 3}, {1, 2}, {8, 9},
-                                           {14, 16}, {15, 17}, {4, 7}, {5, 6}};
+void to_pairs(const double* k, int64_t C, T* pairs) {
+  // Each pair array: its coefficients {part 0, part 1} in the order of store_coeffs
+  // (common/batchnorm.h), and whether it holds their low parts.
+  struct From {
+    int index[2];
+    bool low;
+  };
+  static constexpr From kFrom[kPairs] = {{{10, 11}, false}, {{10, 11}, true}, {{0, 3}, false},
+                                         {{1, 2}, false},   {{8, 9}, false},   {{12, 13}, false},
+                                         {{12, 13}, true},  {{4, 7}, false},   {{5, 6}, false}};
+  // The hi + lo split in a loop of its own: written inside the per-channel scatter, GCC 12.2 at
+  // -O3 (its SLP vectoriser) computed every low part as 0 (tests/test_batchnorm.py's large-mean
+  // cases fail then).
+  const int64_t n = kBnCoeffs * C;
+  std::vector<T> hi(n), lo(n);
+  for (int64_t i = 0; i < n; ++i) {
+    hi[i] = T(k[i]);
+    lo[i] = T(k[i] - double(hi[i]));
+  }
   for (int64_t c = 0; c < C; ++c) {
     for (int a = 0; a < kPairs; ++a) {
-      for (int p = 0; p < 2; ++p) pairs[a * 2 * C + 2 * c + p] = rows[kRow * c + kFrom[a][p]];
+      const T* from = (kFrom[a].low ? lo.data() : hi.data()) + kBnCoeffs * c;
+      for (int p = 0; p < 2; ++p) pairs[a * 2 * C + 2 * c + p] = from[kFrom[a].index[p]];
     }
   }
 }
 
+// n elements of a row piece whose channel rises by one per element, from channel 0 of pairs.
 template <typename T, bool kHasV>
 __attribute__((always_inline)) inline void apply_row(const T* __restrict__ u, const T* __restrict__ v,
                                                      const T* __restrict__ pairs, int64_t C, int64_t n,
@@ -312,58 +292,70 @@ __attribute__((always_inline)) inline void apply_row(const T* __restrict__ u, co
   }
 }
 
-#define CPLXFAST_APPLY_RUNS(T, SUFFIX)                                                                               \
-  CPLXFAST_VECTOR_CLONES void apply_const_##SUFFIX(const T* u, const T* v, const T* rows, int64_t n, T* out) {      \
-    if (v) {                                                                                                         \
-      apply_run<T, true>(u, v, rows, n, out);                                                                        \
-    } else {                                                                                                         \
-      apply_run<T, false>(u, v, rows, n, out);                                                                       \
-    }                                                                                                                \
-  }                                                                                                                  \
-  CPLXFAST_VECTOR_CLONES void apply_each_##SUFFIX(const T* u, const T* v, const T* pairs, int64_t C, int64_t n,  \
-                                                   T* out) {                                                       \
-    if (v) {                                                                                                         \
-      apply_row<T, true>(u, v, pairs, C, n, out);                                                                    \
-    } else {                                                                                                         \
-      apply_row<T, false>(u, v, pairs, C, n, out);                                                                   \
-    }                                                                                                                \
+// n elements of one channel c: apply_row on chunks of 8 elements, with the channel's coefficients
+// repeated in 16 lanes (as if 8 channels alike).
+template <typename T, bool kHasV>
+__attribute__((always_inline)) inline void apply_run(const T* __restrict__ u, const T* __restrict__ v,
+                                                     const T* __restrict__ pairs, int64_t C, int64_t c, int64_t n,
+                                                     T* __restrict__ out) {
+  constexpr int64_t kLanes = 16;
+  T lanes[kPairs * kLanes];
+  for (int a = 0; a < kPairs; ++a) {
+    for (int l = 0; l < kLanes; ++l) lanes[a * kLanes + l] = pairs[a * 2 * C + 2 * c + (l & 1)];
   }
-CPLXFAST_APPLY_RUNS(float, f32)
-CPLXFAST_APPLY_RUNS(double, f64)
-#undef CPLXFAST_APPLY_RUNS
+  int64_t j = 0;
+  for (; j + kLanes / 2 <= n; j += kLanes / 2) {
+    apply_row<T, kHasV>(u + 2 * j, kHasV ? v + 2 * j : nullptr, lanes, kLanes / 2, kLanes / 2, out + 2 * j);
+  }
+  apply_row<T, kHasV>(u + 2 * j, kHasV ? v + 2 * j : nullptr, lanes, kLanes / 2, n - j, out + 2 * j);
+}
 
-void apply_const(const float* u, const float* v, const float* rows, int64_t n, float* out) { apply_const_f32(u, v, rows, n, out); }
-void apply_const(const double* u, const double* v, const double* rows, int64_t n, double* out) { apply_const_f64(u, v, rows, n, out); }
-void apply_each(const float* u, const float* v, const float* pairs, int64_t C, int64_t n, float* out) {
-  apply_each_f32(u, v, pairs, C, n, out);
-}
-void apply_each(const double* u, const double* v, const double* pairs, int64_t C, int64_t n, double* out) {
-  apply_each_f64(u, v, pairs, C, n, out);
-}
+// The entry points, with AVX2 clones: the runs of one channel or the row pieces of [begin, end).
+#define CPLXFAST_APPLY_LOOPS(T, SUFFIX)                                                                    \
+  CPLXFAST_VECTOR_CLONES void apply_runs_##SUFFIX(const T* u, const T* v, const T* pairs, int64_t C,       \
+                                                  int64_t inner, int64_t begin, int64_t end, T* out) {     \
+    for_each_constant_run(begin, end, inner, C, [&](int64_t b, int64_t e, int64_t c) {                     \
+      if (v) {                                                                                             \
+        apply_run<T, true>(u + 2 * b, v + 2 * b, pairs, C, c, e - b, out + 2 * b);                         \
+      } else {                                                                                             \
+        apply_run<T, false>(u + 2 * b, nullptr, pairs, C, c, e - b, out + 2 * b);                          \
+      }                                                                                                    \
+    });                                                                                                    \
+  }                                                                                                        \
+  CPLXFAST_VECTOR_CLONES void apply_rows_##SUFFIX(const T* u, const T* v, const T* pairs, int64_t C,       \
+                                                  int64_t begin, int64_t end, T* out) {                    \
+    for_each_row_piece(begin, end, C, [&](int64_t b, int64_t e, int64_t c0) {                              \
+      if (v) {                                                                                             \
+        apply_row<T, true>(u + 2 * b, v + 2 * b, pairs + 2 * c0, C, e - b, out + 2 * b);                   \
+      } else {                                                                                             \
+        apply_row<T, false>(u + 2 * b, nullptr, pairs + 2 * c0, C, e - b, out + 2 * b);                    \
+      }                                                                                                    \
+    });                                                                                                    \
+  }                                                                                                        \
+  void apply_task(const T* u, const T* v, const T* pairs, int64_t C, int64_t inner, int64_t b, int64_t e,  \
+                  T* out) {                                                                                \
+    if (inner == 1) {                                                                                      \
+      apply_rows_##SUFFIX(u, v, pairs, C, b, e, out);                                                      \
+    } else {                                                                                               \
+      apply_runs_##SUFFIX(u, v, pairs, C, inner, b, e, out);                                               \
+    }                                                                                                      \
+  }
+CPLXFAST_APPLY_LOOPS(float, f32)
+CPLXFAST_APPLY_LOOPS(double, f64)
+#undef CPLXFAST_APPLY_LOOPS
 
 void apply(const BatchNormLayout& L, const at::Tensor& u, const at::Tensor& v, const at::Tensor& coeffs,
            const at::Tensor& out) {
   AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(L.z.scalar_type()), "cplxfast_bn_apply_cpu", [&] {
     using T = scalar_t;
-    std::vector<T> rows(static_cast<size_t>(kRow) * L.C);
-    to_rows<T>(coeffs.data_ptr<double>(), L.C, rows.data());
-    std::vector<T> pairs;  // channels_last: the same coefficients, [kPairs][2 C]
-    if (L.inner == 1) {
-      pairs.resize(static_cast<size_t>(kPairs) * 2 * L.C);
-      to_pairs(rows.data(), L.C, pairs.data());
-    }
+    std::vector<T> pairs(static_cast<size_t>(kPairs) * 2 * L.C);
+    to_pairs(coeffs.data_ptr<double>(), L.C, pairs.data());
     const T* up = static_cast<const T*>(u.data_ptr());
     const T* vp = v.defined() ? static_cast<const T*>(v.data_ptr()) : nullptr;
     T* op = static_cast<T*>(out.data_ptr());
+    // One call per task, not per run or row piece: at C = 64 a row piece is ~30 ns of work.
     at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
-      for_each_run(
-          begin, end, L.inner, L.C,
-          [&](int64_t b, int64_t e, int64_t c) {
-            apply_const(up + 2 * b, vp ? vp + 2 * b : nullptr, rows.data() + kRow * c, e - b, op + 2 * b);
-          },
-          [&](int64_t b, int64_t e, int64_t c0) {
-            apply_each(up + 2 * b, vp ? vp + 2 * b : nullptr, pairs.data() + 2 * c0, L.C, e - b, op + 2 * b);
-          });
+      apply_task(up, vp, pairs.data(), L.C, L.inner, begin, end, op);
     });
   });
 }
@@ -412,3 +404,4 @@ TORCH_LIBRARY_IMPL(cplxfast, CPU, m) {
 }
 
 }  // namespace cplxfast::cpu
+

@@ -8,23 +8,39 @@
 
 namespace cplxfast::cpu {
 
-// Calls constant(begin, end, t) for runs of one index t, or rising(begin, end, t0) for runs
-// where element i has index t0 + (i - begin).
+// Calls rising(b, e, t0) for the pieces of rows of T elements in [begin, end): element i has
+// index t0 + (i - b), t0 = b % T.
+template <typename Rising>
+__attribute__((always_inline)) inline void for_each_row_piece(int64_t begin, int64_t end, int64_t T,
+                                                              const Rising& rising) {
+  for (int64_t i = begin; i < end;) {
+    const int64_t t = i % T;
+    const int64_t stop = std::min(end, i + (T - t));
+    rising(i, stop, t);
+    i = stop;
+  }
+}
+
+// Calls constant(b, e, t) for the runs of one index t in [begin, end) (inner > 1).
+template <typename Constant>
+inline void for_each_constant_run(int64_t begin, int64_t end, int64_t inner, int64_t T, const Constant& constant) {
+  for (int64_t i = begin; i < end;) {
+    const int64_t row = i / inner;
+    const int64_t stop = std::min(end, (row + 1) * inner);
+    constant(i, stop, row % T);
+    i = stop;
+  }
+}
+
+// Calls constant(b, e, t) for runs of one index t, or rising(b, e, t0) for runs where element i
+// has index t0 + (i - b).
 template <typename Constant, typename Rising>
 inline void for_each_run(int64_t begin, int64_t end, int64_t inner, int64_t T, const Constant& constant,
                          const Rising& rising) {
-  for (int64_t i = begin; i < end;) {
-    if (inner == 1) {
-      const int64_t t = i % T;
-      const int64_t stop = std::min(end, i + (T - t));
-      rising(i, stop, t);
-      i = stop;
-    } else {
-      const int64_t row = i / inner;
-      const int64_t stop = std::min(end, (row + 1) * inner);
-      constant(i, stop, row % T);
-      i = stop;
-    }
+  if (inner == 1) {
+    for_each_row_piece(begin, end, T, rising);
+  } else {
+    for_each_constant_run(begin, end, inner, T, constant);
   }
 }
 
