@@ -44,7 +44,7 @@ struct Partials {
 // arrays (shifts, sums, apply coefficients) are laid out the same way, 2 values per channel, so
 // every load and store is unit stride and each vector holds whole channels: read as (re, im)
 // pairs into per-part arrays, GCC vectorised each pair alone and gathered the per-channel values
-// as scalars (vinsertps), at 1.3-2x the contiguous runs' time per element in cache.
+// as scalars (vinsertps), at 1.3-1.6x the contiguous runs' time per element in cache.
 //
 // The sums: three pair arrays a[m][2 C] of the task's float sums, S::pair_terms of each lane
 // (S::kFromPairs maps them back to the K sums). Three output arrays is what GCC vectorises: it
