@@ -391,3 +391,70 @@ def _gaussian_reparam_fake(mu, s2):
 @torch.library.register_fake("cplxfast::gaussian_reparam_backward")
 def _gaussian_reparam_backward_fake(grad, s2, rng):
     return _noise_order_like(s2)
+
+
+# ------------------------------------------------------------------ the Gaussian layers, fused
+def linear_gaussian(
+    x: Tensor, weight_re: Tensor, weight_im: Tensor, bias_re: Optional[Tensor], bias_im: Optional[Tensor],
+    log_sigma2: Tensor, algorithm: Optional[str] = None,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """(out, s2, rng) of a complex Gaussian (variational dropout) linear layer in training:
+    out = mu + e sqrt(max(s2, 1e-8)) with mu = linear(x, W, b), s2 = linear(|x|^2, exp(log_sigma2)),
+    e drawn as by :func:`gaussian_reparam` (same noise from the same generator state); |x|^2 and
+    the noise fused into the 3M passes. Differentiable in x, the weight and bias parts and
+    log_sigma2; s2 and rng are not differentiated."""
+    return _ops.linear_gaussian.default(x, weight_re, weight_im, bias_re, bias_im, log_sigma2,
+                                        _config.resolve(algorithm))
+
+
+def conv_gaussian(
+    x: Tensor, weight_re: Tensor, weight_im: Tensor, bias_re: Optional[Tensor], bias_im: Optional[Tensor],
+    log_sigma2: Tensor, stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int], groups: int = 1,
+    algorithm: Optional[str] = None,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """The same for a convolution (not transposed, symmetric zero padding):
+    mu = conv(x, W) + b, s2 = conv(|x|^2, exp(log_sigma2)) with no bias."""
+    return _ops.conv_gaussian.default(x, weight_re, weight_im, bias_re, bias_im, log_sigma2, list(stride),
+                                      list(padding), list(dilation), groups, _config.resolve(algorithm))
+
+
+def _check_log_sigma2(op, log_sigma2, weight_re):
+    torch._check(tuple(log_sigma2.shape) == tuple(weight_re.shape),
+                 lambda: f"{op}: log_sigma2 has shape {tuple(log_sigma2.shape)} but the weight has shape "
+                         f"{tuple(weight_re.shape)}")
+
+
+@torch.library.register_fake("cplxfast::linear_gaussian")
+def _linear_gaussian_fake(x, weight_re, weight_im, bias_re, bias_im, log_sigma2, algorithm):
+    _check_log_sigma2("cplxfast.linear_gaussian", log_sigma2, weight_re)
+    out = _linear_fake(x, weight_re, weight_im, bias_re, bias_im, algorithm)
+    return out, torch.empty_like(out, dtype=weight_re.dtype), x.new_empty((2,), dtype=torch.int64)
+
+
+@torch.library.register_fake("cplxfast::conv_gaussian")
+def _conv_gaussian_fake(x, weight_re, weight_im, bias_re, bias_im, log_sigma2, stride, padding, dilation, groups,
+                        algorithm):
+    _check_log_sigma2("cplxfast.conv_gaussian", log_sigma2, weight_re)
+    out = _conv_fake(x, weight_re, weight_im, bias_re, bias_im, stride, padding, dilation, False, [0] * len(stride),
+                     groups, algorithm)
+    return out, torch.empty_like(out, dtype=weight_re.dtype), x.new_empty((2,), dtype=torch.int64)
+
+
+def _gaussian_grads_fake(x_grad, weight_re, log_sigma2, output_mask):
+    grad_w = [torch.empty_like(weight_re, memory_format=torch.contiguous_format) if output_mask[1] else None
+              for _ in range(2)]
+    grad_b = [weight_re.new_empty((weight_re.shape[0],)) if output_mask[2] else None for _ in range(2)]
+    grad_s = torch.empty_like(log_sigma2, memory_format=torch.contiguous_format) if output_mask[3] else None
+    return x_grad if output_mask[0] else None, *grad_w, *grad_b, grad_s
+
+
+@torch.library.register_fake("cplxfast::linear_gaussian_backward")
+def _linear_gaussian_backward_fake(grad, x, weight_re, weight_im, log_sigma2, s2, rng, algorithm, output_mask):
+    return _gaussian_grads_fake(x.new_empty(x.shape), weight_re, log_sigma2, output_mask)
+
+
+@torch.library.register_fake("cplxfast::conv_gaussian_backward")
+def _conv_gaussian_backward_fake(grad, x, weight_re, weight_im, log_sigma2, s2, rng, stride, padding, dilation,
+                                 groups, algorithm, output_mask):
+    grad_x = x.new_empty(x.shape).contiguous(memory_format=_activation_format(x))
+    return _gaussian_grads_fake(grad_x, weight_re, log_sigma2, output_mask)

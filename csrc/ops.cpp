@@ -114,4 +114,31 @@ TORCH_LIBRARY(cplxfast, m) {
   m.def("gaussian_reparam(Tensor mu, Tensor s2) -> (Tensor, Tensor)", {at::Tag::nondeterministic_seeded});
   // The backward must get the forward's s2 as it was (its layout orders the noise).
   m.def("gaussian_reparam_backward(Tensor grad, Tensor s2, Tensor rng) -> Tensor");
+
+  // ---- the Gaussian layers' training forward, fused (variational dropout, cplxmodule's maths):
+  // out = mu + e sqrt(max(s2, 1e-8)) with mu = linear(x, W, b) (or conv), s2 = linear(|x|^2,
+  // exp(log_sigma2)) (or conv, no bias), log_sigma2 real of the weight's shape; returns (out, s2,
+  // rng), s2 and rng as gaussian_reparam's (the noise is that of gaussian_reparam(mu, s2) from the
+  // same generator state). On the 3M path |x|^2 is a fourth plane of the pass that splits x and
+  // the noise is added where the products are recombined. Backward: grad_mu = g to linear's
+  // backward, grad_s2 from gaussian_reparam_backward, grad_x += 2 x (grad_s2 exp(log_sigma2)),
+  // grad_log_sigma2 = exp(log_sigma2) * (grad_s2^T |x|^2); output_mask (x, weight, bias,
+  // log_sigma2). conv_gaussian: a convolution (not transposed), zero padding.
+  m.def(
+      "linear_gaussian(Tensor x, Tensor weight_re, Tensor weight_im, Tensor? bias_re, Tensor? bias_im,"
+      " Tensor log_sigma2, str algorithm) -> (Tensor, Tensor, Tensor)",
+      {at::Tag::nondeterministic_seeded});
+  m.def(
+      "linear_gaussian_backward(Tensor grad, Tensor x, Tensor weight_re, Tensor weight_im, Tensor log_sigma2,"
+      " Tensor s2, Tensor rng, str algorithm, bool[4] output_mask)"
+      " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "conv_gaussian(Tensor x, Tensor weight_re, Tensor weight_im, Tensor? bias_re, Tensor? bias_im,"
+      " Tensor log_sigma2, int[] stride, int[] padding, int[] dilation, int groups, str algorithm)"
+      " -> (Tensor, Tensor, Tensor)",
+      {at::Tag::nondeterministic_seeded});
+  m.def(
+      "conv_gaussian_backward(Tensor grad, Tensor x, Tensor weight_re, Tensor weight_im, Tensor log_sigma2,"
+      " Tensor s2, Tensor rng, int[] stride, int[] padding, int[] dilation, int groups, str algorithm,"
+      " bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }

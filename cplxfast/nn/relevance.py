@@ -4,9 +4,12 @@ maths (SEMANTICS.md, "Sparsification layers"); the complex layers run on the fus
 
 Training forward of the Gaussian layers (the local reparametrisation trick):
     mu = layer(x),  s2 = layer'(|x|^2; exp(log_sigma2), no bias),  out = mu + e sqrt(max(s2, 1e-8))
-with e complex standard normal (each part N(0, 1/2)); mu on the fused 3M/4M op, the noise drawn
-and added by the fused ``gaussian_reparam`` op from torch's generator (torch.manual_seed repeats
-it; the backward draws it again rather than storing it). Eval forward: mu, the plain layer.
+with e complex standard normal (each part N(0, 1/2)) drawn in the kernel from torch's generator
+(torch.manual_seed repeats it; the backward draws it again rather than storing it). The complex
+linear and convolution layers run it as one fused op (``linear_gaussian``, ``conv_gaussian``): on
+the 3M path |x|^2 comes out of the pass that splits x into planes and the noise is added where the
+products are recombined, so mu is never written on its own; bilinear layers compute mu and s2,
+then the fused ``gaussian_reparam`` noise. Eval forward: mu, the plain layer.
 
 The utilities (penalties, named_penalties, named_relevance, compute_ard_masks) recognise
 cplxmodule's layers as well as cplxfast's.
@@ -17,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import ops, special
+from ..functional import conv_padding
 from ._complex import to_complex
 from .conv import CplxConv1d, CplxConv2d, CplxConv3d
 from .linear import CplxBilinear, CplxLinear
@@ -127,10 +131,20 @@ class _LinearVariance:
     def _variance(self, x):
         return F.linear(self._square(x), torch.exp(self.log_sigma2))
 
+    def _reparametrised(self, z):
+        """The complex training forward in one fused op: |z|^2 from the pass that splits z, the noise
+        added where the products are recombined (ops.linear_gaussian)."""
+        w_re, w_im, b_re, b_im = self._weight_and_bias_parts(z)
+        return ops.linear_gaussian(z, w_re, w_im, b_re, b_im, self.log_sigma2, self.algorithm)[0]
+
 
 class _BilinearVariance:
     def _variance(self, x1, x2):
         return F.bilinear(self._square(x1), self._square(x2), torch.exp(self.log_sigma2))
+
+    def _reparametrised(self, z1, z2):
+        """No fused bilinear op: mu (one einsum), s2, then the fused noise."""
+        return ops.gaussian_reparam(self._forward_complex(z1, z2), self._variance(z1, z2))[0]
 
 
 class _ConvVariance:
@@ -147,6 +161,16 @@ class _ConvVariance:
         return conv(self._square(x), torch.exp(self.log_sigma2), None, self.stride, self.padding, self.dilation,
                     self.groups)
 
+    def _reparametrised(self, z):
+        """As _LinearVariance's, on ops.conv_gaussian (the padding as the layer's own forward gives it)."""
+        if z.dim() != self._dims + 2:
+            raise ValueError(f"{type(self).__name__}: expected a {self._dims + 2}-D input [batch, channels, "
+                             f"*{self._dims} spatial dims], got shape {tuple(z.shape)}")
+        w_re, w_im, b_re, b_im = self._weight_and_bias_parts(z)
+        z, pad = conv_padding(z, self.kernel_size, self.stride, self.padding, self.dilation, self.padding_mode)
+        return ops.conv_gaussian(z, w_re, w_im, b_re, b_im, self.log_sigma2, self.stride, pad, self.dilation,
+                                 self.groups, self.algorithm)[0]
+
 
 _VARIANCES = {"Linear": _LinearVariance, "Bilinear": _BilinearVariance, "Conv1d": _ConvVariance,
               "Conv2d": _ConvVariance, "Conv3d": _ConvVariance}
@@ -154,16 +178,14 @@ KINDS = tuple(_VARIANCES)
 
 
 class _CplxGaussian(_Gaussian):
-    """The complex layers: mu on the fused op, then the fused noise (s2 from the kind's _variance)."""
+    """The complex layers: in training, the kind's fused reparametrised forward (mu, s2 and the
+    noise); in eval, the plain layer."""
 
     _square = staticmethod(_abs2)
 
     def forward(self, *inputs):
         zs, rewraps = zip(*(to_complex(x, type(self).__name__) for x in inputs))
-        mu = self._forward_complex(*zs)
-        if self.training:
-            mu, _ = ops.gaussian_reparam(mu, self._variance(*zs))
-        return rewraps[0](mu)
+        return rewraps[0](self._reparametrised(*zs) if self.training else self._forward_complex(*zs))
 
     def sparsity(self, *, threshold, **kwargs):
         return _n_dropped_complex(self.weight, count_kept(self.relevance(threshold=threshold)))

@@ -7,6 +7,7 @@
 #include "common/checks.h"
 #include "common/layout.h"
 #include "common/precision.h"
+#include "common/reparam.h"
 #include "common/workspace.h"
 
 namespace cplxfast {
@@ -375,6 +376,62 @@ at::Tensor conv_forward(
   }
   backend.planes.combine(products, ComplexPair{}, layout.parts(y));
   return y;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_gaussian_forward(
+    const at::Tensor& x_in, const at::Tensor& weight_re, const at::Tensor& weight_im,
+    const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im, const at::Tensor& log_sigma2,
+    const ConvParams& p, c10::string_view algorithm, const ConvBackend& backend, const NoiseKernels& noise) {
+  const char* op = "cplxfast.conv_gaussian";
+  const at::Tensor* b_re = present(bias_re);
+  const at::Tensor* b_im = present(bias_im);
+  TORCH_INTERNAL_ASSERT(!p.transposed && !p.operand_dtype.has_value());
+  check_conv_args(op, x_in, weight_re, weight_im, b_re, b_im, p);
+  check_log_sigma2(op, log_sigma2, weight_re, x_in);
+  const std::vector<int64_t> out_shape = output_shape(op, x_in, weight_re, p);
+  const at::MemoryFormat fmt = activation_format(x_in);
+  const at::Tensor sigma2 = log_sigma2.exp();
+  // s2 = conv(|x|^2, exp(log_sigma2)), dense in the activations' format (its memory order is the
+  // noise order).
+  const auto variance = [&](const at::Tensor& modulus) {
+    if (modulus.numel() == 0) return at::zeros(out_shape, real_options(x_in).memory_format(fmt));
+    return at::convolution(modulus, sigma2, at::Tensor(), p.stride, p.padding, p.dilation, false, p.output_padding,
+                           p.groups)
+        .contiguous(fmt);
+  };
+  const auto algo =
+      resolve_algorithm(op, algorithm, backend.depthwise != nullptr && is_fused_depthwise(x_in, weight_re, p));
+  if (algo != ConvAlgorithm::k3M || x_in.numel() == 0 || c10::multiply_integers(out_shape) == 0) {
+    // No planes to fuse into: the plain layer, then the noise pass.
+    const at::Tensor mu =
+        conv_forward(x_in, weight_re, weight_im, bias_re, bias_im, c10::nullopt, p, algorithm, backend);
+    const at::Tensor s2 = variance(modulus_squared(x_in.contiguous(fmt)));
+    auto [out, rng] = gaussian_reparam_op(mu, s2);
+    return {out, s2, rng};
+  }
+
+  // As conv_forward's 3M, with a fourth plane of x (|x|^2), convolved with exp(log_sigma2), and
+  // the noise added as the products are recombined.
+  const at::Tensor x = x_in.contiguous(fmt);
+  Workspace ws(real_options(x), 4 * Workspace::plane_stride(x.numel(), 1));
+  const Layout layout{fmt, 1};
+  const at::Tensor x_planes = layout.plane_major(x.sizes(), 4, ws);
+  backend.planes.split(layout.parts(x), /*conj=*/false, x_planes.unbind(0));
+  const std::vector<at::Tensor> w = weight_planes(backend.planes, ComplexPair{weight_re, weight_im}, /*conj=*/false);
+  const std::array<at::Tensor, 3> bias =
+      b_re ? std::array<at::Tensor, 3>{*b_re, at::Tensor(), *b_re + *b_im} : std::array<at::Tensor, 3>{};
+  std::vector<at::Tensor> products;
+  for (int64_t j = 0; j < 3; ++j) {
+    products.push_back(layout.matrix(at::convolution(layout.as_operand(x_planes[j], x.sizes(), 1), w[j], bias[j],
+                                                     p.stride, p.padding, p.dilation, false, p.output_padding,
+                                                     p.groups)));
+  }
+  const at::Tensor s2 = variance(layout.as_operand(x_planes[3], x.sizes(), 1));
+  at::Tensor y = at::empty(out_shape, x.options().memory_format(fmt));
+  at::Tensor rng = at::empty({2}, x.options().dtype(at::kLong));
+  noise.draw(rng);
+  noise.combine(products, ComplexPair{}, NoiseSource{layout.matrix(s2), 0, rng}, layout.parts(y));
+  return {y, s2, rng};
 }
 
 ConvGrads conv_backward(

@@ -45,6 +45,8 @@
 
 namespace cplxfast {
 
+struct NoiseKernels;  // common/reparam.h
+
 // torch's convolution parameters, one entry per spatial dim, and the precision of the real
 // products (the ops' operand_dtype).
 struct ConvParams {
@@ -93,6 +95,17 @@ at::Tensor conv_forward(
     const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
     const c10::optional<at::Tensor>& weight_mask, const ConvParams& p, c10::string_view algorithm,
     const ConvBackend& backend);
+
+// The Gaussian (variational dropout) layer's training forward (common/reparam.h), fused, for a
+// convolution (not transposed, full precision): (out, s2, rng) with mu = conv(x, W) + b,
+// s2 = conv(|x|^2, exp(log_sigma2)) (log_sigma2 real, the weight's shape) and out = mu +
+// e sqrt(max(s2, 1e-8)), e drawn from the state rng that gaussian_reparam_backward(grad, s2, rng)
+// draws again. On the 3M path |x|^2 is a fourth plane of the split pass and the noise is added in
+// the recombination; elsewhere (4M, the fused depthwise kernel) the plain layer, then the noise.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_gaussian_forward(
+    const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
+    const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im, const at::Tensor& log_sigma2,
+    const ConvParams& p, c10::string_view algorithm, const ConvBackend& backend, const NoiseKernels& noise);
 
 // (grad_x, grad_weight_re, grad_weight_im, grad_bias_re, grad_bias_im) where output_mask
 // (x, weight, bias) says; the others are undefined. grad_x has x's memory format.

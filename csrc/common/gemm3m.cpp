@@ -10,6 +10,7 @@
 #include "common/checks.h"
 #include "common/layout.h"
 #include "common/precision.h"
+#include "common/reparam.h"
 #include "common/workspace.h"
 
 namespace cplxfast {
@@ -390,6 +391,60 @@ LinearGrads backward_impl(const char* op, const at::Tensor& grad_in, const at::T
 }
 
 }  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_gaussian_forward(
+    const at::Tensor& x_in, const at::Tensor& weight_re, const at::Tensor& weight_im,
+    const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im, const at::Tensor& log_sigma2,
+    c10::string_view algorithm, const Gemm3mBackend& backend, const NoiseKernels& noise) {
+  const char* op = "cplxfast.linear_gaussian";
+  const at::Tensor* b_re = present(bias_re);
+  const at::Tensor* b_im = present(bias_im);
+  check_linear_args(op, x_in, weight_re, weight_im, b_re, b_im);
+  check_log_sigma2(op, log_sigma2, weight_re, x_in);
+  const ComplexPair bias = b_re != nullptr ? ComplexPair{*b_re, *b_im} : ComplexPair{};
+  const ComplexPair weight{weight_re, weight_im};
+  const int64_t N = weight_re.size(0), K = weight_re.size(1);
+  std::vector<int64_t> out_shape = x_in.sizes().vec();
+  out_shape.back() = N;
+  const at::Tensor x = as_matrix(x_in);
+  const int64_t M = x.size(0);
+  const at::Tensor sigma2_t = log_sigma2.exp().t();  // [K, N]
+  const Algorithm algo = resolve_algorithm(op, algorithm, M, N, K, x.scalar_type(), /*mixed=*/false, backend);
+  if (algo != Algorithm::k3M) {  // no planes to fuse into: the plain layer, then the noise
+    const at::Tensor mu = forward_impl(op, x, weight, b_re != nullptr ? &bias : nullptr, algorithm, std::nullopt, backend);
+    const at::Tensor s2 = at::mm(modulus_squared(x), sigma2_t);
+    auto [out, rng] = gaussian_reparam_op(mu, s2);
+    return {out.view(out_shape), s2.view(out_shape), rng};
+  }
+
+  at::Tensor y = at::empty({M, N}, x.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor s2 = at::empty({M, N}, real_options(x));
+  at::Tensor rng = at::empty({2}, x.options().dtype(at::kLong));
+  noise.draw(rng);
+  // As forward_impl's 3M, with a fourth plane of x (|x|^2) and a fourth product (s2, written
+  // straight into the result), and the noise added as the chunk is recombined.
+  const int64_t chunk = chunk_of(backend, M);
+  const int64_t x_numel = 4 * Workspace::plane_stride(chunk, K);
+  Scratch ws(x, resolve_precision(op, x, std::nullopt), planes_numel(N, K) + x_numel, planes_numel(chunk, N));
+  at::Tensor w_planes = planes_view(ws.planes(planes_numel(N, K)), N, K);
+  backend.planes.split(weight, /*conj=*/false, w_planes.unbind(0));
+  const at::Tensor w_planes_t = w_planes.transpose(1, 2);
+  const ComplexPair xs = parts(x), ys = parts(y);
+  at::Tensor x_buf = ws.planes(x_numel);
+  at::Tensor p_buf = ws.products(planes_numel(chunk, N));
+  for (int64_t r0 = 0; r0 < M; r0 += chunk) {
+    const int64_t rows = std::min(chunk, M - r0);
+    const at::Tensor x_planes = Workspace::planes_in(x_buf, 4, rows, K);
+    const at::Tensor products = planes_view(p_buf, rows, N);
+    at::Tensor s2_rows = s2.narrow(0, r0, rows);
+    backend.planes.split(rows_of(xs, r0, rows), /*conj=*/false, x_planes.unbind(0));
+    real_products(backend, products, x_planes.narrow(0, 0, 3), w_planes_t, /*accumulate=*/false, false);
+    at::mm_out(s2_rows, x_planes.select(0, 3), sigma2_t);
+    noise.combine(products.unbind(0), b_re != nullptr ? bias : ComplexPair{}, NoiseSource{s2_rows, r0 * N, rng},
+                  rows_of(ys, r0, rows));
+  }
+  return {y.view(out_shape), s2.view(out_shape), rng};
+}
 
 at::Tensor linear_forward(
     const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,

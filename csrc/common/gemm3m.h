@@ -20,6 +20,8 @@
 
 namespace cplxfast {
 
+struct NoiseKernels;  // common/reparam.h
+
 struct Gemm3mBackend {
   PlaneKernels planes;
   // Rows of the long operand processed per step: bounds the plane buffers so that they stay
@@ -69,6 +71,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_ba
     const at::Tensor& weight_im, c10::string_view algorithm, std::array<bool, 3> output_mask,
     std::optional<at::ScalarType> operand_dtype, const c10::optional<at::Tensor>& weight_mask,
     const Gemm3mBackend& backend);
+
+// The Gaussian (variational dropout) layer's training forward (common/reparam.h), fused:
+// (out, s2, rng) with mu = x W^T + b, s2 = |x|^2 exp(log_sigma2)^T (log_sigma2 real [N, K]) and
+// out = mu + e sqrt(max(s2, 1e-8)), e drawn from the state rng (int64 [2] on x's device), which
+// gaussian_reparam_backward(grad, s2, rng) draws again. On the 3M path |x|^2 is a fourth plane of
+// the split pass and the noise is added in the recombination (mu is never stored); elsewhere
+// (4M: small problems, "4m") the plain layer and then the noise pass.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_gaussian_forward(
+    const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
+    const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im, const at::Tensor& log_sigma2,
+    c10::string_view algorithm, const Gemm3mBackend& backend, const NoiseKernels& noise);
 
 // The same with complex W [N, K] and b [N].
 at::Tensor linear_complex_forward(

@@ -11,6 +11,8 @@
 // planes interleaved per row ([rows, P, cols], the channel order of a grouped convolution).
 //   P = 3 (3M):  Re s, sgn Im s, Re s + sgn Im s
 //   P = 2 (4M):  Re s, sgn Im s
+//   P = 4 (3M and the modulus):  the 3M planes and |s|^2, split only (an unscaled s): the Gaussian
+//         layers' variance takes |x|^2 from the pass that splits x (common/reparam.h)
 // with sgn = -1 for conj(s). The real products of the planes are recombined into a complex
 // result: (P0 - P1) + i (P2 - P0 - P1) for 3M, P0 + i P1 for 4M.
 #pragma once

@@ -16,6 +16,8 @@
 #include <ATen/core/Tensor.h>
 #include <c10/macros/Macros.h>
 
+#include "common/planes.h"
+
 namespace cplxfast {
 
 namespace reparam_math {
@@ -186,6 +188,33 @@ C10_HOST_DEVICE inline T grad_s2(T g_re, T g_im, T s2, T e_re, T e_im) {
 }
 
 }  // namespace reparam_math
+
+// The noise of the fused Gaussian layers (linear_gaussian, conv_gaussian): added in the pass that
+// recombines the 3M products, so mu is never written on its own. Element (r, c) of a NoiseSource
+// is the element first + r * s2.stride(0) + c of the noise order, the memory order of the whole,
+// dense s2 that the op returns: the noise gaussian_reparam would draw for (mu, s2) from the same
+// generator state, and that gaussian_reparam_backward draws again.
+struct NoiseSource {
+  at::Tensor s2;   // real [rows, cols], column stride 1: the variance of these elements
+  int64_t first;   // their first element's index in the noise order
+  at::Tensor rng;  // int64 [2] (seed, offset) on the device, written by NoiseKernels::draw
+};
+
+struct NoiseKernels {
+  // rng <- a fresh state from torch's default generator of rng's device (without a host sync on
+  // CUDA: the state is written by the device).
+  void (*draw)(const at::Tensor& rng);
+  // out <- the recombination of the 3 products (common/planes.h) plus bias[col] (two real [cols]
+  // views, or none) plus e sqrt(max(s2, 1e-8)), e the noise of each element (reparam_math).
+  void (*combine)(at::TensorList products, const ComplexPair& bias, const NoiseSource& noise, const ComplexPair& out);
+};
+
+// Host-side pieces of the fused Gaussian layers' drivers (common/gemm3m.cpp, common/conv.cpp):
+// log_sigma2 checked as the real twin of the weight; |x|^2 of a complex tensor (the paths without
+// planes to fuse it into); and gaussian_reparam through the dispatcher (their noise pass).
+void check_log_sigma2(const char* op, const at::Tensor& log_sigma2, const at::Tensor& weight_re, const at::Tensor& x);
+at::Tensor modulus_squared(const at::Tensor& x);
+std::tuple<at::Tensor, at::Tensor> gaussian_reparam_op(const at::Tensor& mu, const at::Tensor& s2);
 
 // mu complex and s2 real of mu's precision and shape; returns s2 in the layout that orders the noise
 // (its own when dense, else contiguous: reparam.cpp) and a complex tensor (mu, or the gradient in

@@ -18,6 +18,7 @@
 
 #include "common/conv.h"
 #include "cpu/planes.h"
+#include "cpu/reparam.h"
 #include "cpu/vectorize.h"
 
 namespace cplxfast::cpu {
@@ -303,6 +304,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_complex_backward(
                                          algorithm, output_mask, backend());
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_gaussian(
+    const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
+    const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im, const at::Tensor& log_sigma2,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+    c10::string_view algorithm) {
+  const std::vector<int64_t> no_output_padding(stride.size(), 0);
+  return conv_gaussian_forward(x, weight_re, weight_im, bias_re, bias_im, log_sigma2,
+                               conv_params(stride, padding, dilation, false, no_output_padding, groups, std::nullopt),
+                               algorithm, backend(), noise_kernels());
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(cplxfast, CPU, m) {
@@ -310,6 +322,7 @@ TORCH_LIBRARY_IMPL(cplxfast, CPU, m) {
   m.impl("conv_backward", &conv_backward);
   m.impl("conv_complex", &conv_complex);
   m.impl("conv_complex_backward", &conv_complex_backward);
+  m.impl("conv_gaussian", &conv_gaussian);
 }
 
 }  // namespace cplxfast::cpu

@@ -8,6 +8,7 @@
 #include "common/gemm3m.h"
 #include "cpu/mixed_mm.h"
 #include "cpu/planes.h"
+#include "cpu/reparam.h"
 
 namespace cplxfast::cpu {
 namespace {
@@ -63,6 +64,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_complex_backward(
   return cplxfast::linear_complex_backward(grad, x, weight, algorithm, output_mask, operand_dtype, backend());
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_gaussian(
+    const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
+    const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im, const at::Tensor& log_sigma2,
+    c10::string_view algorithm) {
+  return linear_gaussian_forward(x, weight_re, weight_im, bias_re, bias_im, log_sigma2, algorithm, backend(),
+                                 noise_kernels());
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(cplxfast, CPU, m) {
@@ -70,6 +79,7 @@ TORCH_LIBRARY_IMPL(cplxfast, CPU, m) {
   m.impl("linear_backward", &linear_backward);
   m.impl("linear_complex", &linear_complex);
   m.impl("linear_complex_backward", &linear_complex_backward);
+  m.impl("linear_gaussian", &linear_gaussian);
 }
 
 }  // namespace cplxfast::cpu

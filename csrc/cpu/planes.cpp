@@ -40,10 +40,22 @@ void for_each_row_block(int64_t rows, int64_t cols, const F& f) {
 // kStride > 0: both views have that column stride, known at compile time. o2 == nullptr: the
 // two-plane split (re, im) of the 4M path. U: the planes' dtype, T or (mixed precision) a 16-bit
 // float that each plane is rounded to once, the sum plane after the sum.
+// o3 != nullptr (with o2): also |s|^2, the modulus plane of the Gaussian layers' variance.
 template <typename T, typename U, int kStride>
 inline void split_row(const T* __restrict__ re, const T* __restrict__ im, int64_t re_cs, int64_t im_cs,
-                      T sre, T sim, int64_t cols, U* __restrict__ o0, U* __restrict__ o1, U* __restrict__ o2) {
+                      T sre, T sim, int64_t cols, U* __restrict__ o0, U* __restrict__ o1, U* __restrict__ o2,
+                      U* __restrict__ o3) {
   const int64_t rs = kStride > 0 ? kStride : re_cs, is = kStride > 0 ? kStride : im_cs;
+  if (o3 != nullptr) {
+    for (int64_t c = 0; c < cols; ++c) {
+      const T a = sre * re[c * rs], b = sim * im[c * is];
+      o0[c] = static_cast<U>(a);
+      o1[c] = static_cast<U>(b);
+      o2[c] = static_cast<U>(a + b);
+      o3[c] = static_cast<U>(a * a + b * b);
+    }
+    return;
+  }
   if (o2 == nullptr) {
     for (int64_t c = 0; c < cols; ++c) {
       o0[c] = static_cast<U>(sre * re[c * rs]);
@@ -78,14 +90,14 @@ inline void combine_row(const T* __restrict__ q0, const T* __restrict__ q1, cons
   }
 }
 
-// Base pointers and row strides of 2 or 3 planes (column stride 1).
+// Base pointers and row strides of 2, 3 or 4 planes (column stride 1).
 template <typename T>
 struct PlanePtrs {
-  T* data[3] = {nullptr, nullptr, nullptr};
-  int64_t row[3] = {0, 0, 0};
+  T* data[4] = {nullptr, nullptr, nullptr, nullptr};
+  int64_t row[4] = {0, 0, 0, 0};
   int64_t count;
   explicit PlanePtrs(at::TensorList planes) : count(static_cast<int64_t>(planes.size())) {
-    TORCH_INTERNAL_ASSERT(count == 2 || count == 3);
+    TORCH_INTERNAL_ASSERT(count >= 2 && count <= 4);
     for (int64_t j = 0; j < count; ++j) {
       TORCH_INTERNAL_ASSERT(planes[j].dim() == 2 && (planes[j].size(1) <= 1 || planes[j].stride(1) == 1));
       data[j] = static_cast<T*>(planes[j].data_ptr());
@@ -114,22 +126,24 @@ void split_impl(const ComplexPair& s, bool conj, at::TensorList planes) {
   const View<T> re = view_of<T>(s.re), im = view_of<T>(s.im), m = scale_of<T>(s);
   const T sim = conj ? -im.sign : im.sign;
   const PlanePtrs<U> ps(planes);
+  TORCH_INTERNAL_ASSERT(ps.count < 4 || m.data == nullptr, "the modulus plane is of an unscaled operand");
   for_each_row_block(rows, cols, [&](int64_t r, int64_t c0, int64_t c1) {
     const T* a = re.data + r * re.row_stride + c0 * re.col_stride;
     const T* b = im.data + r * im.row_stride + c0 * im.col_stride;
     U* o0 = ps.at(0, r, c0);
     U* o1 = ps.at(1, r, c0);
-    U* o2 = ps.count == 3 ? ps.at(2, r, c0) : nullptr;
+    U* o2 = ps.count >= 3 ? ps.at(2, r, c0) : nullptr;
+    U* o3 = ps.count == 4 ? ps.at(3, r, c0) : nullptr;
     const int64_t n = c1 - c0;
     if (m.data != nullptr) {
       split_scaled_row<T, U>(a, b, re.col_stride, im.col_stride, re.sign, sim, m.data + r * m.row_stride + c0, n, o0,
                              o1, o2);
     } else if (re.col_stride == 2 && im.col_stride == 2) {  // interleaved complex
-      split_row<T, U, 2>(a, b, 2, 2, re.sign, sim, n, o0, o1, o2);
+      split_row<T, U, 2>(a, b, 2, 2, re.sign, sim, n, o0, o1, o2, o3);
     } else if (re.col_stride == 1 && im.col_stride == 1) {  // planar (a layer's weight)
-      split_row<T, U, 1>(a, b, 1, 1, re.sign, sim, n, o0, o1, o2);
+      split_row<T, U, 1>(a, b, 1, 1, re.sign, sim, n, o0, o1, o2, o3);
     } else {
-      split_row<T, U, 0>(a, b, re.col_stride, im.col_stride, re.sign, sim, n, o0, o1, o2);
+      split_row<T, U, 0>(a, b, re.col_stride, im.col_stride, re.sign, sim, n, o0, o1, o2, o3);
     }
   });
 }
@@ -149,6 +163,7 @@ void combine_impl(at::TensorList products, const ComplexPair& bias, const Comple
   const View<T> re = view_of<T>(out.re), im = view_of<T>(out.im);
   TORCH_INTERNAL_ASSERT(re.col_stride == im.col_stride && re.sign == 1 && im.sign == 1);
   const PlanePtrs<T> ps(products);
+  TORCH_INTERNAL_ASSERT(ps.count <= 3);
   const View<T> m = scale_of<T>(out);
   const bool has_bias = bias.re.defined();
   TORCH_INTERNAL_ASSERT(!(has_bias && m.data != nullptr));

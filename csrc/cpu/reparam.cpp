@@ -15,7 +15,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include "common/reparam.h"
+#include "common/layout.h"
+#include "cpu/reparam.h"
 #include "cpu/vectorize.h"
 
 namespace cplxfast::cpu {
@@ -40,17 +41,26 @@ __attribute__((always_inline)) inline void noise_block(uint64_t seed, uint64_t o
   }
 }
 
-// f(i0, count, e_re, e_im) for the elements [i0, i0 + count) of each block of the pairs
-// [begin, end) (below n), with their noise e_re[j] + i e_im[j] for element i0 + j.
+// f(i, count, e_re, e_im) for the elements [i0, i1) in spans of at most 2 kBlock, with their
+// noise e_re[j] + i e_im[j] for element i + j. A span that starts at an odd element skips the
+// first half of its pair's block.
+template <typename T, typename F>
+__attribute__((always_inline)) inline void for_each_noise_span(uint64_t seed, uint64_t offset, int64_t i0, int64_t i1,
+                                                               const F& f) {
+  T e_re[2 * kBlock], e_im[2 * kBlock];
+  for (int64_t p0 = i0 / 2; 2 * p0 < i1; p0 += kBlock) {
+    const int64_t pairs = std::min(kBlock, (i1 + 1) / 2 - p0);
+    noise_block<T>(seed, offset, p0, pairs, e_re, e_im);
+    const int64_t first = std::max(i0, 2 * p0), skip = first - 2 * p0;
+    f(first, std::min(2 * pairs, i1 - 2 * p0) - skip, e_re + skip, e_im + skip);
+  }
+}
+
+// The same over the elements of the pairs [begin, end) below n.
 template <typename T, typename F>
 __attribute__((always_inline)) inline void for_each_noise_block(uint64_t seed, uint64_t offset, int64_t begin,
                                                                 int64_t end, int64_t n, const F& f) {
-  T e_re[2 * kBlock], e_im[2 * kBlock];
-  for (int64_t p0 = begin; p0 < end; p0 += kBlock) {
-    const int64_t pairs = std::min(kBlock, end - p0);
-    noise_block<T>(seed, offset, p0, pairs, e_re, e_im);
-    f(2 * p0, std::min(2 * pairs, n - 2 * p0), e_re, e_im);
-  }
+  for_each_noise_span<T>(seed, offset, 2 * begin, std::min(2 * end, n), f);
 }
 
 // out[i] = mu[i] + e_i sigma(s2[i]) for the elements of pairs [begin, end).
@@ -79,6 +89,27 @@ __attribute__((always_inline)) inline void backward_range(uint64_t seed, uint64_
   });
 }
 
+// One row of the fused Gaussian layers' recombination: out[c] = (q0 - q1) + i (q2 - q0 - q1) +
+// b[c] + e sigma(s2[c]) for the n columns of noise elements [i0, i0 + n); b == nullptr: no bias.
+// out: interleaved complex (re at 2c, im at 2c + 1), the layout of every output these ops write.
+template <typename T>
+__attribute__((always_inline)) inline void combine_noisy_row(uint64_t seed, uint64_t offset, int64_t i0, int64_t n,
+                                                             const T* __restrict__ q0, const T* __restrict__ q1,
+                                                             const T* __restrict__ q2, const T* __restrict__ b_re,
+                                                             const T* __restrict__ b_im, const T* __restrict__ s2,
+                                                             T* __restrict__ out) {
+  for_each_noise_span<T>(seed, offset, i0, i0 + n, [&](int64_t i, int64_t count, const T* e_re, const T* e_im) {
+    const int64_t c0 = i - i0;
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t c = c0 + j;
+      const T a = q0[c], b = q1[c];
+      T mu_re = a - b, mu_im = q2[c] - a - b;
+      if (b_re != nullptr) mu_re += b_re[c], mu_im += b_im[c];
+      reparam_math::forward(mu_re, mu_im, s2[c], e_re[j], e_im[j], out[2 * c], out[2 * c + 1]);
+    }
+  });
+}
+
 // Entry points compiled for AVX2 and the x86-64 baseline (cpu/vectorize.h).
 #define CPLXFAST_REPARAM_RANGES(T, SUFFIX)                                                                    \
   CPLXFAST_VECTOR_CLONES void forward_##SUFFIX(uint64_t seed, uint64_t offset, int64_t b, int64_t e, int64_t n, \
@@ -88,6 +119,11 @@ __attribute__((always_inline)) inline void backward_range(uint64_t seed, uint64_
   CPLXFAST_VECTOR_CLONES void backward_##SUFFIX(uint64_t seed, uint64_t offset, int64_t b, int64_t e, int64_t n, \
                                                 const T* g, const T* s2, T* grad_s2) {                         \
     backward_range<T>(seed, offset, b, e, n, g, s2, grad_s2);                                                  \
+  }                                                                                                           \
+  CPLXFAST_VECTOR_CLONES void combine_noisy_##SUFFIX(uint64_t seed, uint64_t offset, int64_t i0, int64_t n,    \
+                                                     const T* q0, const T* q1, const T* q2, const T* b_re,     \
+                                                     const T* b_im, const T* s2, T* out) {                     \
+    combine_noisy_row<T>(seed, offset, i0, n, q0, q1, q2, b_re, b_im, s2, out);                                \
   }
 CPLXFAST_REPARAM_RANGES(float, f32)
 CPLXFAST_REPARAM_RANGES(double, f64)
@@ -99,11 +135,13 @@ template <>
 struct Ranges<float> {
   static constexpr auto forward = &forward_f32;
   static constexpr auto backward = &backward_f32;
+  static constexpr auto combine_noisy = &combine_noisy_f32;
 };
 template <>
 struct Ranges<double> {
   static constexpr auto forward = &forward_f64;
   static constexpr auto backward = &backward_f64;
+  static constexpr auto combine_noisy = &combine_noisy_f64;
 };
 
 uint64_t draw_seed() {
@@ -150,7 +188,51 @@ at::Tensor gaussian_reparam_backward(const at::Tensor& grad, const at::Tensor& s
   return grad_s2;
 }
 
+// The fused Gaussian layers' noise (common/reparam.h).
+void draw_state(const at::Tensor& rng) {
+  rng.data_ptr<int64_t>()[0] = static_cast<int64_t>(draw_seed());
+  rng.data_ptr<int64_t>()[1] = 0;
+}
+
+// A column block's worth of elements per task, as the plane passes take them (cpu/planes.cpp).
+constexpr int64_t kColBlock = 8192;
+
+void combine_noisy(at::TensorList products, const ComplexPair& bias, const NoiseSource& noise, const ComplexPair& out) {
+  TORCH_INTERNAL_ASSERT(products.size() == 3);
+  const int64_t rows = out.re.size(0), cols = out.re.size(1);
+  const uint64_t seed = static_cast<uint64_t>(noise.rng.data_ptr<int64_t>()[0]);
+  const uint64_t offset = static_cast<uint64_t>(noise.rng.data_ptr<int64_t>()[1]);
+  AT_DISPATCH_FLOATING_TYPES(noise.s2.scalar_type(), "cplxfast_combine_noisy_cpu", [&] {
+    using T = scalar_t;
+    const View<T> re = view_of<T>(out.re), im = view_of<T>(out.im), v = view_of<T>(noise.s2);
+    TORCH_INTERNAL_ASSERT(re.col_stride == 2 && im.data == re.data + 1 && re.row_stride == im.row_stride &&
+                          re.sign == 1 && im.sign == 1 && v.col_stride == 1 && !out.scale.defined());
+    const bool has_bias = bias.re.defined();
+    const at::Tensor b_re = has_bias ? bias.re.resolve_neg().contiguous() : at::Tensor();
+    const at::Tensor b_im = has_bias ? bias.im.resolve_neg().contiguous() : at::Tensor();
+    const T* br = has_bias ? b_re.data_ptr<T>() : nullptr;
+    const T* bi = has_bias ? b_im.data_ptr<T>() : nullptr;
+    const View<T> q[3] = {view_of<T>(products[0]), view_of<T>(products[1]), view_of<T>(products[2])};
+    const int64_t blocks = (cols + kColBlock - 1) / kColBlock;
+    at::parallel_for(0, rows * blocks, std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1)),
+                     [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t r = t / blocks, c0 = (t - r * blocks) * kColBlock, n = std::min(cols - c0, kColBlock);
+        Ranges<T>::combine_noisy(seed, offset, noise.first + r * v.row_stride + c0, n,
+                                 q[0].data + r * q[0].row_stride + c0, q[1].data + r * q[1].row_stride + c0,
+                                 q[2].data + r * q[2].row_stride + c0, br ? br + c0 : nullptr, bi ? bi + c0 : nullptr,
+                                 v.data + r * v.row_stride + c0, re.data + r * re.row_stride + 2 * c0);
+      }
+    });
+  });
+}
+
 }  // namespace
+
+const NoiseKernels& noise_kernels() {
+  static const NoiseKernels k{&draw_state, &combine_noisy};
+  return k;
+}
 
 TORCH_LIBRARY_IMPL(cplxfast, CPU, m) {
   m.impl("gaussian_reparam", &gaussian_reparam);

@@ -20,6 +20,7 @@
 #include "cuda/channel_sums.cuh"
 #include "cuda/kernel_utils.cuh"
 #include "cuda/planes.h"
+#include "cuda/reparam.h"
 
 namespace cplxfast::cuda {
 namespace {
@@ -248,6 +249,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_complex_backward(
                                          algorithm, output_mask, backend());
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_gaussian(
+    const at::Tensor& x, const at::Tensor& weight_re, const at::Tensor& weight_im,
+    const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im, const at::Tensor& log_sigma2,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+    c10::string_view algorithm) {
+  const auto guard = device_guard("cplxfast.conv_gaussian", x);
+  const std::vector<int64_t> no_output_padding(stride.size(), 0);
+  return conv_gaussian_forward(x, weight_re, weight_im, bias_re, bias_im, log_sigma2,
+                               conv_params(stride, padding, dilation, false, no_output_padding, groups, std::nullopt),
+                               algorithm, backend(), noise_kernels());
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(cplxfast, CUDA, m) {
@@ -255,6 +268,7 @@ TORCH_LIBRARY_IMPL(cplxfast, CUDA, m) {
   m.impl("conv_backward", &conv_backward);
   m.impl("conv_complex", &conv_complex);
   m.impl("conv_complex_backward", &conv_complex_backward);
+  m.impl("conv_gaussian", &conv_gaussian);
 }
 
 }  // namespace cplxfast::cuda

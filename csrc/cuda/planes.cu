@@ -51,18 +51,18 @@ __device__ __forceinline__ T scale_at(const View<T>& m, int64_t r, int64_t c) {
 __device__ __forceinline__ float mul_rn(float x, float y) { return __fmul_rn(x, y); }
 __device__ __forceinline__ double mul_rn(double x, double y) { return __dmul_rn(x, y); }
 
-// Base pointers and row strides of 2 or 3 planes (column stride 1), passed by value.
+// Base pointers and row strides of 2, 3 or 4 planes (column stride 1), passed by value.
 template <typename T>
 struct PlanePtrs {
-  T* data[3];
-  int64_t row[3];
+  T* data[4];
+  int64_t row[4];
   int count;
 };
 
 template <typename T>
 PlanePtrs<T> plane_ptrs(at::TensorList planes) {
-  TORCH_INTERNAL_ASSERT(planes.size() == 2 || planes.size() == 3);
-  PlanePtrs<T> p{{nullptr, nullptr, nullptr}, {0, 0, 0}, static_cast<int>(planes.size())};
+  TORCH_INTERNAL_ASSERT(planes.size() >= 2 && planes.size() <= 4);
+  PlanePtrs<T> p{{nullptr, nullptr, nullptr, nullptr}, {0, 0, 0, 0}, static_cast<int>(planes.size())};
   for (int j = 0; j < p.count; ++j) {
     TORCH_INTERNAL_ASSERT(planes[j].dim() == 2 && (planes[j].size(1) <= 1 || planes[j].stride(1) == 1));
     p.data[j] = static_cast<T*>(planes[j].data_ptr());
@@ -71,7 +71,8 @@ PlanePtrs<T> plane_ptrs(at::TensorList planes) {
   return p;
 }
 
-// Three planes: 3M (with the sum plane); two: the 4M planes (re, im). U: the planes' dtype, T or
+// Three planes: 3M (with the sum plane); four: 3M and |s|^2 (the Gaussian layers' modulus plane,
+// of an unscaled s); two: the 4M planes (re, im). U: the planes' dtype, T or
 // (mixed precision) a 16-bit float that each plane is rounded to once, the sum plane after the sum.
 template <typename T, typename U, typename I>
 __global__ void split_kernel(View<T> re, View<T> im, bool pairs, T sim, View<T> m, I n, I cols, PlanePtrs<U> ps) {
@@ -84,7 +85,8 @@ __global__ void split_kernel(View<T> re, View<T> im, bool pairs, T sim, View<T> 
     b = mul_rn(b, sim * scale);
     ps.data[0][r * ps.row[0] + c] = static_cast<U>(a);
     ps.data[1][r * ps.row[1] + c] = static_cast<U>(b);
-    if (ps.count == 3) ps.data[2][r * ps.row[2] + c] = static_cast<U>(a + b);
+    if (ps.count >= 3) ps.data[2][r * ps.row[2] + c] = static_cast<U>(a + b);
+    if (ps.count == 4) ps.data[3][r * ps.row[3] + c] = static_cast<U>(mul_rn(a, a) + mul_rn(b, b));
   }
 }
 
@@ -159,6 +161,7 @@ void launch_split(const ComplexPair& s, bool conj, at::TensorList planes) {
 
 void split_planes(const ComplexPair& s, bool conj, at::TensorList planes) {
   if (s.re.numel() == 0) return;
+  TORCH_INTERNAL_ASSERT(planes.size() < 4 || !s.scale.defined(), "the modulus plane is of an unscaled operand");
   const c10::cuda::CUDAGuard guard(planes[0].device());
   dispatch_split_types(s, planes, [&](auto t, auto u) {
     launch_split<decltype(t), decltype(u)>(s, conj, planes);
@@ -170,6 +173,7 @@ void combine_planes(at::TensorList products, const ComplexPair& bias, const Comp
   if (n == 0) return;
   const c10::cuda::CUDAGuard guard(products[0].device());
   auto stream = at::cuda::getCurrentCUDAStream();
+  TORCH_INTERNAL_ASSERT(products.size() <= 3);
   AT_DISPATCH_FLOATING_TYPES(products[0].scalar_type(), "cplxfast_combine_planes_cuda", [&] {
     using V = View<scalar_t>;
     const V none{nullptr, 0, 0, scalar_t(1)};

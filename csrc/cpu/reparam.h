@@ -1,0 +1,9 @@
+// CPU kernels of the fused Gaussian layers' noise (see common/reparam.h).
+#pragma once
+#include "common/reparam.h"
+
+namespace cplxfast::cpu {
+
+const NoiseKernels& noise_kernels();
+
+}  // namespace cplxfast::cpu
