@@ -81,6 +81,23 @@ def gaussian_reparam(mu, s2, noise):
     return torch.complex(mr + er * sigma, mi + ei * sigma)
 
 
+def linear_gaussian(x, weight, bias, log_sigma2, noise):
+    """The Gaussian linear layer's training forward with the noise given: mu = linear(x, W, b),
+    s2 = (xr^2 + xi^2) exp(log_sigma2)^T, mu + noise * sqrt(max(s2, 1e-8))."""
+    xr, xi = _parts(x)
+    s2 = (xr * xr + xi * xi) @ torch.exp(log_sigma2.to(torch.float64)).T
+    return gaussian_reparam(linear(x, weight, bias), s2, noise)
+
+
+def conv_gaussian(x, weight, bias, log_sigma2, noise, stride=1, padding=0, dilation=1, groups=1):
+    """The same for a convolution: s2 = conv(xr^2 + xi^2, exp(log_sigma2)), no bias."""
+    F = torch.nn.functional
+    fn = (F.conv1d, F.conv2d, F.conv3d)[x.dim() - 3]
+    xr, xi = _parts(x)
+    s2 = fn(xr * xr + xi * xi, torch.exp(log_sigma2.to(torch.float64)), None, stride, padding, dilation, groups)
+    return gaussian_reparam(conv(x, weight, bias, stride, padding, dilation, groups), s2, noise)
+
+
 def batch_norm(z, weight=None, bias=None, running_mean=None, running_var=None, training=True, eps=1e-5):
     """cplxmodule's complex batch norm with 2x2 whitening, per channel (dim 1).
 

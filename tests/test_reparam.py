@@ -220,3 +220,180 @@ def test_cuda_draws_the_cpu_noise_from_the_same_state(dtype):
     cpu_grad = ops.gaussian_reparam_backward(g.cpu(), s2.cpu(), rng.cpu())
     tol = 1e-5 if dtype == torch.complex64 else 1e-12
     torch.testing.assert_close(grad_s2.cpu(), cpu_grad, rtol=tol, atol=tol)
+
+
+# ---- the fused Gaussian layers: linear_gaussian, conv_gaussian ------------------------------------------------------
+def noise_in_layout_of(s2, dtype, seed):
+    """The noise the ops draw for outputs in s2's layout (its memory order) right after manual_seed(seed)."""
+    torch.manual_seed(seed)
+    return ops.gaussian_reparam(torch.zeros_like(s2, dtype=dtype), torch.ones_like(s2))[0]
+
+
+def gaussian_params(weight_shape, dtype, device, bias=True, scale=1.0):
+    """(weight_re, weight_im, bias_re, bias_im, log_sigma2), real, requiring grad; log_sigma2 spread
+    over [-6, 0] so that s2 is neither negligible nor dominant."""
+    real = REAL[dtype]
+    w = [(torch.randn(weight_shape, dtype=real, device=device) * scale).requires_grad_() for _ in range(2)]
+    b = [torch.randn(weight_shape[0], dtype=real, device=device).requires_grad_() if bias else None for _ in range(2)]
+    ls2 = (torch.rand(weight_shape, dtype=real, device=device) * 6 - 6).requires_grad_()
+    return w[0], w[1], b[0], b[1], ls2
+
+
+def complex_or_none(re, im):
+    return None if re is None else torch.complex(re, im)
+
+
+def assert_matches_reference(out, s2, expected, expected_s2, inputs, dtype):
+    tol = 2e-4 if dtype == torch.complex64 else 1e-10
+    torch.testing.assert_close(s2.to(torch.float64), expected_s2, rtol=tol, atol=tol)
+    torch.testing.assert_close(out.to(torch.complex128), expected, rtol=tol, atol=tol)
+    g = crandn(*out.shape, dtype=dtype, device=out.device)
+    wanted = [t for t in inputs if t is not None]
+    got = torch.autograd.grad(out, wanted, g)
+    want = torch.autograd.grad(expected, wanted, g.to(torch.complex128))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.to(b.dtype), b, rtol=10 * tol, atol=10 * tol)
+
+
+LINEAR_CASES = [((300, 530), 520, "3m"), ((2, 3, 7), 5, "3m"), ((5, 3), 7, "4m"), ((4, 6), 3, "auto"), ((0, 4), 3, "3m")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("x_shape,out_features,algorithm", LINEAR_CASES)
+def test_linear_gaussian_matches_reference_with_the_same_noise(device, dtype, bias, x_shape, out_features, algorithm):
+    """Every path (3M fused: the chunked planes, several chunks at 300 x 530 -> 520 on CPU; 4M: the
+    plain layer, then the noise) against the float64 reference given the op's own noise, forward
+    and gradients of x, the weight and bias parts and log_sigma2."""
+    torch.manual_seed(0)
+    K = x_shape[-1]
+    x = crandn(*x_shape, dtype=dtype, device=device).requires_grad_()
+    w_re, w_im, b_re, b_im, ls2 = gaussian_params((out_features, K), dtype, device, bias, scale=K ** -0.5)
+    torch.manual_seed(7)
+    out, s2, rng = ops.linear_gaussian(x, w_re, w_im, b_re, b_im, ls2, algorithm)
+    assert out.shape == (*x_shape[:-1], out_features) and s2.shape == out.shape and s2.dtype == REAL[dtype]
+    assert rng.dtype == torch.int64 and not s2.requires_grad and not rng.requires_grad
+    e = noise_in_layout_of(s2, dtype, seed=7)
+    expected = ref.linear_gaussian(x, torch.complex(w_re, w_im), complex_or_none(b_re, b_im), ls2, e)
+    xr, xi = x.detach().to(torch.complex128).real, x.detach().to(torch.complex128).imag
+    expected_s2 = (xr * xr + xi * xi) @ ls2.detach().double().exp().T
+    assert_matches_reference(out, s2, expected, expected_s2, (x, w_re, w_im, b_re, b_im, ls2), dtype)
+
+
+# (x shape, weight shape, stride, padding, dilation, groups, algorithm, channels_last)
+CONV_CASES = [
+    ((2, 6, 20), (4, 6, 3), [1], [1], [1], 1, "3m", False),
+    ((2, 6, 9, 11), (6, 2, 3, 3), [2, 1], [1, 0], [1, 2], 3, "3m", True),
+    ((2, 4, 9, 11), (4, 1, 3, 3), [1, 1], [1, 1], [1, 1], 4, "auto", False),  # depthwise: the fused direct kernel
+    ((1, 3, 5, 6, 7), (2, 3, 3, 3, 3), [1, 1, 1], [1, 1, 1], [1, 1, 1], 1, "4m", False),
+    ((2, 3, 5, 6, 7), (2, 3, 3, 3, 3), [1, 1, 1], [1, 0, 1], [1, 1, 1], 1, "3m", True),
+    ((0, 3, 8), (2, 3, 3), [1], [1], [1], 1, "3m", False),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_gaussian_matches_reference_with_the_same_noise(device, dtype, bias, case):
+    x_shape, w_shape, stride, padding, dilation, groups, algorithm, channels_last = case
+    torch.manual_seed(0)
+    x = crandn(*x_shape, dtype=dtype, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
+    x.requires_grad_()
+    fan_in = math.prod(w_shape[1:])
+    w_re, w_im, b_re, b_im, ls2 = gaussian_params(w_shape, dtype, device, bias, scale=fan_in ** -0.5)
+    torch.manual_seed(7)
+    out, s2, rng = ops.conv_gaussian(x, w_re, w_im, b_re, b_im, ls2, stride, padding, dilation, groups, algorithm)
+    assert out.stride() == s2.stride()  # one layout, the activations' (channels_last in, channels_last out)
+    assert out.is_contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d) \
+        if channels_last else out.is_contiguous()
+    e = noise_in_layout_of(s2, dtype, seed=7)
+    expected = ref.conv_gaussian(x, torch.complex(w_re, w_im), complex_or_none(b_re, b_im), ls2, e, stride, padding,
+                                 dilation, groups)
+    F = torch.nn.functional
+    fn = (F.conv1d, F.conv2d, F.conv3d)[x.dim() - 3]
+    xd = x.detach().to(torch.complex128)
+    expected_s2 = fn(xd.real ** 2 + xd.imag ** 2, ls2.detach().double().exp(), None, stride, padding, dilation, groups)
+    assert_matches_reference(out, s2, expected, expected_s2, (x, w_re, w_im, b_re, b_im, ls2), dtype)
+
+
+def test_gaussian_ops_gradcheck(device):
+    torch.manual_seed(0)
+    x = crandn(3, 4, device=device).requires_grad_()
+    params = gaussian_params((5, 4), torch.complex128, device)
+
+    def linear(x, *params):
+        torch.manual_seed(11)  # the same noise on every evaluation
+        return ops.linear_gaussian(x, *params, "3m")[0]
+
+    assert torch.autograd.gradcheck(linear, (x, *params))
+    xc = crandn(2, 4, 5, 6, device=device).contiguous(memory_format=torch.channels_last).requires_grad_()
+    cparams = gaussian_params((4, 2, 2, 3), torch.complex128, device, bias=False)
+
+    def conv(x, *params):
+        torch.manual_seed(12)
+        return ops.conv_gaussian(x, *params, [1, 2], [1, 1], [1, 1], 2, "3m")[0]
+
+    assert torch.autograd.gradcheck(conv, (xc, *cparams))
+
+
+def test_gaussian_ops_opcheck(device):
+    torch.manual_seed(0)
+    x = crandn(3, 4, device=device)
+    w_re, w_im, b_re, b_im, ls2 = (t.detach() for t in gaussian_params((5, 4), torch.complex128, device))
+    utils = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
+    torch.library.opcheck(torch.ops.cplxfast.linear_gaussian.default, (x, w_re, w_im, b_re, b_im, ls2, "3m"),
+                          test_utils=utils)
+    _, s2, rng = ops.linear_gaussian(x, w_re, w_im, b_re, b_im, ls2, "3m")
+    torch.library.opcheck(torch.ops.cplxfast.linear_gaussian_backward.default,
+                          (crandn(3, 5, device=device), x, w_re, w_im, ls2, s2, rng, "3m", [True, True, True, True]))
+    xc = crandn(2, 4, 6, 5, device=device)
+    cw_re, cw_im, cb_re, cb_im, cls2 = (t.detach() for t in gaussian_params((3, 4, 3, 3), torch.complex128, device))
+    conv_args = ([1, 1], [1, 0], [1, 1], 1, "3m")
+    torch.library.opcheck(torch.ops.cplxfast.conv_gaussian.default, (xc, cw_re, cw_im, cb_re, cb_im, cls2, *conv_args),
+                          test_utils=utils)
+    out, s2, rng = ops.conv_gaussian(xc, cw_re, cw_im, cb_re, cb_im, cls2, *conv_args)
+    torch.library.opcheck(torch.ops.cplxfast.conv_gaussian_backward.default,
+                          (crandn(*out.shape, device=device), xc, cw_re, cw_im, cls2, s2, rng, *conv_args[:4], "3m",
+                           [True, False, True, True]))
+
+
+def test_gaussian_ops_draw_fresh_noise_and_refuse_double_backward(device):
+    x = crandn(4, 3, device=device).requires_grad_()
+    params = gaussian_params((2, 3), torch.complex128, device)
+    first, _, rng1 = ops.linear_gaussian(x, *params, "3m")
+    second, _, rng2 = ops.linear_gaussian(x, *params, "3m")
+    assert not torch.equal(first, second) and not torch.equal(rng1, rng2)
+    (g,) = torch.autograd.grad(first.abs().sum(), params[-1], create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward"):
+        g.sum().backward()
+
+
+def test_gaussian_ops_errors():
+    x = crandn(4, 3)
+    w_re, w_im, b_re, b_im, ls2 = (t.detach() for t in gaussian_params((2, 3), torch.complex128, "cpu"))
+    with pytest.raises(RuntimeError, match="log_sigma2 has shape"):
+        ops.linear_gaussian(x, w_re, w_im, b_re, b_im, ls2.t(), "3m")
+    with pytest.raises(RuntimeError, match="log_sigma2"):
+        ops.linear_gaussian(x, w_re, w_im, b_re, b_im, ls2.float(), "3m")
+    with pytest.raises(RuntimeError, match="log_sigma2 has shape"):
+        ops.conv_gaussian(crandn(1, 3, 5), w_re[..., None], w_im[..., None], None, None, ls2, [1], [0], [1], 1, "3m")
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_gaussian_ops_match_cpu_given_the_same_products(dtype):
+    """The CUDA ops against the CPU ones on the same inputs: the same mu and s2 (to rounding), and
+    the CPU's backward of the CUDA forward's state gives the CUDA backward's gradients."""
+    torch.manual_seed(0)
+    x = crandn(64, 48, dtype=dtype)
+    params = [t.detach() for t in gaussian_params((40, 48), dtype, "cpu", scale=48 ** -0.5)]
+    out, s2, rng = ops.linear_gaussian(x.cuda(), *[p.cuda() for p in params], "3m")
+    cpu_s2 = torch.nn.functional.linear(x.abs().square(), params[-1].exp())
+    tol = 1e-4 if dtype == torch.complex64 else 1e-10
+    torch.testing.assert_close(s2.cpu(), cpu_s2, rtol=tol, atol=tol)
+    e = (out.cpu() - ops.linear(x, params[0], params[1], params[2], params[3], "3m")) / s2.cpu().clamp(1e-8).sqrt()
+    g = crandn(64, 40, dtype=dtype)
+    cpu_grad_s2 = ops.gaussian_reparam_backward(g, s2.cpu(), rng.cpu())
+    torch.testing.assert_close(cpu_grad_s2, (g.conj() * e).real / (2 * s2.cpu().sqrt()), rtol=10 * tol, atol=10 * tol)
