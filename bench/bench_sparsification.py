@@ -16,6 +16,9 @@ Adam, lr 3e-3 for the weights and 0.1 for log_sigma2 (so that a benchmark-length
 sparsifies: with the weights' rate log_sigma2 would move 0.1 in 30 steps from its -10 start),
 KL weight KL_WEIGHT / (number of weights); relevance threshold log_alpha <= THRESHOLD. The two
 implementations draw different noise, so their curves agree statistically, not step by step.
+Two side-by-side sections after the pipeline: masked layers with the mask in the fused op against a
+masked copy of the weight, and ARD layers (and the whole ARD-phase model) on the fused Gaussian ops
+(|x|^2 and the noise inside the 3M passes) against the separate passes they replaced.
 Writes sparsification-<device>.json and, with matplotlib, sparsification-<device>.png (loss and
 sparsity against step).
 """
@@ -184,6 +187,68 @@ def masked_layer_rows(device, quick):
     return rows
 
 
+class _SeparatePasses:
+    """The path the fused Gaussian ops replaced (mixed in before a complex ARD layer's class): mu on
+    the plain fused layer, s2 from torch's |x|^2 (abs, square) and real layer, then the noise pass."""
+
+    def _reparametrised(self, *zs):
+        return cplxfast.ops.gaussian_reparam(self._forward_complex(*zs), self._variance(*zs))[0]
+
+
+def with_separate_passes(model):
+    """A copy of model whose complex Gaussian layers take _SeparatePasses."""
+    before = copy.deepcopy(model)
+    for m in before.modules():
+        if isinstance(m, cplxfast.nn.relevance._CplxGaussian):
+            m.__class__ = type("Before" + type(m).__name__, (_SeparatePasses, type(m)), {})
+    return before
+
+
+def ard_rows(device, quick, batch):
+    """ARD layers and the whole ARD-phase model, training fwd+bwd, on the fused Gaussian ops against
+    the separate passes they replaced, interleaved, after checking that both give the same output
+    from the same seed (to rounding: |x|^2 is computed differently)."""
+    r = cplxfast.nn.relevance
+    cases = [("CplxLinearARD(1024, 1024), 256 rows", lambda: r.CplxLinearARD(1024, 1024), (256, 1024)),
+             ("CplxConv1dARD(64, 64, 7), 32 x 64 x 512", lambda: r.CplxConv1dARD(64, 64, 7), (32, 64, 512))]
+    if quick:
+        cases = [("CplxLinearARD(64, 32), 8 rows", lambda: r.CplxLinearARD(64, 32), (8, 64))]
+    rows = []
+    x, labels = batch
+    for case, make, shape in cases + [("ARD-phase MobileNet-1D step (loss + KL)", None, None)]:
+        torch.manual_seed(0)
+        if make is None:
+            model = next_phase(bench_e2e.Classifier(namespace("cplxfast", "dense")).to(device), "cplxfast", "ard",
+                               device)
+            inp = x
+
+            def step(m):
+                loss = torch.nn.functional.cross_entropy(m(inp), labels)
+                (loss + KL_WEIGHT / n_weights(m) * sum(r.penalties(m))).backward()
+        else:
+            model = make().to(device)
+            inp = torch.randn(shape, dtype=torch.complex64, device=device)
+
+            def step(m):
+                m(inp).abs().sum().backward()
+        with torch.no_grad():  # log_sigma2 where training leaves it (its -10 init makes s2 negligible)
+            for n, prm in model.named_parameters():
+                if n.endswith("log_sigma2"):
+                    prm.uniform_(-6, 0)
+        before = with_separate_passes(model)
+        outs = []
+        for m in (model, before):
+            torch.manual_seed(1)
+            outs.append(m(inp))
+        torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-4)
+        fns = {"fused Gaussian op": model, "separate passes (before)": before}
+        t = common.time_interleaved({name: (lambda m=m: step(m)) for name, m in fns.items()}, device)
+        base = t["separate passes (before)"]
+        rows += [{"case": case, "impl": name, "fwd_bwd_ms": v * 1e3, **common.spread_fields("fwd_bwd", v),
+                  "speedup_vs_separate": base / v} for name, v in t.items()]
+    return rows
+
+
 def main(argv=None):
     p = common.arg_parser(__doc__)
     p.add_argument("--steps", type=int, nargs=3, metavar=("DENSE", "ARD", "MASKED"),
@@ -234,11 +299,13 @@ def main(argv=None):
         final = {name: {"last_loss": r["losses"][-1], "sparsity": r["sparsity"][-1]} for name, r in results.items()}
         case = f"MobileNet-1D, batch {batch} x {length}, steps {steps}"
         layer_rows = masked_layer_rows(device, args.quick)
+        gauss_rows = ard_rows(device, args.quick, batches[0])
         path = common.write_json(os.path.join(args.out, f"sparsification-{device}.json"), "sparsification", device,
                                  [{**r, "case": case} for r in rows] +
                                  [{"case": case, "impl": n, "curves": results[n]["losses"],
                                    "sparsity_curve": results[n]["sparsity"], **final[n]} for n in results] +
-                                 [{**r, "section": "masked layers"} for r in layer_rows])
+                                 [{**r, "section": "masked layers"} for r in layer_rows] +
+                                 [{**r, "section": "ARD layers"} for r in gauss_rows])
         png = plot(os.path.join(args.out, f"sparsification-{device}.png"),
                    {n: (r["losses"], r["sparsity"], bounds) for n, r in results.items()},
                    f"sparsification pipeline, {case}, {device}: {common.machine(device)}")
@@ -256,6 +323,12 @@ def main(argv=None):
               f"{r['speedup_vs_masked_copy']:.2f}x"] for r in layer_rows],
             title=f"masked layers: the mask in the fused op against a masked copy of the weight, complex64, "
                   f"{device}: {common.machine(device)} (JSON: {path})")
+        common.print_table(
+            ["case", "impl", "fwd+bwd ms (median)", "min - max", "vs separate passes"],
+            [[r["case"], r["impl"], f"{r['fwd_bwd_ms']:.2f}", f"{r['fwd_bwd_min_ms']:.2f} - {r['fwd_bwd_max_ms']:.2f}",
+              f"{r['speedup_vs_separate']:.2f}x"] for r in gauss_rows],
+            title=f"ARD layers, training: the fused Gaussian ops against the separate passes they replaced, "
+                  f"complex64, {device}: {common.machine(device)} (JSON: {path})")
 
 
 if __name__ == "__main__":
