@@ -209,7 +209,7 @@ def ard_rows(device, quick, batch):
     the separate passes they replaced, interleaved, after checking that both give the same output
     from the same seed (to rounding: |x|^2 is computed differently)."""
     r = cplxfast.nn.relevance
-    cases = [("CplxLinearARD(1024, 1024), 256 rows", lambda: r.CplxLinearARD(1024, 1024), (256, 1024)),
+    cases = [("CplxLinearARD(1024, 1024), 1024 rows", lambda: r.CplxLinearARD(1024, 1024), (1024, 1024)),
              ("CplxConv1dARD(64, 64, 7), 32 x 64 x 512", lambda: r.CplxConv1dARD(64, 64, 7), (32, 64, 512))]
     if quick:
         cases = [("CplxLinearARD(64, 32), 8 rows", lambda: r.CplxLinearARD(64, 32), (8, 64))]
