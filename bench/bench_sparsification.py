@@ -178,13 +178,18 @@ def masked_layer_rows(device, quick):
         before.__class__ = type("Before" + type(layer).__name__, (_MaskedCopy, type(layer)), {})
         x = torch.randn(shape, dtype=torch.complex64, device=device)
         assert torch.equal(layer(x), before(x)), case
-        fns = {"mask in the op": layer, "masked copy (before)": before}
-        t = common.time_interleaved({name: (lambda m=m: m(x).abs().sum().backward()) for name, m in fns.items()},
-                                    device)
-        base = t["masked copy (before)"]
-        rows += [{"case": case, "impl": name, "fwd_bwd_ms": v * 1e3, **common.spread_fields("fwd_bwd", v),
-                  "speedup_vs_masked_copy": base / v} for name, v in t.items()]
+        rows += side_by_side(case, {"mask in the op": layer, "masked copy (before)": before},
+                             lambda m: m(x).abs().sum().backward(), "speedup_vs_masked_copy", device)
     return rows
+
+
+def side_by_side(case, models, step, speedup_key, device):
+    """Rows of step(model) timed interleaved for each of models (name -> model; the last is the
+    baseline the speed-ups are against)."""
+    t = common.time_interleaved({name: (lambda m=m: step(m)) for name, m in models.items()}, device)
+    base = t[list(models)[-1]]
+    return [{"case": case, "impl": name, "fwd_bwd_ms": v * 1e3, **common.spread_fields("fwd_bwd", v),
+             speedup_key: base / v} for name, v in t.items()]
 
 
 class _SeparatePasses:
@@ -241,11 +246,8 @@ def ard_rows(device, quick, batch):
             torch.manual_seed(1)
             outs.append(m(inp))
         torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-4)
-        fns = {"fused Gaussian op": model, "separate passes (before)": before}
-        t = common.time_interleaved({name: (lambda m=m: step(m)) for name, m in fns.items()}, device)
-        base = t["separate passes (before)"]
-        rows += [{"case": case, "impl": name, "fwd_bwd_ms": v * 1e3, **common.spread_fields("fwd_bwd", v),
-                  "speedup_vs_separate": base / v} for name, v in t.items()]
+        rows += side_by_side(case, {"fused Gaussian op": model, "separate passes (before)": before}, step,
+                             "speedup_vs_separate", device)
     return rows
 
 

@@ -88,12 +88,17 @@ class _CplxConv(_CplxConvNd):
         z, rewrap = to_complex(input, type(self).__name__)
         return rewrap(self._forward_complex(z))
 
-    def _forward_complex(self, z):
+    def _conv_operands(self, z):
+        """(z padded as the op takes it, its symmetric padding, w_re, w_im, b_re, b_im), z's rank checked."""
         if z.dim() != self._dims + 2:
             raise ValueError(f"{type(self).__name__}: expected a {self._dims + 2}-D input [batch, channels, "
                              f"*{self._dims} spatial dims], got shape {tuple(z.shape)}")
-        w_re, w_im, b_re, b_im = self._weight_and_bias_parts(z)
-        z, pad = conv_padding(z, self.kernel_size, self.stride, self.padding, self.dilation, self.padding_mode)
+        parts = self._weight_and_bias_parts(z)
+        return (*conv_padding(z, self.kernel_size, self.stride, self.padding, self.dilation, self.padding_mode),
+                *parts)
+
+    def _forward_complex(self, z):
+        z, pad, w_re, w_im, b_re, b_im = self._conv_operands(z)
         return ops.conv(z, w_re, w_im, b_re, b_im, self.stride, pad, self.dilation, False, self.output_padding,
                         self.groups, self.algorithm, None, self._weight_mask())
 

@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 
 from .. import ops, special
-from ..functional import conv_padding
 from ._complex import to_complex
 from .conv import CplxConv1d, CplxConv2d, CplxConv3d
 from .linear import CplxBilinear, CplxLinear
@@ -163,11 +162,7 @@ class _ConvVariance:
 
     def _reparametrised(self, z):
         """As _LinearVariance's, on ops.conv_gaussian (the padding as the layer's own forward gives it)."""
-        if z.dim() != self._dims + 2:
-            raise ValueError(f"{type(self).__name__}: expected a {self._dims + 2}-D input [batch, channels, "
-                             f"*{self._dims} spatial dims], got shape {tuple(z.shape)}")
-        w_re, w_im, b_re, b_im = self._weight_and_bias_parts(z)
-        z, pad = conv_padding(z, self.kernel_size, self.stride, self.padding, self.dilation, self.padding_mode)
+        z, pad, w_re, w_im, b_re, b_im = self._conv_operands(z)
         return ops.conv_gaussian(z, w_re, w_im, b_re, b_im, self.log_sigma2, self.stride, pad, self.dilation,
                                  self.groups, self.algorithm)[0]
 
