@@ -255,7 +255,8 @@ def assert_matches_reference(out, s2, expected, expected_s2, inputs, dtype):
         torch.testing.assert_close(a.to(b.dtype), b, rtol=10 * tol, atol=10 * tol)
 
 
-LINEAR_CASES = [((300, 530), 520, "3m"), ((2, 3, 7), 5, "3m"), ((5, 3), 7, "4m"), ((4, 6), 3, "auto"), ((0, 4), 3, "3m")]
+LINEAR_CASES = [((300, 530), 520, "3m"), ((2, 3, 7), 5, "3m"), ((5, 3), 7, "4m"), ((4, 6), 3, "auto"), ((0, 4), 3, "3m"),
+                ((3, 4), 0, "3m"), ((3, 0), 2, "3m")]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -268,7 +269,7 @@ def test_linear_gaussian_matches_reference_with_the_same_noise(device, dtype, bi
     torch.manual_seed(0)
     K = x_shape[-1]
     x = crandn(*x_shape, dtype=dtype, device=device).requires_grad_()
-    w_re, w_im, b_re, b_im, ls2 = gaussian_params((out_features, K), dtype, device, bias, scale=K ** -0.5)
+    w_re, w_im, b_re, b_im, ls2 = gaussian_params((out_features, K), dtype, device, bias, scale=max(K, 1) ** -0.5)
     torch.manual_seed(7)
     out, s2, rng = ops.linear_gaussian(x, w_re, w_im, b_re, b_im, ls2, algorithm)
     assert out.shape == (*x_shape[:-1], out_features) and s2.shape == out.shape and s2.dtype == REAL[dtype]
@@ -288,6 +289,7 @@ CONV_CASES = [
     ((1, 3, 5, 6, 7), (2, 3, 3, 3, 3), [1, 1, 1], [1, 1, 1], [1, 1, 1], 1, "4m", False),
     ((2, 3, 5, 6, 7), (2, 3, 3, 3, 3), [1, 1, 1], [1, 0, 1], [1, 1, 1], 1, "3m", True),
     ((0, 3, 8), (2, 3, 3), [1], [1], [1], 1, "3m", False),
+    ((2, 3, 5, 4), (1, 3, 3, 3), [1, 1], [1, 1], [1, 1], 1, "3m", True),  # one output channel: [B H W, 1] rows
 ]
 
 

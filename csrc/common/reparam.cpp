@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/LegacyTypeDispatch.h>
+#include <c10/util/accumulate.h>
 #include <torch/library.h>
 
 #include "common/checks.h"
@@ -119,11 +120,13 @@ GaussianGrads linear_gaussian_backward(const at::Tensor& grad, const at::Tensor&
       linear_backward_call(grad, x, weight_re, weight_im, algorithm, {need_x, output_mask[1], output_mask[2]});
   at::Tensor grad_ls2;
   if (need_x || need_s) {
+    // Explicit row count: reshape cannot infer it for N == 0 or K == 0.
     const int64_t N = weight_re.size(0), K = weight_re.size(1);
-    const at::Tensor gs2 = reparam_backward_call(grad, s2, rng).reshape({-1, N});
+    const int64_t M = c10::multiply_integers(x.sizes().begin(), x.sizes().end() - 1);
+    const at::Tensor gs2 = reparam_backward_call(grad, s2, rng).reshape({M, N});
     const at::Tensor sigma2 = log_sigma2.exp();
     if (need_x) grad_x = add_modulus_grad(grad_x, x, at::mm(gs2, sigma2).view(x.sizes()));
-    if (need_s) grad_ls2 = at::mm(gs2.t(), modulus_squared(x).reshape({-1, K})).mul_(sigma2);
+    if (need_s) grad_ls2 = at::mm(gs2.t(), modulus_squared(x).reshape({M, K})).mul_(sigma2);
   }
   return {grad_x, gw_re, gw_im, gb_re, gb_im, grad_ls2};
 }

@@ -206,7 +206,8 @@ void combine_noisy(at::TensorList products, const ComplexPair& bias, const Noise
     using T = scalar_t;
     const View<T> re = view_of<T>(out.re), im = view_of<T>(out.im), v = view_of<T>(noise.s2);
     TORCH_INTERNAL_ASSERT(re.col_stride == 2 && im.data == re.data + 1 && re.row_stride == im.row_stride &&
-                          re.sign == 1 && im.sign == 1 && v.col_stride == 1 && !out.scale.defined());
+                          re.sign == 1 && im.sign == 1 && (v.col_stride == 1 || cols <= 1) &&
+                          !out.scale.defined());
     const bool has_bias = bias.re.defined();
     const at::Tensor b_re = has_bias ? bias.re.resolve_neg().contiguous() : at::Tensor();
     const at::Tensor b_im = has_bias ? bias.im.resolve_neg().contiguous() : at::Tensor();
