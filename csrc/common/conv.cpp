@@ -272,6 +272,24 @@ at::Tensor zero_input_result(at::Tensor& y, const at::Tensor* b_re, const at::Te
   return y;
 }
 
+// The three 3M products [rows, cols] of x's planes (plane-major, the first three of x_planes) with
+// W's, by backend convolutions. The bias rides in them: plane 0 gets Re b and plane 2 Re b + Im b,
+// which the recombination turns into exactly b.
+std::vector<at::Tensor> gauss_products(const Layout& layout, const at::Tensor& x, const at::Tensor& x_planes,
+                                       const ComplexPair& weight, const at::Tensor* b_re, const at::Tensor* b_im,
+                                       const ConvParams& p, const PlaneKernels& kernels) {
+  const std::vector<at::Tensor> w = weight_planes(kernels, weight, /*conj=*/false);
+  const std::array<at::Tensor, 3> bias =
+      b_re ? std::array<at::Tensor, 3>{*b_re, at::Tensor(), *b_re + *b_im} : std::array<at::Tensor, 3>{};
+  std::vector<at::Tensor> products;
+  for (int64_t j = 0; j < 3; ++j) {
+    products.push_back(layout.matrix(at::convolution(
+        layout.as_operand(x_planes[j], x.sizes(), 1), w[j], bias[j], p.stride, p.padding, p.dilation, p.transposed,
+        p.output_padding, p.groups)));
+  }
+  return products;
+}
+
 }  // namespace
 
 ConvParams conv_params(at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
@@ -360,21 +378,12 @@ at::Tensor conv_forward(
     return y;
   }
 
-  // 3M: three backend convolutions of the planes. The bias rides in them: plane 0 gets Re b and
-  // plane 2 Re b + Im b, which the recombination turns into exactly b.
+  // 3M: three backend convolutions of the planes (gauss_products), recombined.
   const Layout layout{fmt, 1};
   const at::Tensor x_planes = layout.plane_major(x.sizes(), 3, ws);
   backend.planes.split(layout.parts(x), /*conj=*/false, x_planes.unbind(0));
-  const std::vector<at::Tensor> w = weight_planes(backend.planes, weight, /*conj=*/false);
-  const std::array<at::Tensor, 3> bias =
-      b_re ? std::array<at::Tensor, 3>{*b_re, at::Tensor(), *b_re + *b_im} : std::array<at::Tensor, 3>{};
-  std::vector<at::Tensor> products;
-  for (int64_t j = 0; j < 3; ++j) {
-    products.push_back(layout.matrix(at::convolution(
-        layout.as_operand(x_planes[j], x.sizes(), 1), w[j], bias[j], p.stride, p.padding, p.dilation, p.transposed,
-        p.output_padding, p.groups)));
-  }
-  backend.planes.combine(products, ComplexPair{}, layout.parts(y));
+  backend.planes.combine(gauss_products(layout, x, x_planes, weight, b_re, b_im, p, backend.planes), ComplexPair{},
+                         layout.parts(y));
   return y;
 }
 
@@ -417,15 +426,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_gaussian_forward(
   const Layout layout{fmt, 1};
   const at::Tensor x_planes = layout.plane_major(x.sizes(), 4, ws);
   backend.planes.split(layout.parts(x), /*conj=*/false, x_planes.unbind(0));
-  const std::vector<at::Tensor> w = weight_planes(backend.planes, ComplexPair{weight_re, weight_im}, /*conj=*/false);
-  const std::array<at::Tensor, 3> bias =
-      b_re ? std::array<at::Tensor, 3>{*b_re, at::Tensor(), *b_re + *b_im} : std::array<at::Tensor, 3>{};
-  std::vector<at::Tensor> products;
-  for (int64_t j = 0; j < 3; ++j) {
-    products.push_back(layout.matrix(at::convolution(layout.as_operand(x_planes[j], x.sizes(), 1), w[j], bias[j],
-                                                     p.stride, p.padding, p.dilation, false, p.output_padding,
-                                                     p.groups)));
-  }
+  const std::vector<at::Tensor> products =
+      gauss_products(layout, x, x_planes, ComplexPair{weight_re, weight_im}, b_re, b_im, p, backend.planes);
   const at::Tensor s2 = variance(layout.as_operand(x_planes[3], x.sizes(), 1));
   at::Tensor y = at::empty(out_shape, x.options().memory_format(fmt));
   at::Tensor rng = at::empty({2}, x.options().dtype(at::kLong));

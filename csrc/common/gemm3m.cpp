@@ -105,14 +105,15 @@ ComplexPair rows_of(const ComplexPair& p, int64_t r0, int64_t rows) {
   return {p.re.narrow(0, r0, rows), p.im.narrow(0, r0, rows)};
 }
 
-// Real planes [3, rows, cols] carved from the front of a reusable slice, so the last, shorter
-// chunk still gets contiguous (and aligned) planes.
-at::Tensor planes_view(const at::Tensor& slice, int64_t rows, int64_t cols) {
-  return Workspace::planes_in(slice, 3, rows, cols);
+// P real planes [P, rows, cols] (3M's three, or four with the Gaussian layers' modulus plane)
+// carved from the front of a reusable slice, so the last, shorter chunk still gets contiguous (and
+// aligned) planes.
+at::Tensor planes_view(const at::Tensor& slice, int64_t rows, int64_t cols, int64_t P = 3) {
+  return Workspace::planes_in(slice, P, rows, cols);
 }
 
-// Elements of a slice holding 3 planes [rows, cols].
-int64_t planes_numel(int64_t rows, int64_t cols) { return 3 * Workspace::plane_stride(rows, cols); }
+// Elements of a slice holding P planes [rows, cols].
+int64_t planes_numel(int64_t rows, int64_t cols, int64_t P = 3) { return P * Workspace::plane_stride(rows, cols); }
 
 // The scratch of one 3M call: operand planes in the operands' dtype and products in the input's
 // real dtype, in one Workspace block when the two are the same.
@@ -424,17 +425,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_gaussian_forward(
   // As forward_impl's 3M, with a fourth plane of x (|x|^2) and a fourth product (s2, written
   // straight into the result), and the noise added as the chunk is recombined.
   const int64_t chunk = chunk_of(backend, M);
-  const int64_t x_numel = 4 * Workspace::plane_stride(chunk, K);
-  Scratch ws(x, resolve_precision(op, x, std::nullopt), planes_numel(N, K) + x_numel, planes_numel(chunk, N));
+  Scratch ws(x, resolve_precision(op, x, std::nullopt), planes_numel(N, K) + planes_numel(chunk, K, 4),
+             planes_numel(chunk, N));
   at::Tensor w_planes = planes_view(ws.planes(planes_numel(N, K)), N, K);
   backend.planes.split(weight, /*conj=*/false, w_planes.unbind(0));
   const at::Tensor w_planes_t = w_planes.transpose(1, 2);
   const ComplexPair xs = parts(x), ys = parts(y);
-  at::Tensor x_buf = ws.planes(x_numel);
+  at::Tensor x_buf = ws.planes(planes_numel(chunk, K, 4));
   at::Tensor p_buf = ws.products(planes_numel(chunk, N));
   for (int64_t r0 = 0; r0 < M; r0 += chunk) {
     const int64_t rows = std::min(chunk, M - r0);
-    const at::Tensor x_planes = Workspace::planes_in(x_buf, 4, rows, K);
+    const at::Tensor x_planes = planes_view(x_buf, rows, K, 4);
     const at::Tensor products = planes_view(p_buf, rows, N);
     at::Tensor s2_rows = s2.narrow(0, r0, rows);
     backend.planes.split(rows_of(xs, r0, rows), /*conj=*/false, x_planes.unbind(0));

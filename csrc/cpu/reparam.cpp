@@ -16,6 +16,7 @@
 #include <torch/library.h>
 
 #include "common/layout.h"
+#include "cpu/planes.h"
 #include "cpu/reparam.h"
 #include "cpu/vectorize.h"
 
@@ -194,9 +195,6 @@ void draw_state(const at::Tensor& rng) {
   rng.data_ptr<int64_t>()[1] = 0;
 }
 
-// A column block's worth of elements per task, as the plane passes take them (cpu/planes.cpp).
-constexpr int64_t kColBlock = 8192;
-
 void combine_noisy(at::TensorList products, const ComplexPair& bias, const NoiseSource& noise, const ComplexPair& out) {
   TORCH_INTERNAL_ASSERT(products.size() == 3);
   const int64_t rows = out.re.size(0), cols = out.re.size(1);
@@ -213,17 +211,11 @@ void combine_noisy(at::TensorList products, const ComplexPair& bias, const Noise
     const at::Tensor b_im = has_bias ? bias.im.resolve_neg().contiguous() : at::Tensor();
     const T* br = has_bias ? b_re.data_ptr<T>() : nullptr;
     const T* bi = has_bias ? b_im.data_ptr<T>() : nullptr;
-    const View<T> q[3] = {view_of<T>(products[0]), view_of<T>(products[1]), view_of<T>(products[2])};
-    const int64_t blocks = (cols + kColBlock - 1) / kColBlock;
-    at::parallel_for(0, rows * blocks, std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1)),
-                     [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) {
-        const int64_t r = t / blocks, c0 = (t - r * blocks) * kColBlock, n = std::min(cols - c0, kColBlock);
-        Ranges<T>::combine_noisy(seed, offset, noise.first + r * v.row_stride + c0, n,
-                                 q[0].data + r * q[0].row_stride + c0, q[1].data + r * q[1].row_stride + c0,
-                                 q[2].data + r * q[2].row_stride + c0, br ? br + c0 : nullptr, bi ? bi + c0 : nullptr,
-                                 v.data + r * v.row_stride + c0, re.data + r * re.row_stride + 2 * c0);
-      }
+    const PlanePtrs<T> q(products);
+    for_each_row_block(rows, cols, [&](int64_t r, int64_t c0, int64_t c1) {
+      Ranges<T>::combine_noisy(seed, offset, noise.first + r * v.row_stride + c0, c1 - c0, q.at(0, r, c0),
+                               q.at(1, r, c0), q.at(2, r, c0), br ? br + c0 : nullptr, bi ? bi + c0 : nullptr,
+                               v.data + r * v.row_stride + c0, re.data + r * re.row_stride + 2 * c0);
     });
   });
 }

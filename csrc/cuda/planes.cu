@@ -51,26 +51,6 @@ __device__ __forceinline__ T scale_at(const View<T>& m, int64_t r, int64_t c) {
 __device__ __forceinline__ float mul_rn(float x, float y) { return __fmul_rn(x, y); }
 __device__ __forceinline__ double mul_rn(double x, double y) { return __dmul_rn(x, y); }
 
-// Base pointers and row strides of 2, 3 or 4 planes (column stride 1), passed by value.
-template <typename T>
-struct PlanePtrs {
-  T* data[4];
-  int64_t row[4];
-  int count;
-};
-
-template <typename T>
-PlanePtrs<T> plane_ptrs(at::TensorList planes) {
-  TORCH_INTERNAL_ASSERT(planes.size() >= 2 && planes.size() <= 4);
-  PlanePtrs<T> p{{nullptr, nullptr, nullptr, nullptr}, {0, 0, 0, 0}, static_cast<int>(planes.size())};
-  for (int j = 0; j < p.count; ++j) {
-    TORCH_INTERNAL_ASSERT(planes[j].dim() == 2 && (planes[j].size(1) <= 1 || planes[j].stride(1) == 1));
-    p.data[j] = static_cast<T*>(planes[j].data_ptr());
-    p.row[j] = planes[j].stride(0);
-  }
-  return p;
-}
-
 // Three planes: 3M (with the sum plane); four: 3M and |s|^2 (the Gaussian layers' modulus plane,
 // of an unscaled s); two: the 4M planes (re, im). U: the planes' dtype, T or
 // (mixed precision) a 16-bit float that each plane is rounded to once, the sum plane after the sum.

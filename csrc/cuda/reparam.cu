@@ -17,6 +17,7 @@
 
 #include "common/layout.h"
 #include "cuda/kernel_utils.cuh"
+#include "cuda/planes.h"
 #include "cuda/reparam.h"
 
 namespace cplxfast::cuda {
@@ -83,18 +84,11 @@ void draw_state(const at::Tensor& rng) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// The three 3M products (real [rows, cols], column stride 1), passed by value.
-template <typename T>
-struct Products {
-  const T* data[3];
-  int64_t row[3];
-};
-
 // One thread per element: its pair's Philox block, the Box-Muller of its half (a pair's two
 // elements are neighbours in a row, so the block is computed twice, by two threads of a warp:
 // the kernel is bound by its 20 bytes of memory traffic per element, not by the generator).
 template <typename T, typename I>
-__global__ void combine_noisy_kernel(Products<T> q, const T* __restrict__ b_re, const T* __restrict__ b_im,
+__global__ void combine_noisy_kernel(PlanePtrs<T> q, const T* __restrict__ b_re, const T* __restrict__ b_im,
                                      View<T> s2, int64_t first, const int64_t* __restrict__ rng, I n, I cols,
                                      Pair<T>* __restrict__ out, int64_t out_row) {
   const uint64_t seed = static_cast<uint64_t>(rng[0]), block = static_cast<uint64_t>(rng[1]);
@@ -129,12 +123,6 @@ void combine_noisy(at::TensorList products, const ComplexPair& bias, const Noise
     TORCH_INTERNAL_ASSERT(re.col_stride == 2 && im.data == re.data + 1 && re.row_stride == im.row_stride &&
                           re.row_stride % 2 == 0 && re.sign == 1 && im.sign == 1 && !out.scale.defined() &&
                           reinterpret_cast<std::uintptr_t>(re.data) % (2 * sizeof(T)) == 0);
-    Products<T> q;
-    for (int j = 0; j < 3; ++j) {
-      TORCH_INTERNAL_ASSERT(products[j].size(1) <= 1 || products[j].stride(1) == 1);
-      q.data[j] = products[j].data_ptr<T>();
-      q.row[j] = products[j].stride(0);
-    }
     const bool has_bias = bias.re.defined();
     const at::Tensor b_re = has_bias ? bias.re.resolve_neg().contiguous() : at::Tensor();
     const at::Tensor b_im = has_bias ? bias.im.resolve_neg().contiguous() : at::Tensor();
@@ -143,8 +131,9 @@ void combine_noisy(at::TensorList products, const ComplexPair& bias, const Noise
     with_index_type(n, [&](auto index) {
       using I = decltype(index);
       combine_noisy_kernel<T, I><<<grid_for(n), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-          q, has_bias ? b_re.data_ptr<T>() : nullptr, has_bias ? b_im.data_ptr<T>() : nullptr, v, noise.first,
-          noise.rng.data_ptr<int64_t>(), I(n), I(cols), reinterpret_cast<Pair<T>*>(re.data), re.row_stride / 2);
+          plane_ptrs<T>(products), has_bias ? b_re.data_ptr<T>() : nullptr,
+          has_bias ? b_im.data_ptr<T>() : nullptr, v, noise.first, noise.rng.data_ptr<int64_t>(), I(n), I(cols),
+          reinterpret_cast<Pair<T>*>(re.data), re.row_stride / 2);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
