@@ -47,12 +47,12 @@ __attribute__((always_inline)) inline void forward_run(const T* __restrict__ in,
   }
 }
 
-// grad_z for n elements (modrelu_math::grads) and each element's threshold gradient in dt[j];
-// the parts of element j are zr[kStride * j], zi[kStride * j] (likewise g and grad_z): stride 2
-// on interleaved values, 1 on planes. The threshold sum is left to the caller: a float sum inside
-// this loop is a chain of in-order scalar adds (GCC does not reassociate it), which measured
-// slower than the whole rest of the loop.
-template <typename T, int kTauStep, int kStride>
+// grad_z for n elements on planes (modrelu_math::grads) and the threshold gradient: with one
+// threshold (kTauStep 0) each element's in dt[j], summed by the caller (a float sum inside this
+// loop is a chain of in-order scalar adds, GCC does not reassociate it, which measured slower than
+// the whole rest of the loop); with a threshold per element (kTauStep 1: a channels_last row,
+// one element per channel) added to dt[j], its channel's running sum.
+template <typename T, int kTauStep>
 __attribute__((always_inline)) inline void backward_elements(const T* __restrict__ zr, const T* __restrict__ zi,
                                                              const T* __restrict__ gr_, const T* __restrict__ gi_,
                                                              int64_t n, const T* __restrict__ tau, T eps,
@@ -60,7 +60,7 @@ __attribute__((always_inline)) inline void backward_elements(const T* __restrict
                                                              T* __restrict__ dt_out) {
   const bool polar = eps == T(0);
   for (int64_t j = 0; j < n; ++j) {
-    const T re = zr[kStride * j], im = zi[kStride * j], gr = gr_[kStride * j], gi = gi_[kStride * j];
+    const T re = zr[j], im = zi[j], gr = gr_[j], gi = gi_[j];
     const T th = tau[j * kTauStep];
     const T r = std::sqrt(re * re + im * im);
     const bool large = r > eps;
@@ -85,20 +85,24 @@ __attribute__((always_inline)) inline void backward_elements(const T* __restrict
     dt = on && !origin ? dt : T(0);
     dt = origin && th < T(0) ? -gr : dt;  // eps = 0 at z = 0: out = relu(-tau)
     const T nan = (r - r) + (s - s) + (gr - gr) + (gi - gi);  // 0, or NaN if anything is NaN
-    dre_out[kStride * j] = dre + nan;
-    dim_out[kStride * j] = dim + nan;
-    dt_out[j] = dt + nan;
+    dre_out[j] = dre + nan;
+    dim_out[j] = dim + nan;
+    if constexpr (kTauStep == 0) {
+      dt_out[j] = dt + nan;
+    } else {
+      dt_out[j] += dt + nan;
+    }
   }
 }
 
-// The same on interleaved z, g and grad_z through planes of kPlaneBlock elements (in L1): read
-// side by side, GCC vectorises re and im of one element as a pair (each vector holds half as many
-// elements), so every square root and division is done twice over. Measured on contiguous
-// tensors (runs of one threshold): 15-20% faster than the interleaved loop (bench/RESULTS.md);
-// on channels_last rows (a threshold per element, rows of C elements) no faster, so those keep it.
+// backward_elements on interleaved z, g and grad_z through planes of kPlaneBlock elements (in
+// L1): read side by side, GCC vectorises re and im of one element as a pair (each vector holds
+// half as many elements), so every square root and division is done twice over. Measured on
+// contiguous tensors: 15-20% faster than the interleaved loop (bench/RESULTS.md); channels_last
+// rows (C elements, a threshold each) measured level with it, and take the same loop.
 constexpr int64_t kPlaneBlock = 64;
 
-template <typename T>
+template <typename T, int kTauStep>
 __attribute__((always_inline)) inline void backward_through_planes(const T* __restrict__ in, const T* __restrict__ g,
                                                                    T* __restrict__ gz, int64_t n,
                                                                    const T* __restrict__ tau, T* __restrict__ dt_out,
@@ -109,13 +113,15 @@ __attribute__((always_inline)) inline void backward_through_planes(const T* __re
     const int64_t m = std::min(kPlaneBlock, n - b);
     deinterleave(in + 2 * b, m, zr, zi);
     deinterleave(g + 2 * b, m, gr, gi);
-    backward_elements<T, 0, 1>(zr, zi, gr, gi, m, tau, eps, dre, dim, dt_out + b);
+    backward_elements<T, kTauStep>(zr, zi, gr, gi, m, tau + kTauStep * b, eps, dre, dim, dt_out + b);
     interleave(dre, dim, m, gz + 2 * b);
   }
 }
 
 // Elements per block of the constant-threshold backward: its dt buffer stays in L1.
 constexpr int64_t kBackwardBlock = 1024;
+// Rows of a per-element-threshold backward summed in T before the sums go to double.
+constexpr int64_t kFlushRows = 512;
 
 // The entry points the clones are made of (target_clones needs plain functions).
 #define CPLXFAST_RUNS(T, SUFFIX)                                                                          \
@@ -131,14 +137,14 @@ constexpr int64_t kBackwardBlock = 1024;
     double sum = 0;                                                                                      \
     for (int64_t b = 0; b < n; b += kBackwardBlock) {                                                    \
       const int64_t m = std::min(kBackwardBlock, n - b);                                                 \
-      backward_through_planes<T>(in + 2 * b, g + 2 * b, gz + 2 * b, m, tau, dt, eps);                      \
+      backward_through_planes<T, 0>(in + 2 * b, g + 2 * b, gz + 2 * b, m, tau, dt, eps);                      \
       sum += lane_sum(dt, m);                                                                            \
     }                                                                                                    \
     return sum;                                                                                          \
   }                                                                                                      \
   CPLXFAST_VECTOR_CLONES void backward_each_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, const T* tau, \
-                                                     T* dtau, T eps) {                                   \
-    backward_elements<T, 1, 2>(in, in + 1, g, g + 1, n, tau, eps, gz, gz + 1, dtau);                      \
+                                                     T* dtau_sums, T eps) {                              \
+    backward_through_planes<T, 1>(in, g, gz, n, tau, dtau_sums, eps);                                    \
   }
 CPLXFAST_RUNS(float, f32)
 CPLXFAST_RUNS(double, f64)
@@ -201,24 +207,33 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
     const T* gp = static_cast<const T*>(g.data_ptr());
     T* gz = static_cast<T*>(grad_z.data_ptr());
     const T* tau = L.tau_block.data_ptr<T>();
-    // Per-thread partial sums of the threshold gradient: in T within blocks of a run (lane_sum),
-    // in double across blocks, runs and threads.
+    // The threshold gradient's sums: in T within a run's blocks (lane_sum) or, for rows of one
+    // element per threshold, across up to kFlushRows rows; in double across them, in each task's
+    // own vector (no cache line written by two threads), then across tasks.
     const int threads = at::get_num_threads();
     std::vector<double> partial(static_cast<size_t>(threads) * L.T, 0.0);
-    std::vector<std::vector<T>> row_sums(threads);
     at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
-      double* sums = partial.data() + static_cast<size_t>(at::get_thread_num()) * L.T;
-      std::vector<T>& row = row_sums[at::get_thread_num()];
+      std::vector<double> sums(L.T, 0.0);
+      std::vector<T> row_sums;
+      int64_t rows = 0;
+      const auto flush_rows = [&] {
+        for (int64_t t = 0; t < L.T; ++t) sums[t] += row_sums[t];
+        std::fill(row_sums.begin(), row_sums.end(), T(0));
+        rows = 0;
+      };
       for_each_run(
           begin, end, L.inner, L.T,
           [&](int64_t b, int64_t e, int64_t t) {
             sums[t] += RunsOf<T>::backward_const(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, tau + t, T(eps));
           },
           [&](int64_t b, int64_t e, int64_t t) {
-            row.resize(e - b);
-            RunsOf<T>::backward_each(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, tau + t, row.data(), T(eps));
-            for (int64_t j = 0; j < e - b; ++j) sums[t + j] += row[j];
+            if (row_sums.empty()) row_sums.assign(L.T, T(0));
+            RunsOf<T>::backward_each(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, tau + t, row_sums.data() + t, T(eps));
+            if (++rows == kFlushRows) flush_rows();
           });
+      if (!row_sums.empty()) flush_rows();
+      double* out = partial.data() + static_cast<size_t>(at::get_thread_num()) * L.T;
+      for (int64_t t = 0; t < L.T; ++t) out[t] += sums[t];
     });
     if (mask[1]) {
       at::Tensor block = at::zeros({L.T}, L.tau_block.options().dtype(at::kDouble));

@@ -1,10 +1,12 @@
 // Elementwise CPU loops are written branch-free so that GCC vectorises them, and their entry
-// points are compiled twice, for AVX2 and for the x86-64 baseline, with the right one picked at
-// load time (target_clones): full-width vectors on current CPUs, and still runs on any x86-64.
+// points are compiled three times, for AVX-512 (F: 16 floats per vector, and FMA, which GCC
+// contracts into), AVX2 and the x86-64 baseline, with the right one picked at load time
+// (target_clones): full-width vectors on current CPUs, and still runs on any x86-64. The AVX-512
+// clone is what brought the modReLU backward to memory speed on an AVX-512 Xeon (bench/RESULTS.md).
 #pragma once
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CPLXFAST_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#define CPLXFAST_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define CPLXFAST_VECTOR_CLONES
 #endif
