@@ -101,6 +101,7 @@ __attribute__((always_inline)) inline void backward_elements(const T* __restrict
 // contiguous tensors: 15-20% faster than the interleaved loop (bench/RESULTS.md); channels_last
 // rows (C elements, a threshold each) measured level with it, and take the same loop.
 constexpr int64_t kPlaneBlock = 64;
+constexpr bool FWDPF = true;
 
 template <typename T, int kTauStep>
 __attribute__((always_inline)) inline void backward_through_planes(const T* __restrict__ in, const T* __restrict__ g,
@@ -111,10 +112,26 @@ __attribute__((always_inline)) inline void backward_through_planes(const T* __re
       dim[kPlaneBlock];
   for (int64_t b = 0; b < n; b += kPlaneBlock) {
     const int64_t m = std::min(kPlaneBlock, n - b);
+    prefetch_ahead<false>(in + 2 * b, 2 * kPlaneBlock * sizeof(T));
+    prefetch_ahead<false>(g + 2 * b, 2 * kPlaneBlock * sizeof(T));
+    prefetch_ahead<true>(gz + 2 * b, 2 * kPlaneBlock * sizeof(T));
     deinterleave(in + 2 * b, m, zr, zi);
     deinterleave(g + 2 * b, m, gr, gi);
     backward_elements<T, kTauStep>(zr, zi, gr, gi, m, tau + kTauStep * b, eps, dre, dim, dt_out + b);
     interleave(dre, dim, m, gz + 2 * b);
+  }
+}
+
+template <typename T, int kTauStep>
+__attribute__((always_inline)) inline void forward_prefetching(const T* __restrict__ in, T* __restrict__ out, int64_t n,
+                                                               const T* __restrict__ tau, T eps) {
+  for (int64_t b = 0; b < n; b += kPlaneBlock) {
+    const int64_t m = std::min(kPlaneBlock, n - b);
+    if (FWDPF) {
+    prefetch_ahead<false>(in + 2 * b, 2 * kPlaneBlock * sizeof(T));
+    prefetch_ahead<true>(out + 2 * b, 2 * kPlaneBlock * sizeof(T));
+    }
+    forward_run<T, kTauStep>(in + 2 * b, out + 2 * b, m, tau + kTauStep * b, eps);
   }
 }
 
@@ -126,10 +143,13 @@ constexpr int64_t kFlushRows = 512;
 // The entry points the clones are made of (target_clones needs plain functions).
 #define CPLXFAST_RUNS(T, SUFFIX)                                                                          \
   CPLXFAST_VECTOR_CLONES void forward_const_##SUFFIX(const T* in, T* out, int64_t n, const T* tau, T eps) { \
-    forward_run<T, 0>(in, out, n, tau, eps);                                                             \
+    forward_prefetching<T, 0>(in, out, n, tau, eps);                                                     \
   }                                                                                                      \
-  CPLXFAST_VECTOR_CLONES void forward_each_##SUFFIX(const T* in, T* out, int64_t n, const T* tau, T eps) { \
-    forward_run<T, 1>(in, out, n, tau, eps);                                                             \
+  CPLXFAST_VECTOR_CLONES void forward_rows_##SUFFIX(const T* in, T* out, int64_t begin, int64_t end, int64_t C,  \
+                                                    const T* tau, T eps) {                               \
+    for_each_row_piece(begin, end, C, [&](int64_t b, int64_t e, int64_t c) {                             \
+      forward_prefetching<T, 1>(in + 2 * b, out + 2 * b, e - b, tau + c, eps);                           \
+    });                                                                                                  \
   }                                                                                                      \
   CPLXFAST_VECTOR_CLONES double backward_const_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, const T* tau, \
                                                         T eps) {                                         \
@@ -142,9 +162,11 @@ constexpr int64_t kFlushRows = 512;
     }                                                                                                    \
     return sum;                                                                                          \
   }                                                                                                      \
-  CPLXFAST_VECTOR_CLONES void backward_each_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, const T* tau, \
-                                                     T* dtau_sums, T eps) {                              \
-    backward_through_planes<T, 1>(in, g, gz, n, tau, dtau_sums, eps);                                    \
+  CPLXFAST_VECTOR_CLONES void backward_rows_##SUFFIX(const T* in, const T* g, T* gz, int64_t begin, int64_t end, \
+                                                     int64_t C, const T* tau, T* dtau_sums, T eps) {     \
+    for_each_row_piece(begin, end, C, [&](int64_t b, int64_t e, int64_t c) {                             \
+      backward_through_planes<T, 1>(in + 2 * b, g + 2 * b, gz + 2 * b, e - b, tau + c, dtau_sums + c, eps); \
+    });                                                                                                  \
   }
 CPLXFAST_RUNS(float, f32)
 CPLXFAST_RUNS(double, f64)
@@ -155,16 +177,16 @@ struct RunsOf;
 template <>
 struct RunsOf<float> {
   static constexpr auto forward_const = &forward_const_f32;
-  static constexpr auto forward_each = &forward_each_f32;
+  static constexpr auto forward_rows = &forward_rows_f32;
   static constexpr auto backward_const = &backward_const_f32;
-  static constexpr auto backward_each = &backward_each_f32;
+  static constexpr auto backward_rows = &backward_rows_f32;
 };
 template <>
 struct RunsOf<double> {
   static constexpr auto forward_const = &forward_const_f64;
-  static constexpr auto forward_each = &forward_each_f64;
+  static constexpr auto forward_rows = &forward_rows_f64;
   static constexpr auto backward_const = &backward_const_f64;
-  static constexpr auto backward_each = &backward_each_f64;
+  static constexpr auto backward_rows = &backward_rows_f64;
 };
 
 at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold, double eps) {
@@ -177,10 +199,10 @@ at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold, double eps)
     T* o = static_cast<T*>(out.data_ptr());
     const T* tau = L.tau_block.data_ptr<T>();
     at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
-      for_each_run(
-          begin, end, L.inner, L.T,
-          [&](int64_t b, int64_t e, int64_t t) { RunsOf<T>::forward_const(in + 2 * b, o + 2 * b, e - b, tau + t, T(eps)); },
-          [&](int64_t b, int64_t e, int64_t t) { RunsOf<T>::forward_each(in + 2 * b, o + 2 * b, e - b, tau + t, T(eps)); });
+      if (L.inner == 1) return RunsOf<T>::forward_rows(in, o, begin, end, L.T, tau, T(eps));
+      for_each_constant_run(begin, end, L.inner, L.T, [&](int64_t b, int64_t e, int64_t t) {
+        RunsOf<T>::forward_const(in + 2 * b, o + 2 * b, e - b, tau + t, T(eps));
+      });
     });
   });
   return out;
@@ -208,30 +230,25 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
     T* gz = static_cast<T*>(grad_z.data_ptr());
     const T* tau = L.tau_block.data_ptr<T>();
     // The threshold gradient's sums: in T within a run's blocks (lane_sum) or, for rows of one
-    // element per threshold, across up to kFlushRows rows; in double across them, in each task's
-    // own vector (no cache line written by two threads), then across tasks.
+    // element per threshold (inner == 1), across spans of kFlushRows rows; in double across them,
+    // in each task's own vector (no cache line written by two threads), then across tasks.
     const int threads = at::get_num_threads();
     std::vector<double> partial(static_cast<size_t>(threads) * L.T, 0.0);
     at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
       std::vector<double> sums(L.T, 0.0);
-      std::vector<T> row_sums;
-      int64_t rows = 0;
-      const auto flush_rows = [&] {
-        for (int64_t t = 0; t < L.T; ++t) sums[t] += row_sums[t];
-        std::fill(row_sums.begin(), row_sums.end(), T(0));
-        rows = 0;
-      };
-      for_each_run(
-          begin, end, L.inner, L.T,
-          [&](int64_t b, int64_t e, int64_t t) {
-            sums[t] += RunsOf<T>::backward_const(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, tau + t, T(eps));
-          },
-          [&](int64_t b, int64_t e, int64_t t) {
-            if (row_sums.empty()) row_sums.assign(L.T, T(0));
-            RunsOf<T>::backward_each(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, tau + t, row_sums.data() + t, T(eps));
-            if (++rows == kFlushRows) flush_rows();
-          });
-      if (!row_sums.empty()) flush_rows();
+      if (L.inner == 1) {
+        std::vector<T> span_sums(L.T);
+        for (int64_t b = begin; b < end; b += kFlushRows * L.T) {
+          std::fill(span_sums.begin(), span_sums.end(), T(0));
+          RunsOf<T>::backward_rows(in, gp, gz, b, std::min(end, b + kFlushRows * L.T), L.T, tau, span_sums.data(),
+                                   T(eps));
+          for (int64_t t = 0; t < L.T; ++t) sums[t] += span_sums[t];
+        }
+      } else {
+        for_each_constant_run(begin, end, L.inner, L.T, [&](int64_t b, int64_t e, int64_t t) {
+          sums[t] += RunsOf<T>::backward_const(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, tau + t, T(eps));
+        });
+      }
       double* out = partial.data() + static_cast<size_t>(at::get_thread_num()) * L.T;
       for (int64_t t = 0; t < L.T; ++t) out[t] += sums[t];
     });

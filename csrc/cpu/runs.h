@@ -13,8 +13,8 @@ namespace cplxfast::cpu {
 template <typename Rising>
 __attribute__((always_inline)) inline void for_each_row_piece(int64_t begin, int64_t end, int64_t T,
                                                               const Rising& rising) {
-  for (int64_t i = begin; i < end;) {
-    const int64_t t = i % T;
+  // Only the first piece can start inside a row (one division, not one per row).
+  for (int64_t i = begin, t = begin % T; i < end; t = 0) {
     const int64_t stop = std::min(end, i + (T - t));
     rising(i, stop, t);
     i = stop;
@@ -29,18 +29,6 @@ inline void for_each_constant_run(int64_t begin, int64_t end, int64_t inner, int
     const int64_t stop = std::min(end, (row + 1) * inner);
     constant(i, stop, row % T);
     i = stop;
-  }
-}
-
-// Calls constant(b, e, t) for runs of one index t, or rising(b, e, t0) for runs where element i
-// has index t0 + (i - b).
-template <typename Constant, typename Rising>
-inline void for_each_run(int64_t begin, int64_t end, int64_t inner, int64_t T, const Constant& constant,
-                         const Rising& rising) {
-  if (inner == 1) {
-    for_each_row_piece(begin, end, T, rising);
-  } else {
-    for_each_constant_run(begin, end, inner, T, constant);
   }
 }
 
