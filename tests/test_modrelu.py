@@ -87,6 +87,22 @@ def test_strided_inputs(device, dtype, case, tau_shape):
     assert rel_err(gt, tr.grad) < (1e-5 if dtype == torch.complex64 else 1e-12)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7, 5, 37, 41), (3, 64, 20, 30)])
+def test_channels_last_threshold_gradient_over_many_rows(device, dtype, shape):
+    """Many rows per channel: the per-channel float sums are flushed to double every few rows,
+    and with 7 x 37 x 41 rows of 5 the threads' halves start in the middle of a row."""
+    torch.manual_seed(3)
+    z = crandn(*shape, dtype=dtype, device=device).to(memory_format=torch.channels_last)
+    g = crandn(*shape, dtype=dtype, device=device).to(memory_format=torch.channels_last)
+    tau = 0.5 * torch.rand(shape[1], 1, 1, dtype=REAL[dtype], device=device)
+    gz, gt = ops.modrelu_backward(g, z, tau)
+    zr, tr = z.detach().to(torch.complex128).requires_grad_(), tau.double().requires_grad_()
+    ref.modrelu(zr, tr).backward(g.to(torch.complex128))
+    assert rel_err(gz, zr.grad) < TOL[dtype]
+    assert rel_err(gt, tr.grad) < (1e-5 if dtype == torch.complex64 else 1e-12)
+
+
 def test_channels_last_output_stays_channels_last(device):
     z = crandn(2, 8, 4, 4, dtype=torch.complex64, device=device).to(memory_format=torch.channels_last)
     out = ops.modrelu(z, torch.zeros(8, 1, 1, device=device))

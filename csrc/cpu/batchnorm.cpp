@@ -5,7 +5,7 @@
 // own in-order sum, so the loops vectorise without reassociating one sum), in lanes of a run of one
 // channel (run_sums_of) or in per-channel pair arrays across a channels_last row (row_sums_of),
 // flushed to double every 512 elements or rows.
-// The loops run in AVX2 clones (cpu/vectorize.h).
+// The loops run in the vector clones of cpu/vectorize.h (AVX-512, AVX2, baseline).
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -152,7 +152,7 @@ struct GradSums {
   static constexpr int kFromPairs[K][2] = {{0, 0}, {0, 1}, {1, 0}, {2, 0}, {2, 1}, {1, 1}};
 };
 
-// Their run and row loops as plain functions with AVX2 clones (target_clones needs them).
+// Their run and row loops as plain functions with vector clones (target_clones needs them).
 #define CPLXFAST_SUM_LOOPS(S, T, SUFFIX)                                                                       \
   CPLXFAST_VECTOR_CLONES void S##_run_##SUFFIX(const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc) {   \
     run_sums<T, S>(x, y, n, sx0, sx1, acc);                                                                    \
@@ -310,7 +310,7 @@ __attribute__((always_inline)) inline void apply_run(const T* __restrict__ u, co
   apply_row<T, kHasV>(u + 2 * j, kHasV ? v + 2 * j : nullptr, lanes, kLanes / 2, n - j, out + 2 * j);
 }
 
-// The entry points, with AVX2 clones: the runs of one channel or the row pieces of [begin, end).
+// The entry points, with vector clones: the runs of one channel or the row pieces of [begin, end).
 #define CPLXFAST_APPLY_LOOPS(T, SUFFIX)                                                                    \
   CPLXFAST_VECTOR_CLONES void apply_runs_##SUFFIX(const T* u, const T* v, const T* pairs, int64_t C,       \
                                                   int64_t inner, int64_t begin, int64_t end, T* out) {     \

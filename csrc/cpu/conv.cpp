@@ -61,7 +61,7 @@ inline void corr_row(const T* __restrict__ gr, const T* __restrict__ gi, const T
   }
 }
 
-// Entry points compiled for AVX2 and the baseline (target_clones needs plain functions).
+// Entry points compiled per vector ISA (CPLXFAST_VECTOR_CLONES; target_clones needs plain functions).
 #define CPLXFAST_DEPTHWISE_ROWS(T, SUFFIX)                                                                        \
   CPLXFAST_VECTOR_CLONES void mac_##SUFFIX(const T* xr, const T* xi, int64_t s, T wr, T wi, int64_t n, T* ar,     \
                                            T* ai) {                                                               \

@@ -98,10 +98,10 @@ __attribute__((always_inline)) inline void backward_elements(const T* __restrict
 // backward_elements on interleaved z, g and grad_z through planes of kPlaneBlock elements (in
 // L1): read side by side, GCC vectorises re and im of one element as a pair (each vector holds
 // half as many elements), so every square root and division is done twice over. Measured on
-// contiguous tensors: 15-20% faster than the interleaved loop (bench/RESULTS.md); channels_last
-// rows (C elements, a threshold each) measured level with it, and take the same loop.
+// contiguous tensors: 15-20% faster than an interleaved loop (bench/RESULTS.md, 2026-12-02);
+// channels_last rows (C elements, a threshold each) measured level with one, and take this loop
+// too. Each block asks for the lines 4 KB ahead of it (prefetch_ahead).
 constexpr int64_t kPlaneBlock = 64;
-constexpr bool FWDPF = true;
 
 template <typename T, int kTauStep>
 __attribute__((always_inline)) inline void backward_through_planes(const T* __restrict__ in, const T* __restrict__ g,
@@ -112,9 +112,9 @@ __attribute__((always_inline)) inline void backward_through_planes(const T* __re
       dim[kPlaneBlock];
   for (int64_t b = 0; b < n; b += kPlaneBlock) {
     const int64_t m = std::min(kPlaneBlock, n - b);
-    prefetch_ahead<false>(in + 2 * b, 2 * kPlaneBlock * sizeof(T));
-    prefetch_ahead<false>(g + 2 * b, 2 * kPlaneBlock * sizeof(T));
-    prefetch_ahead<true>(gz + 2 * b, 2 * kPlaneBlock * sizeof(T));
+    prefetch_ahead<false>(in + 2 * b, 2 * m * sizeof(T));
+    prefetch_ahead<false>(g + 2 * b, 2 * m * sizeof(T));
+    prefetch_ahead<true>(gz + 2 * b, 2 * m * sizeof(T));
     deinterleave(in + 2 * b, m, zr, zi);
     deinterleave(g + 2 * b, m, gr, gi);
     backward_elements<T, kTauStep>(zr, zi, gr, gi, m, tau + kTauStep * b, eps, dre, dim, dt_out + b);
@@ -127,18 +127,17 @@ __attribute__((always_inline)) inline void forward_prefetching(const T* __restri
                                                                const T* __restrict__ tau, T eps) {
   for (int64_t b = 0; b < n; b += kPlaneBlock) {
     const int64_t m = std::min(kPlaneBlock, n - b);
-    if (FWDPF) {
-    prefetch_ahead<false>(in + 2 * b, 2 * kPlaneBlock * sizeof(T));
-    prefetch_ahead<true>(out + 2 * b, 2 * kPlaneBlock * sizeof(T));
-    }
+    prefetch_ahead<false>(in + 2 * b, 2 * m * sizeof(T));
+    prefetch_ahead<true>(out + 2 * b, 2 * m * sizeof(T));
     forward_run<T, kTauStep>(in + 2 * b, out + 2 * b, m, tau + kTauStep * b, eps);
   }
 }
 
 // Elements per block of the constant-threshold backward: its dt buffer stays in L1.
 constexpr int64_t kBackwardBlock = 1024;
-// Rows of a per-element-threshold backward summed in T before the sums go to double.
-constexpr int64_t kFlushRows = 512;
+// Rows of a per-element-threshold backward summed in T (one in-order sum per channel) before the
+// sums go to double: 64 keeps a float sum's error near the 32-lane sums of the contiguous path.
+constexpr int64_t kFlushRows = 64;
 
 // The entry points the clones are made of (target_clones needs plain functions).
 #define CPLXFAST_RUNS(T, SUFFIX)                                                                          \
@@ -231,7 +230,8 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
     const T* tau = L.tau_block.data_ptr<T>();
     // The threshold gradient's sums: in T within a run's blocks (lane_sum) or, for rows of one
     // element per threshold (inner == 1), across spans of kFlushRows rows; in double across them,
-    // in each task's own vector (no cache line written by two threads), then across tasks.
+    // in each task's own vector (no cache line written by two threads), then per thread, then
+    // across threads.
     const int threads = at::get_num_threads();
     std::vector<double> partial(static_cast<size_t>(threads) * L.T, 0.0);
     at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {

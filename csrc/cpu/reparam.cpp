@@ -111,7 +111,7 @@ __attribute__((always_inline)) inline void combine_noisy_row(uint64_t seed, uint
   });
 }
 
-// Entry points compiled for AVX2 and the x86-64 baseline (cpu/vectorize.h).
+// Entry points compiled per vector ISA: AVX-512, AVX2 and the x86-64 baseline (cpu/vectorize.h).
 #define CPLXFAST_REPARAM_RANGES(T, SUFFIX)                                                                    \
   CPLXFAST_VECTOR_CLONES void forward_##SUFFIX(uint64_t seed, uint64_t offset, int64_t b, int64_t e, int64_t n, \
                                                const T* mu, const T* s2, T* out) {                            \

@@ -69,11 +69,11 @@ __attribute__((always_inline)) inline void interleave(const T* __restrict__ re, 
 // their maths with their memory traffic on their own; asked for 4 KB ahead, the modReLU backward
 // measured 1.2-1.4x faster (bench/RESULTS.md). x86 prefetches never fault, so an address past the
 // end of a tensor is harmless; it is computed as an integer, not as an out-of-bounds pointer.
-constexpr uintptr_t kPrefetchAhead = 4096;
+constexpr std::uintptr_t kPrefetchAhead = 4096;
 
 template <bool kForWrite>
 __attribute__((always_inline)) inline void prefetch_ahead(const void* p, int64_t bytes) {
-  const uintptr_t ahead = reinterpret_cast<uintptr_t>(p) + kPrefetchAhead;
+  const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(p) + kPrefetchAhead;
   for (int64_t c = 0; c < bytes; c += 64) __builtin_prefetch(reinterpret_cast<const void*>(ahead + c), kForWrite, 3);
 }
 
