@@ -25,14 +25,15 @@ namespace {
 
 constexpr int64_t kGrain = 16384;  // complex elements per task
 
-// out for n interleaved complex values (modrelu_math::forward); tau[j * kTauStep] is element j's
+// out for n elements on planes (modrelu_math::forward); tau[j * kTauStep] is element j's
 // threshold. Branch-free (blends, no early exits) so that it vectorises.
 template <typename T, int kTauStep>
-__attribute__((always_inline)) inline void forward_run(const T* __restrict__ in, T* __restrict__ out, int64_t n,
-                                                       const T* __restrict__ tau, T eps) {
+__attribute__((always_inline)) inline void forward_elements(const T* __restrict__ zr, const T* __restrict__ zi,
+                                                            int64_t n, const T* __restrict__ tau, T eps,
+                                                            T* __restrict__ or_, T* __restrict__ oi_) {
   const bool polar = eps == T(0);
   for (int64_t j = 0; j < n; ++j) {
-    const T re = in[2 * j], im = in[2 * j + 1], th = tau[j * kTauStep];
+    const T re = zr[j], im = zi[j], th = tau[j * kTauStep];
     const T r = std::sqrt(re * re + im * im);
     const T m = r > eps ? r : eps;
     const T s = T(1) - th / m;
@@ -42,8 +43,8 @@ __attribute__((always_inline)) inline void forward_run(const T* __restrict__ in,
     const bool origin = polar && r == T(0);  // eps = 0 at z = 0: relu(-tau) + 0i
     T o = -th;
     o = o > T(0) ? o : (o == o ? T(0) : o);
-    out[2 * j] = origin ? o : re * f;
-    out[2 * j + 1] = origin ? T(0) : im * f;
+    or_[j] = origin ? o : re * f;
+    oi_[j] = origin ? T(0) : im * f;
   }
 }
 
@@ -95,13 +96,29 @@ __attribute__((always_inline)) inline void backward_elements(const T* __restrict
   }
 }
 
-// backward_elements on interleaved z, g and grad_z through planes of kPlaneBlock elements (in
-// L1): read side by side, GCC vectorises re and im of one element as a pair (each vector holds
-// half as many elements), so every square root and division is done twice over. Measured on
-// contiguous tensors: 15-20% faster than an interleaved loop (bench/RESULTS.md, 2026-12-02);
-// channels_last rows (C elements, a threshold each) measured level with one, and take this loop
-// too. Each block asks for the lines 4 KB ahead of it (prefetch_ahead).
+// forward_elements and backward_elements on interleaved tensors through planes of kPlaneBlock
+// elements (in L1): read side by side, GCC vectorises re and im of one element as a pair (each
+// vector holds half as many elements), so every square root and division is done twice over.
+// Measured on contiguous tensors: the backward 15-20% faster than an interleaved loop
+// (bench/RESULTS.md, 2026-12-02), the forward 1.4x faster (0.43 -> 0.30 ns per element, 2
+// threads, 32x64x32x32: from compute-bound to copy speed, 2026-12-03); channels_last rows (C
+// elements, a threshold each) measured level with one, and take these loops too. Each block asks
+// for the lines 4 KB ahead of it (prefetch_ahead).
 constexpr int64_t kPlaneBlock = 64;
+
+template <typename T, int kTauStep>
+__attribute__((always_inline)) inline void forward_through_planes(const T* __restrict__ in, T* __restrict__ out,
+                                                                  int64_t n, const T* __restrict__ tau, T eps) {
+  alignas(64) T zr[kPlaneBlock], zi[kPlaneBlock], or_[kPlaneBlock], oi[kPlaneBlock];
+  for (int64_t b = 0; b < n; b += kPlaneBlock) {
+    const int64_t m = std::min(kPlaneBlock, n - b);
+    prefetch_ahead<false>(in + 2 * b, 2 * m * sizeof(T));
+    prefetch_ahead<true>(out + 2 * b, 2 * m * sizeof(T));
+    deinterleave(in + 2 * b, m, zr, zi);
+    forward_elements<T, kTauStep>(zr, zi, m, tau + kTauStep * b, eps, or_, oi);
+    interleave(or_, oi, m, out + 2 * b);
+  }
+}
 
 template <typename T, int kTauStep>
 __attribute__((always_inline)) inline void backward_through_planes(const T* __restrict__ in, const T* __restrict__ g,
@@ -122,17 +139,6 @@ __attribute__((always_inline)) inline void backward_through_planes(const T* __re
   }
 }
 
-template <typename T, int kTauStep>
-__attribute__((always_inline)) inline void forward_prefetching(const T* __restrict__ in, T* __restrict__ out, int64_t n,
-                                                               const T* __restrict__ tau, T eps) {
-  for (int64_t b = 0; b < n; b += kPlaneBlock) {
-    const int64_t m = std::min(kPlaneBlock, n - b);
-    prefetch_ahead<false>(in + 2 * b, 2 * m * sizeof(T));
-    prefetch_ahead<true>(out + 2 * b, 2 * m * sizeof(T));
-    forward_run<T, kTauStep>(in + 2 * b, out + 2 * b, m, tau + kTauStep * b, eps);
-  }
-}
-
 // Elements per block of the constant-threshold backward: its dt buffer stays in L1.
 constexpr int64_t kBackwardBlock = 1024;
 // Rows of a per-element-threshold backward summed in T (one in-order sum per channel) before the
@@ -142,12 +148,12 @@ constexpr int64_t kFlushRows = 64;
 // The entry points the clones are made of (target_clones needs plain functions).
 #define CPLXFAST_RUNS(T, SUFFIX)                                                                          \
   CPLXFAST_VECTOR_CLONES void forward_const_##SUFFIX(const T* in, T* out, int64_t n, const T* tau, T eps) { \
-    forward_prefetching<T, 0>(in, out, n, tau, eps);                                                     \
+    forward_through_planes<T, 0>(in, out, n, tau, eps);                                                     \
   }                                                                                                      \
   CPLXFAST_VECTOR_CLONES void forward_rows_##SUFFIX(const T* in, T* out, int64_t begin, int64_t end, int64_t C,  \
                                                     const T* tau, T eps) {                               \
     for_each_row_piece(begin, end, C, [&](int64_t b, int64_t e, int64_t c) {                             \
-      forward_prefetching<T, 1>(in + 2 * b, out + 2 * b, e - b, tau + c, eps);                           \
+      forward_through_planes<T, 1>(in + 2 * b, out + 2 * b, e - b, tau + c, eps);                           \
     });                                                                                                  \
   }                                                                                                      \
   CPLXFAST_VECTOR_CLONES double backward_const_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, const T* tau, \
