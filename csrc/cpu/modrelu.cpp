@@ -3,8 +3,9 @@
 //
 // Elements are walked in z's memory order in runs that share a threshold (a segment of
 // constant tau), or, when the threshold varies fastest (channels_last per-channel: inner == 1),
-// in rows of T elements with one threshold each. The run kernels are branch-free loops that
-// GCC vectorises (cpu/vectorize.h).
+// in one walk over rows of T elements with one threshold each (RowThresholds). The maths runs on
+// chunks of elements split into real and imaginary parts in registers (cpu/vectorize.h's
+// ComplexChunk), branch-free, in the vector clones of cpu/vectorize.h.
 #include <algorithm>
 #include <vector>
 
@@ -25,157 +26,214 @@ namespace {
 
 constexpr int64_t kGrain = 16384;  // complex elements per task
 
-// out for n elements on planes (modrelu_math::forward); tau[j * kTauStep] is element j's
-// threshold. Branch-free (blends, no early exits) so that it vectorises.
-template <typename T, int kTauStep>
-__attribute__((always_inline)) inline void forward_elements(const T* __restrict__ zr, const T* __restrict__ zi,
-                                                            int64_t n, const T* __restrict__ tau, T eps,
-                                                            T* __restrict__ or_, T* __restrict__ oi_) {
-  const bool polar = eps == T(0);
-  for (int64_t j = 0; j < n; ++j) {
-    const T re = zr[j], im = zi[j], th = tau[j * kTauStep];
-    const T r = std::sqrt(re * re + im * im);
-    const T m = r > eps ? r : eps;
-    const T s = T(1) - th / m;
-    T f = s > T(0) ? s : T(0);
-    f = s == s ? f : s;  // NaN threshold
-    f = r == r ? f : r;  // NaN input: both parts NaN, as torch computes it
-    const bool origin = polar && r == T(0);  // eps = 0 at z = 0: relu(-tau) + 0i
-    T o = -th;
-    o = o > T(0) ? o : (o == o ? T(0) : o);
-    or_[j] = origin ? o : re * f;
-    oi_[j] = origin ? T(0) : im * f;
+// The maths of modrelu_math::forward / grads on a chunk of elements in registers (split parts,
+// cpu/vectorize.h's ComplexChunk), branch-free, so that every clone runs it at full vector width.
+// kPolar: eps == 0 (torchcvnn's polar form), where z = 0 is a case of its own; a template parameter
+// so that the other loops carry none of it.
+template <typename T, bool kPolar>
+__attribute__((always_inline)) inline void forward_chunk(VecOf<T> re, VecOf<T> im, VecOf<T> th, T eps, VecOf<T>& out_re,
+                                                         VecOf<T>& out_im) {
+  using V = VecOf<T>;
+  const V zero{};
+  const V r = sqrt_vec<T>(re * re + im * im);
+  const V m = r > eps ? r : zero + eps;
+  const V s = T(1) - th / m;
+  V f = s > zero ? s : zero;
+  f = s == s ? f : s;  // NaN threshold
+  f = r == r ? f : r;  // NaN input: both parts NaN, as torch computes it
+  out_re = re * f;
+  out_im = im * f;
+  if constexpr (kPolar) {  // z = 0: relu(-tau) + 0i
+    const V o = -th;
+    const V relu = o > zero ? o : (o == o ? zero : o);
+    out_re = r == zero ? relu : out_re;
+    out_im = r == zero ? zero : out_im;
   }
 }
 
-// grad_z for n elements on planes (modrelu_math::grads) and the threshold gradient: with one
-// threshold (kTauStep 0) each element's in dt[j], summed by the caller (a float sum inside this
-// loop is a chain of in-order scalar adds, GCC does not reassociate it, which measured slower than
-// the whole rest of the loop); with a threshold per element (kTauStep 1: a channels_last row,
-// one element per channel) added to dt[j], its channel's running sum.
-template <typename T, int kTauStep>
-__attribute__((always_inline)) inline void backward_elements(const T* __restrict__ zr, const T* __restrict__ zi,
-                                                             const T* __restrict__ gr_, const T* __restrict__ gi_,
-                                                             int64_t n, const T* __restrict__ tau, T eps,
-                                                             T* __restrict__ dre_out, T* __restrict__ dim_out,
-                                                             T* __restrict__ dt_out) {
-  const bool polar = eps == T(0);
-  for (int64_t j = 0; j < n; ++j) {
-    const T re = zr[j], im = zi[j], gr = gr_[j], gi = gi_[j];
-    const T th = tau[j * kTauStep];
-    const T r = std::sqrt(re * re + im * im);
-    const bool large = r > eps;
-    const bool origin = polar && r == T(0);
-    // 1 / max(|z|, eps) (origin: any finite value, blended out). Written this way, not as one
-    // nested select on `large`, GCC 12 vectorises the loop (the nested form it did not).
-    const T m = r > eps ? r : eps;
-    const T inv_m = T(1) / (origin ? T(1) : m);
-    const T s = T(1) - th * inv_m;
-    const bool on = s > T(0);
-    // grad_z = a g + b (Im u, -Re u), u = z / |z|: |z| > eps: a = 1, b = (tau / |z|) Im(g conj(u));
-    // |z| <= eps: a = s, b = 0 (modrelu_math::grads). In u, not z / |z|^3, so that it stays in
-    // range for tiny and huge |z| (eps = 0).
-    const T ur = re * inv_m, ui = im * inv_m;
-    const T a = large ? T(1) : s;
-    const T b = large ? (th * inv_m) * (gi * ur - gr * ui) : T(0);
-    T dre = a * gr + b * ui;
-    T dim = a * gi - b * ur;
-    T dt = -(gr * re + gi * im) * inv_m;  // -Re(g conj(z)) / max(|z|, eps)
-    dre = on && !origin ? dre : T(0);
-    dim = on && !origin ? dim : T(0);
-    dt = on && !origin ? dt : T(0);
-    dt = origin && th < T(0) ? -gr : dt;  // eps = 0 at z = 0: out = relu(-tau)
-    const T nan = (r - r) + (s - s) + (gr - gr) + (gi - gi);  // 0, or NaN if anything is NaN
-    dre_out[j] = dre + nan;
-    dim_out[j] = dim + nan;
-    if constexpr (kTauStep == 0) {
-      dt_out[j] = dt + nan;
-    } else {
-      dt_out[j] += dt + nan;
+// grad_z (gz_re, gz_im) and the threshold's element gradients (dt).
+template <typename T, bool kPolar>
+__attribute__((always_inline)) inline void backward_chunk(VecOf<T> re, VecOf<T> im, VecOf<T> gr, VecOf<T> gi,
+                                                          VecOf<T> th, T eps, VecOf<T>& gz_re, VecOf<T>& gz_im,
+                                                          VecOf<T>& dt) {
+  using V = VecOf<T>;
+  const V zero{}, one = zero + T(1);
+  const V r = sqrt_vec<T>(re * re + im * im);
+  using Mask = decltype(r > eps);
+  const Mask large = r > eps;
+  const V m = large ? r : zero + eps;
+  const Mask origin = kPolar ? Mask(r == zero) : Mask{};  // z = 0 in the polar form
+  const V inv_m = one / (origin ? one : m);  // origin: any finite value, blended out
+  const V s = one - th * inv_m;
+  const Mask live = (s > zero) & ~origin;
+  // grad_z = a g + b (Im u, -Re u), u = z / |z|: |z| > eps: a = 1, b = (tau / |z|) Im(g conj(u));
+  // |z| <= eps: a = s, b = 0 (modrelu_math::grads). In u, not z / |z|^3, so that it stays in
+  // range for tiny and huge |z| (eps = 0).
+  const V ur = re * inv_m, ui = im * inv_m;
+  const V a = large ? one : s;
+  const V b = large ? (th * inv_m) * (gi * ur - gr * ui) : zero;
+  const V nan = (r - r) + (s - s) + (gr - gr) + (gi - gi);  // 0, or NaN if anything is NaN
+  gz_re = (live ? a * gr + b * ui : zero) + nan;
+  gz_im = (live ? a * gi - b * ur : zero) + nan;
+  V t = live ? -(gr * ur + gi * ui) : zero;  // -Re(g conj(z)) / max(|z|, eps)
+  if constexpr (kPolar) t = (origin & (th < zero)) ? -gr : t;  // z = 0: out = relu(-tau)
+  dt = t + nan;
+}
+
+// Walks n elements by chunks, calling chunk(z, aux, out) with pointers to a chunk's interleaved
+// values and, for the last chunk when n is not a multiple of its size, to copies padded with
+// zeros. aux is a second interleaved input (the backward's g) or null. Each chunk asks for its
+// lines 4 KB ahead (prefetch_ahead).
+template <typename T, typename Chunk>
+__attribute__((always_inline)) inline void for_each_chunk(const T* __restrict__ z, const T* __restrict__ aux,
+                                                          T* __restrict__ out, int64_t n, const Chunk& chunk) {
+  constexpr int L = ComplexChunk<T>::kSize;
+  int64_t j = 0;
+  for (; j + L <= n; j += L) {
+    prefetch_ahead<false>(z + 2 * j, 2 * L * sizeof(T));
+    if (aux != nullptr) prefetch_ahead<false>(aux + 2 * j, 2 * L * sizeof(T));
+    prefetch_ahead<true>(out + 2 * j, 2 * L * sizeof(T));
+    chunk(z + 2 * j, aux == nullptr ? nullptr : aux + 2 * j, out + 2 * j);
+  }
+  if (j == n) return;
+  alignas(32) T z_pad[2 * L] = {}, aux_pad[2 * L] = {}, out_pad[2 * L];
+  std::copy(z + 2 * j, z + 2 * n, z_pad);
+  if (aux != nullptr) std::copy(aux + 2 * j, aux + 2 * n, aux_pad);
+  chunk(z_pad, aux_pad, out_pad);
+  std::copy(out_pad, out_pad + 2 * (n - j), out + 2 * j);
+}
+
+// Elements per float sum of the threshold gradient of a constant-threshold run (each lane sums
+// kSumBlock / kSize of them before they go to double).
+constexpr int64_t kSumBlock = 512;
+
+// The thresholds of a run's chunks, in lane order, and where their gradients go; the chunks come
+// in memory order. Padded lanes of a last chunk (z = g = 0) give a zero gradient, or the NaN that
+// a NaN or infinite threshold gives every element of its channel anyway, so whole vectors are
+// added.
+//
+// RunThreshold: one threshold for the run (inner > 1); its gradient summed in the lanes of a
+// vector, moved to double every kSumBlock elements.
+template <typename T>
+struct RunThreshold {
+  VecOf<T> tau;
+  VecOf<T> sum{};
+  double total = 0;
+  int64_t chunks = 0;
+
+  explicit RunThreshold(const T* t) : tau(VecOf<T>{} + *t) {}
+  VecOf<T> thresholds() const { return tau; }
+  void add_grad(VecOf<T> dt) {
+    sum += dt;
+    if (++chunks % (kSumBlock / ComplexChunk<T>::kSize) == 0) {
+      total += lanes_sum<T>(sum);
+      sum = VecOf<T>{};
     }
   }
-}
+  void next() {}
+  double grad_sum() const { return total + lanes_sum<T>(sum); }
+};
 
-// forward_elements and backward_elements on interleaved tensors through planes of kPlaneBlock
-// elements (in L1): read side by side, GCC vectorises re and im of one element as a pair (each
-// vector holds half as many elements), so every square root and division is done twice over.
-// Measured on contiguous tensors: the backward 15-20% faster than an interleaved loop
-// (bench/RESULTS.md, 2026-12-02), the forward 1.4x faster (0.43 -> 0.30 ns per element, 2
-// threads, 32x64x32x32: from compute-bound to copy speed, 2026-12-03); channels_last rows (C
-// elements, a threshold each) measured level with one, and take these loops too. Each block asks
-// for the lines 4 KB ahead of it (prefetch_ahead).
-constexpr int64_t kPlaneBlock = 64;
+// RowThresholds: one threshold per channel, the channel varying fastest (channels_last per-channel
+// thresholds, or thresholds [F] on [B, F]: inner == 1): element i of the run is in channel
+// (first + i) % C. tau_ext holds the C thresholds and then the first kSize of them again, so a
+// chunk's thresholds are consecutive wherever in a row of C it starts; dt_ext is laid out the same
+// way and takes the gradients (folded into C sums by the caller). One walk over the whole run, not
+// one per row: rows shorter than a chunk (C < 8 for float) would otherwise be all padding.
+template <typename T>
+struct RowThresholds {
+  const T* tau_ext;
+  T* dt_ext;
+  int64_t C, step, at;
 
-template <typename T, int kTauStep>
-__attribute__((always_inline)) inline void forward_through_planes(const T* __restrict__ in, T* __restrict__ out,
-                                                                  int64_t n, const T* __restrict__ tau, T eps) {
-  alignas(64) T zr[kPlaneBlock], zi[kPlaneBlock], or_[kPlaneBlock], oi[kPlaneBlock];
-  for (int64_t b = 0; b < n; b += kPlaneBlock) {
-    const int64_t m = std::min(kPlaneBlock, n - b);
-    prefetch_ahead<false>(in + 2 * b, 2 * m * sizeof(T));
-    prefetch_ahead<true>(out + 2 * b, 2 * m * sizeof(T));
-    deinterleave(in + 2 * b, m, zr, zi);
-    forward_elements<T, kTauStep>(zr, zi, m, tau + kTauStep * b, eps, or_, oi);
-    interleave(or_, oi, m, out + 2 * b);
+  RowThresholds(const T* tau_ext, T* dt_ext, int64_t C, int64_t first)
+      : tau_ext(tau_ext), dt_ext(dt_ext), C(C), step(ComplexChunk<T>::kSize % C), at(first % C) {}
+  VecOf<T> thresholds() const { return in_lane_order<T>(load_vec(tau_ext + at)); }
+  void add_grad(VecOf<T> dt) { store_vec(dt_ext + at, load_vec(dt_ext + at) + in_lane_order<T>(dt)); }
+  void next() {
+    at += step;
+    if (at >= C) at -= C;
   }
+};
+
+// The length of tau_ext and dt_ext for C channels.
+template <typename T>
+int64_t extended_row_length(int64_t C) {
+  return C + ComplexChunk<T>::kSize;
 }
 
-template <typename T, int kTauStep>
-__attribute__((always_inline)) inline void backward_through_planes(const T* __restrict__ in, const T* __restrict__ g,
-                                                                   T* __restrict__ gz, int64_t n,
-                                                                   const T* __restrict__ tau, T* __restrict__ dt_out,
-                                                                   T eps) {
-  alignas(64) T zr[kPlaneBlock], zi[kPlaneBlock], gr[kPlaneBlock], gi[kPlaneBlock], dre[kPlaneBlock],
-      dim[kPlaneBlock];
-  for (int64_t b = 0; b < n; b += kPlaneBlock) {
-    const int64_t m = std::min(kPlaneBlock, n - b);
-    prefetch_ahead<false>(in + 2 * b, 2 * m * sizeof(T));
-    prefetch_ahead<false>(g + 2 * b, 2 * m * sizeof(T));
-    prefetch_ahead<true>(gz + 2 * b, 2 * m * sizeof(T));
-    deinterleave(in + 2 * b, m, zr, zi);
-    deinterleave(g + 2 * b, m, gr, gi);
-    backward_elements<T, kTauStep>(zr, zi, gr, gi, m, tau + kTauStep * b, eps, dre, dim, dt_out + b);
-    interleave(dre, dim, m, gz + 2 * b);
-  }
+template <typename T, bool kPolar, typename Thresholds>
+__attribute__((always_inline)) inline void forward_run(const T* in, T* out, int64_t n, Thresholds tau, T eps) {
+  for_each_chunk<T>(in, nullptr, out, n, [&](const T* z, const T*, T* o) {
+    VecOf<T> re, im, out_re, out_im;
+    load_split(z, re, im);
+    forward_chunk<T, kPolar>(re, im, tau.thresholds(), eps, out_re, out_im);
+    merge_store(out_re, out_im, o);
+    tau.next();
+  });
 }
 
-// Elements per block of the constant-threshold backward: its dt buffer stays in L1.
-constexpr int64_t kBackwardBlock = 1024;
+// grad_z of n elements; the threshold's element gradients go to tau.add_grad.
+template <typename T, bool kPolar, typename Thresholds>
+__attribute__((always_inline)) inline void backward_run(const T* in, const T* g, T* gz, int64_t n, Thresholds& tau,
+                                                        T eps) {
+  for_each_chunk<T>(in, g, gz, n, [&](const T* z, const T* gp, T* o) {
+    VecOf<T> re, im, gr, gi, gz_re, gz_im, dt;
+    load_split(z, re, im);
+    load_split(gp, gr, gi);
+    backward_chunk<T, kPolar>(re, im, gr, gi, tau.thresholds(), eps, gz_re, gz_im, dt);
+    merge_store(gz_re, gz_im, o);
+    tau.add_grad(dt);
+    tau.next();
+  });
+}
+
 // Rows of a per-element-threshold backward summed in T (one in-order sum per channel) before the
-// sums go to double: 64 keeps a float sum's error near the 32-lane sums of the contiguous path.
+// sums go to double: 64 keeps a float sum's error near the constant-threshold runs'.
 constexpr int64_t kFlushRows = 64;
 
-// The entry points the clones are made of (target_clones needs plain functions).
-#define CPLXFAST_RUNS(T, SUFFIX)                                                                          \
-  CPLXFAST_VECTOR_CLONES void forward_const_##SUFFIX(const T* in, T* out, int64_t n, const T* tau, T eps) { \
-    forward_through_planes<T, 0>(in, out, n, tau, eps);                                                     \
-  }                                                                                                      \
-  CPLXFAST_VECTOR_CLONES void forward_rows_##SUFFIX(const T* in, T* out, int64_t begin, int64_t end, int64_t C,  \
-                                                    const T* tau, T eps) {                               \
-    for_each_row_piece(begin, end, C, [&](int64_t b, int64_t e, int64_t c) {                             \
-      forward_through_planes<T, 1>(in + 2 * b, out + 2 * b, e - b, tau + c, eps);                           \
-    });                                                                                                  \
-  }                                                                                                      \
-  CPLXFAST_VECTOR_CLONES double backward_const_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, const T* tau, \
-                                                        T eps) {                                         \
-    T dt[kBackwardBlock];                                                                                \
-    double sum = 0;                                                                                      \
-    for (int64_t b = 0; b < n; b += kBackwardBlock) {                                                    \
-      const int64_t m = std::min(kBackwardBlock, n - b);                                                 \
-      backward_through_planes<T, 0>(in + 2 * b, g + 2 * b, gz + 2 * b, m, tau, dt, eps);                      \
-      sum += lane_sum(dt, m);                                                                            \
-    }                                                                                                    \
-    return sum;                                                                                          \
-  }                                                                                                      \
-  CPLXFAST_VECTOR_CLONES void backward_rows_##SUFFIX(const T* in, const T* g, T* gz, int64_t begin, int64_t end, \
-                                                     int64_t C, const T* tau, T* dtau_sums, T eps) {     \
-    for_each_row_piece(begin, end, C, [&](int64_t b, int64_t e, int64_t c) {                             \
-      backward_through_planes<T, 1>(in + 2 * b, g + 2 * b, gz + 2 * b, e - b, tau + c, dtau_sums + c, eps); \
-    });                                                                                                  \
+// The entry points the clones are made of (target_clones needs plain functions); eps == 0 picks
+// the polar form's loops. *_rows: n elements from element `first` of z's memory order on, with
+// thresholds tau_ext and gradients into dt_ext (RowThresholds).
+#define CPLXFAST_RUNS(T, SUFFIX)                                                                           \
+  CPLXFAST_VECTOR_CLONES void forward_const_##SUFFIX(const T* in, T* out, int64_t n, const T* tau, T eps) {  \
+    if (eps == T(0)) return forward_run<T, true>(in, out, n, RunThreshold<T>(tau), eps);                   \
+    forward_run<T, false>(in, out, n, RunThreshold<T>(tau), eps);                                          \
+  }                                                                                                       \
+  CPLXFAST_VECTOR_CLONES void forward_rows_##SUFFIX(const T* in, T* out, int64_t n, int64_t first, int64_t C,     \
+                                                    const T* tau_ext, T eps) {                            \
+    const RowThresholds<T> tau(tau_ext, nullptr, C, first);                                               \
+    if (eps == T(0)) return forward_run<T, true>(in, out, n, tau, eps);                                    \
+    forward_run<T, false>(in, out, n, tau, eps);                                                           \
+  }                                                                                                       \
+  CPLXFAST_VECTOR_CLONES double backward_const_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, const T* tau,  \
+                                                        T eps) {                                          \
+    RunThreshold<T> t(tau);                                                                               \
+    if (eps == T(0)) {                                                                                    \
+      backward_run<T, true>(in, g, gz, n, t, eps);                                                        \
+    } else {                                                                                              \
+      backward_run<T, false>(in, g, gz, n, t, eps);                                                       \
+    }                                                                                                     \
+    return t.grad_sum();                                                                                  \
+  }                                                                                                       \
+  CPLXFAST_VECTOR_CLONES void backward_rows_##SUFFIX(const T* in, const T* g, T* gz, int64_t n, int64_t first,    \
+                                                     int64_t C, const T* tau_ext, T* dt_ext, T eps) {     \
+    RowThresholds<T> t(tau_ext, dt_ext, C, first);                                                        \
+    if (eps == T(0)) return backward_run<T, true>(in, g, gz, n, t, eps);                                   \
+    backward_run<T, false>(in, g, gz, n, t, eps);                                                         \
   }
 CPLXFAST_RUNS(float, f32)
 CPLXFAST_RUNS(double, f64)
 #undef CPLXFAST_RUNS
+
+// The C thresholds followed by the first ComplexChunk<T>::kSize of them again, cyclically
+// (RowThresholds' tau_ext).
+template <typename T>
+std::vector<T> extended_row(const T* tau, int64_t C) {
+  std::vector<T> ext(extended_row_length<T>(C));
+  for (size_t k = 0; k < ext.size(); ++k) ext[k] = tau[k % C];
+  return ext;
+}
 
 template <typename T>
 struct RunsOf;
@@ -203,8 +261,11 @@ at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold, double eps)
     const T* in = static_cast<const T*>(L.z.data_ptr());
     T* o = static_cast<T*>(out.data_ptr());
     const T* tau = L.tau_block.data_ptr<T>();
+    const std::vector<T> tau_ext = L.inner == 1 ? extended_row(tau, L.T) : std::vector<T>();
     at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
-      if (L.inner == 1) return RunsOf<T>::forward_rows(in, o, begin, end, L.T, tau, T(eps));
+      if (L.inner == 1) {
+        return RunsOf<T>::forward_rows(in + 2 * begin, o + 2 * begin, end - begin, begin, L.T, tau_ext.data(), T(eps));
+      }
       for_each_constant_run(begin, end, L.inner, L.T, [&](int64_t b, int64_t e, int64_t t) {
         RunsOf<T>::forward_const(in + 2 * b, o + 2 * b, e - b, tau + t, T(eps));
       });
@@ -234,21 +295,23 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
     const T* gp = static_cast<const T*>(g.data_ptr());
     T* gz = static_cast<T*>(grad_z.data_ptr());
     const T* tau = L.tau_block.data_ptr<T>();
-    // The threshold gradient's sums: in T within a run's blocks (lane_sum) or, for rows of one
+    // The threshold gradient's sums: in T within a run's blocks of kSumBlock elements or, for rows of one
     // element per threshold (inner == 1), across spans of kFlushRows rows; in double across them,
     // in each task's own vector (no cache line written by two threads), then per thread, then
     // across threads.
+    const std::vector<T> tau_ext = L.inner == 1 ? extended_row(tau, L.T) : std::vector<T>();
     const int threads = at::get_num_threads();
     std::vector<double> partial(static_cast<size_t>(threads) * L.T, 0.0);
     at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
       std::vector<double> sums(L.T, 0.0);
       if (L.inner == 1) {
-        std::vector<T> span_sums(L.T);
+        std::vector<T> dt_ext(tau_ext.size());
         for (int64_t b = begin; b < end; b += kFlushRows * L.T) {
-          std::fill(span_sums.begin(), span_sums.end(), T(0));
-          RunsOf<T>::backward_rows(in, gp, gz, b, std::min(end, b + kFlushRows * L.T), L.T, tau, span_sums.data(),
+          std::fill(dt_ext.begin(), dt_ext.end(), T(0));
+          const int64_t e = std::min(end, b + kFlushRows * L.T);
+          RunsOf<T>::backward_rows(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, b, L.T, tau_ext.data(), dt_ext.data(),
                                    T(eps));
-          for (int64_t t = 0; t < L.T; ++t) sums[t] += span_sums[t];
+          for (size_t k = 0; k < dt_ext.size(); ++k) sums[k % L.T] += dt_ext[k];
         }
       } else {
         for_each_constant_run(begin, end, L.inner, L.T, [&](int64_t b, int64_t e, int64_t t) {
