@@ -1,8 +1,11 @@
 // Elementwise CPU loops are written branch-free so that GCC vectorises them, and their entry
 // points are compiled three times, for AVX-512 (F: 16 floats per vector, and FMA, which GCC
-// contracts into), AVX2 and the x86-64 baseline, with the right one picked at load time
-// (target_clones): full-width vectors on current CPUs, and still runs on any x86-64. The AVX-512
-// clone is what brought the modReLU backward to memory speed on an AVX-512 Xeon (bench/RESULTS.md).
+// contracts into), x86-64-v3 (AVX2 with FMA, every AVX2 CPU since Haswell and Zen; GCC contracts
+// there too) and the x86-64 baseline, with the right one picked at load time (target_clones):
+// full-width vectors on current CPUs, and still runs on any x86-64. The AVX-512 clone is what
+// brought the modReLU backward to memory speed on an AVX-512 Xeon (bench/RESULTS.md); FMA took 8%
+// off the in-cache time of the chunked modReLU backward on an AVX2 EPYC (a plain "avx2" clone has
+// no FMA).
 // flatten: everything a clone calls is inlined into it and compiled for its ISA. Without it GCC
 // left some loop bodies (lambdas passed to for_each_row_piece / for_each_constant_run, batch
 // norm's apply among them) as out-of-line functions, compiled for the baseline only (SSE2).
@@ -19,9 +22,8 @@
 
 namespace cplxfast::cpu {
 
-// Interleaved complex values <-> two planes, for loops whose maths runs in planes: a loop that
-// reads re and im of one element side by side, GCC vectorises as pairs (each vector holds re and
-// im of half as many elements), so every division and square root is done twice over.
+// Interleaved complex values <-> two planes in memory, for data that the maths reads many times
+// (the depthwise convolution's padded rows, read once per kernel tap).
 template <typename T>
 __attribute__((always_inline)) inline void deinterleave(const T* __restrict__ z, int64_t n, T* __restrict__ re,
                                                         T* __restrict__ im) {
