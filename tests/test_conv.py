@@ -20,8 +20,10 @@ GEOMETRIES = {
     "1d-grouped-dilated": ((2, 4, 13), (6, 2, 3), 1, 2, 2, 2, False, 0),
     "1d-depthwise-strided": ((3, 4, 20), (4, 1, 5), 2, 3, 1, 4, False, 0),
     "1d-depthwise-k9": ((2, 3, 30), (3, 1, 9), 1, 4, 1, 3, False, 0),
+    "1d-depthwise-k9-strided-long": ((2, 3, 80), (3, 1, 9), 2, 4, 1, 3, False, 0),
     "2d": ((2, 4, 9, 8), (6, 2, 3, 3), (2, 1), 1, (1, 2), 2, False, 0),
     "2d-depthwise": ((2, 4, 9, 8), (4, 1, 3, 3), (1, 2), (2, 1), (2, 1), 4, False, 0),
+    "2d-depthwise-wide": ((2, 3, 5, 70), (3, 1, 3, 3), (1, 2), 1, 1, 3, False, 0),
     "2d-depthwise-multiplier-2": ((2, 4, 7, 6), (8, 1, 3, 3), 1, 1, 1, 4, False, 0),
     "2d-1x1": ((3, 5, 4, 4), (7, 5, 1, 1), 1, 0, 1, 1, False, 0),
     "3d": ((2, 3, 4, 5, 6), (2, 3, 2, 3, 2), 1, (1, 0, 1), 1, 1, False, 0),
@@ -93,6 +95,23 @@ def test_forward_backward_match_reference(device, algorithm, geometry, entry):
     want.backward(g)
     for mine, theirs in zip(args, ref_args):
         assert rel_err(mine.grad, theirs.grad) < TOL[torch.complex128]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", ["1d-depthwise-k9", "1d-depthwise-k9-strided-long", "2d-depthwise-wide"])
+def test_depthwise_rows_longer_than_the_lanes(device, dtype, geometry):
+    """The fused depthwise kernel's row loops (16 float lanes per dot product of the weight gradient,
+    strides 1 and 2 compiled apart) on rows of 30-40 outputs, in both precisions, with a bias."""
+    x, w, b, geo = make(geometry, dtype, device)
+    args = [t.clone().requires_grad_() for t in (x, w, b)]
+    wide = [t.to(torch.complex128).requires_grad_() for t in (x, w, b)]
+    y, want = ours(*args, geo, "auto"), reference(*wide, geo)
+    assert rel_err(y, want) < TOL[dtype]
+    g = crandn(*y.shape, dtype=dtype, device=device)
+    y.backward(g)
+    want.backward(g.to(torch.complex128))
+    for mine, theirs in zip(args, wide):
+        assert rel_err(mine.grad, theirs.grad) < TOL[dtype]
 
 
 @pytest.mark.parametrize("algorithm", ALGOS)

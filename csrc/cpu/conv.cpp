@@ -7,8 +7,8 @@
 // kernel taps in two planar row buffers, each tap a complex multiply-accumulate of a shifted
 // input row with contiguous loads and no bounds checks, and written out interleaved once. The
 // backward pass reads g and x the same way: it scatters g conj(W) into a planar, padded input
-// gradient (written out once per plane), and accumulates g conj(x) per tap in row buffers that
-// are summed once per plane (no float reductions in the inner loops, so they vectorise).
+// gradient (written out once per plane), and sums g conj(x) per tap and row (the row's dot
+// product, in float lanes), in double per plane.
 #include <algorithm>
 #include <vector>
 
@@ -25,7 +25,8 @@ namespace cplxfast::cpu {
 namespace {
 
 // ---- Row kernels on planar rows; s is the input column stride (kStride > 0: known at compile
-// time).
+// time, for the strides 1 and 2 of nearly every layer: with a runtime stride of 2 the weight
+// gradient's dot product ran 5x slower, bench/RESULTS.md 2026-12-07).
 
 // acc[j] += x[j s] w
 template <typename T, int kStride>
@@ -49,32 +50,57 @@ inline void scatter_row(const T* __restrict__ gr, const T* __restrict__ gi, int6
   }
 }
 
-// acc[j] += g[j] conj(x[j s])
+// sums += (Re, Im) of sum_j g[j] conj(x[j s]), in 16 float lanes per part, then double: the
+// weight gradient's dot products of one row, per kernel tap.
 template <typename T, int kStride>
-inline void corr_row(const T* __restrict__ gr, const T* __restrict__ gi, const T* __restrict__ xr,
-                     const T* __restrict__ xi, int64_t s_rt, int64_t n, T* __restrict__ acc_re,
-                     T* __restrict__ acc_im) {
+__attribute__((always_inline)) inline void corr_sum_row(const T* __restrict__ gr, const T* __restrict__ gi,
+                                                        const T* __restrict__ xr, const T* __restrict__ xi,
+                                                        int64_t s_rt, int64_t n, double* __restrict__ sums) {
   const int64_t s = kStride > 0 ? kStride : s_rt;
-  for (int64_t j = 0; j < n; ++j) {
-    acc_re[j] += gr[j] * xr[j * s] + gi[j] * xi[j * s];
-    acc_im[j] += gi[j] * xr[j * s] - gr[j] * xi[j * s];
+  T lanes_re[2][8] = {}, lanes_im[2][8] = {};
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    for (int a = 0; a < 2; ++a) {
+      for (int l = 0; l < 8; ++l) {
+        const int64_t k = j + 8 * a + l;
+        lanes_re[a][l] += gr[k] * xr[k * s] + gi[k] * xi[k * s];
+        lanes_im[a][l] += gi[k] * xr[k * s] - gr[k] * xi[k * s];
+      }
+    }
   }
+  double sr = 0, si = 0;
+  for (; j < n; ++j) {
+    sr += gr[j] * xr[j * s] + gi[j] * xi[j * s];
+    si += gi[j] * xr[j * s] - gr[j] * xi[j * s];
+  }
+  for (int a = 0; a < 2; ++a) {
+    for (int l = 0; l < 8; ++l) sr += lanes_re[a][l], si += lanes_im[a][l];
+  }
+  sums[0] += sr;
+  sums[1] += si;
 }
 
 // Entry points compiled per vector ISA (CPLXFAST_VECTOR_CLONES; target_clones needs plain functions).
 #define CPLXFAST_DEPTHWISE_ROWS(T, SUFFIX)                                                                        \
   CPLXFAST_VECTOR_CLONES void mac_##SUFFIX(const T* xr, const T* xi, int64_t s, T wr, T wi, int64_t n, T* ar,     \
                                            T* ai) {                                                               \
-    s == 1 ? mac_row<T, 1>(xr, xi, 1, wr, wi, n, ar, ai) : mac_row<T, 0>(xr, xi, s, wr, wi, n, ar, ai);          \
+    if (s == 1) return mac_row<T, 1>(xr, xi, 1, wr, wi, n, ar, ai);                                              \
+    if (s == 2) return mac_row<T, 2>(xr, xi, 2, wr, wi, n, ar, ai);                                              \
+    mac_row<T, 0>(xr, xi, s, wr, wi, n, ar, ai);                                                                  \
   }                                                                                                               \
   CPLXFAST_VECTOR_CLONES void scatter_##SUFFIX(const T* gr, const T* gi, int64_t s, T wr, T wi, int64_t n, T* xr, \
                                                T* xi) {                                                           \
-    s == 1 ? scatter_row<T, 1>(gr, gi, 1, wr, wi, n, xr, xi) : scatter_row<T, 0>(gr, gi, s, wr, wi, n, xr, xi);  \
+    if (s == 1) return scatter_row<T, 1>(gr, gi, 1, wr, wi, n, xr, xi);                                          \
+    if (s == 2) return scatter_row<T, 2>(gr, gi, 2, wr, wi, n, xr, xi);                                          \
+    scatter_row<T, 0>(gr, gi, s, wr, wi, n, xr, xi);                                                              \
   }                                                                                                               \
-  CPLXFAST_VECTOR_CLONES void corr_##SUFFIX(const T* gr, const T* gi, const T* xr, const T* xi, int64_t s,        \
-                                            int64_t n, T* ar, T* ai) {                                            \
-    s == 1 ? corr_row<T, 1>(gr, gi, xr, xi, 1, n, ar, ai) : corr_row<T, 0>(gr, gi, xr, xi, s, n, ar, ai);        \
-  }
+  CPLXFAST_VECTOR_CLONES void corr_sum_##SUFFIX(const T* gr, const T* gi, const T* xr, const T* xi, int64_t s,    \
+                                                int64_t n, double* sums) {                                        \
+    if (s == 1) return corr_sum_row<T, 1>(gr, gi, xr, xi, 1, n, sums);                                           \
+    if (s == 2) return corr_sum_row<T, 2>(gr, gi, xr, xi, 2, n, sums);                                           \
+    corr_sum_row<T, 0>(gr, gi, xr, xi, s, n, sums);                                                               \
+  }                                                                                                               \
+  CPLXFAST_VECTOR_CLONES double sum_##SUFFIX(const T* v, int64_t n) { return lane_sum(v, n); }
 CPLXFAST_DEPTHWISE_ROWS(float, f32)
 CPLXFAST_DEPTHWISE_ROWS(double, f64)
 #undef CPLXFAST_DEPTHWISE_ROWS
@@ -85,13 +111,15 @@ template <>
 struct Rows<float> {
   static constexpr auto mac = &mac_f32;
   static constexpr auto scatter = &scatter_f32;
-  static constexpr auto corr = &corr_f32;
+  static constexpr auto corr_sum = &corr_sum_f32;
+  static constexpr auto sum = &sum_f32;
 };
 template <>
 struct Rows<double> {
   static constexpr auto mac = &mac_f64;
   static constexpr auto scatter = &scatter_f64;
-  static constexpr auto corr = &corr_f64;
+  static constexpr auto corr_sum = &corr_sum_f64;
+  static constexpr auto sum = &sum_f64;
 };
 
 // A planar copy of one complex plane [rows, cols]: re and im rows of `pitch` elements with
@@ -169,42 +197,32 @@ void depthwise_backward_impl(const at::Tensor& g, const at::Tensor& x, const at:
   const int64_t K = d.KH * d.KW;
   at::parallel_for(0, d.B * d.C, 1, [&](int64_t begin, int64_t end) {
     PlanarPlane<T> gp(d.OH, d.OW, 0), xp(PW ? d.H : 0, d.W, d.pw), gxp(GX ? d.H : 0, d.W, d.pw);
-    // Per tap t: row accumulators of g conj(x) (re row, im row); then the bias row pair.
-    std::vector<T> acc((PW || PB) ? 2 * (K + 1) * d.OW : 0);
-    const auto acc_re = [&](int64_t slot) { return acc.data() + 2 * slot * d.OW; };
+    // The plane's sums of g conj(x) per tap t (slots 0..K-1) and of g (slot K), (re, im) in double.
+    std::vector<double> sums(2 * (K + 1));
     for (int64_t plane = begin; plane < end; ++plane) {
       const int64_t c = plane % d.C;
       gp.load(G + 2 * plane * d.OH * d.OW);
       if (PW) xp.load(X + 2 * plane * d.H * d.W);
       if (GX) gxp.zero();
-      std::fill(acc.begin(), acc.end(), T(0));
+      std::fill(sums.begin(), sums.end(), 0.0);
       for (int64_t oh = 0; oh < d.OH; ++oh) {
         const T *gr = gp.re(oh), *gi = gp.im(oh);
-        if (PB) {
-          T *br = acc_re(K), *bi = br + d.OW;
-          for (int64_t j = 0; j < d.OW; ++j) br[j] += gr[j], bi[j] += gi[j];
-        }
+        if (PB) sums[2 * K] += Rows<T>::sum(gr, d.OW), sums[2 * K + 1] += Rows<T>::sum(gi, d.OW);
         for (int64_t kh = 0; kh < d.KH; ++kh) {
           const int64_t ih = oh * d.sh - d.ph + kh * d.dh;
           if (ih < 0 || ih >= d.H) continue;
           for (int64_t kw = 0; kw < d.KW; ++kw) {
             const int64_t t = kh * d.KW + kw, k = c * K + t, off = kw * d.dw;
             if (GX) Rows<T>::scatter(gr, gi, d.sw, Wr[k], Wi[k], d.OW, gxp.re(ih) + off, gxp.im(ih) + off);
-            if (PW) Rows<T>::corr(gr, gi, xp.re(ih) + off, xp.im(ih) + off, d.sw, d.OW, acc_re(t), acc_re(t) + d.OW);
+            if (PW) Rows<T>::corr_sum(gr, gi, xp.re(ih) + off, xp.im(ih) + off, d.sw, d.OW, &sums[2 * t]);
           }
         }
       }
       if (GX) gxp.store(GX + 2 * plane * d.H * d.W);
-      const auto row_sum = [&](int64_t slot, T* out) {
-        const T* a = acc_re(slot);
-        T sr = 0, si = 0;
-        for (int64_t j = 0; j < d.OW; ++j) sr += a[j], si += a[d.OW + j];
-        out[0] = sr, out[1] = si;
-      };
       if (PW) {
-        for (int64_t t = 0; t < K; ++t) row_sum(t, PW + 2 * (plane * K + t));
+        for (int64_t i = 0; i < 2 * K; ++i) PW[2 * plane * K + i] = T(sums[i]);
       }
-      if (PB) row_sum(K, PB + 2 * plane);
+      if (PB) PB[2 * plane] = T(sums[2 * K]), PB[2 * plane + 1] = T(sums[2 * K + 1]);
     }
   });
 }
