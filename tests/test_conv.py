@@ -98,6 +98,40 @@ def test_forward_backward_match_reference(device, algorithm, geometry, entry):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["1d", "2d", "2d-channels_last", "3d-channels_last", "large"])
+def test_small_pointwise_convolution(device, dtype, case):
+    """1x1 convolutions: "auto" takes the complex GEMM over the channels on the CPU (small ones), 3M
+    above that and on CUDA. Every layout, a bias and a weight mask, against the reference."""
+    shapes = {"1d": ((3, 5, 17), 7), "2d": ((2, 6, 5, 4), 3), "2d-channels_last": ((2, 6, 5, 4), 3),
+              "3d-channels_last": ((2, 4, 3, 2, 5), 6), "large": ((2, 256, 3), 256)}
+    xs, c_out = shapes[case]
+    torch.manual_seed(4)
+    x = crandn(*xs, dtype=dtype, device=device)
+    if case.endswith("channels_last"):
+        x = x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
+    n = x.dim() - 2
+    w = crandn(c_out, xs[1], *(1,) * n, dtype=dtype, device=device) / math.sqrt(xs[1])
+    b = crandn(c_out, dtype=dtype, device=device)
+    mask = (torch.rand(w.shape, device=device) > 0.3).to(w.real.dtype)
+    geo = dict(stride=(1,) * n, padding=(0,) * n, dilation=(1,) * n, groups=1, transposed=False, output_padding=(0,) * n)
+    args = [t.clone().requires_grad_() for t in (x, w, b)]
+    y = ops.conv(args[0], args[1].real, args[1].imag, args[2].real, args[2].imag, geo["stride"], geo["padding"],
+                 geo["dilation"], False, geo["output_padding"], 1, "auto", weight_mask=mask)
+    wide = [t.detach().to(torch.complex128).requires_grad_() for t in (x, w, b)]
+    masked = torch.complex(wide[1].real * mask.double(), wide[1].imag * mask.double())
+    want = reference(wide[0], masked, wide[2], geo)
+    assert y.is_contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d) \
+        if case.endswith("channels_last") else y.is_contiguous()
+    assert rel_err(y, want) < TOL[dtype]
+    g = crandn(*y.shape, dtype=dtype, device=device)
+    y.backward(g)
+    want.backward(g.to(torch.complex128))
+    for mine, theirs in zip(args, wide):
+        assert rel_err(mine.grad, theirs.grad) < TOL[dtype]
+    assert torch.all(args[1].grad[mask == 0] == 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("geometry", ["1d-depthwise-k9", "1d-depthwise-k9-strided-long", "2d-depthwise-wide"])
 def test_depthwise_rows_longer_than_the_lanes(device, dtype, geometry):
     """The fused depthwise kernel's row loops (16 float lanes per dot product of the weight gradient,

@@ -13,12 +13,17 @@
 namespace cplxfast {
 namespace {
 
-enum class ConvAlgorithm { k3M, k4M, kDepthwise };
+enum class ConvAlgorithm { k3M, k4M, kDepthwise, kComplexGemm };
 
-ConvAlgorithm resolve_algorithm(const char* op, c10::string_view name, bool depthwise_ok) {
+// depthwise_ok: the backend's fused depthwise kernel applies; gemm_ok: "auto" may take the complex
+// GEMM of a small pointwise convolution.
+ConvAlgorithm resolve_algorithm(const char* op, c10::string_view name, bool depthwise_ok, bool gemm_ok = false) {
   if (name == "3m") return ConvAlgorithm::k3M;
   if (name == "4m") return depthwise_ok ? ConvAlgorithm::kDepthwise : ConvAlgorithm::k4M;
-  if (name == "auto") return depthwise_ok ? ConvAlgorithm::kDepthwise : ConvAlgorithm::k3M;
+  if (name == "auto") {
+    if (depthwise_ok) return ConvAlgorithm::kDepthwise;
+    return gemm_ok ? ConvAlgorithm::kComplexGemm : ConvAlgorithm::k3M;
+  }
   TORCH_CHECK(false, op, ": algorithm must be \"auto\", \"3m\" or \"4m\", got \"", name, "\"");
   return ConvAlgorithm::k3M;
 }
@@ -335,6 +340,83 @@ bool is_fused_depthwise(const at::Tensor& x, const at::Tensor& w, const ConvPara
          activation_format(x) == at::MemoryFormat::Contiguous;
 }
 
+// ---- Small pointwise convolutions as complex GEMMs (conv.h). Measured on the 2-core development
+// CPU (MKL; bench/RESULTS.md, 2026-12-07), fwd+bwd against 3M: 1.3-2.2x faster from 16 x 64 to
+// 256 x 64 and 128 x 128 channels (batch 64, 128-512 positions), level at 256 x 256, slower from
+// 512 x 512 on, where the GEMMs are compute-bound and 3M's fourth product saved pays.
+constexpr int64_t kSmallPointwise = 128 * 256;
+
+bool is_small_pointwise(const at::Tensor& w, const ConvParams& p) {
+  if (p.transposed || p.groups != 1 || p.operand_dtype.has_value()) return false;
+  for (size_t i = 0; i < p.stride.size(); ++i) {
+    if (w.size(2 + i) != 1 || p.stride[i] != 1 || p.padding[i] != 0) return false;
+  }
+  return w.size(0) * w.size(1) <= kSmallPointwise;
+}
+
+// W (mask applied) as a complex [C_out, C_in] matrix: small, built per call.
+at::Tensor pointwise_matrix(const ComplexPair& w) {
+  at::Tensor re = w.re.resolve_neg(), im = w.im.resolve_neg();
+  if (w.scale.defined()) re = re * w.scale, im = im * w.scale;
+  return at::complex(re.reshape({re.size(0), re.size(1)}), im.reshape({im.size(0), im.size(1)}));
+}
+
+// An activation [B, C, *S] dense in fmt as the operand of the channel GEMM: contiguous, [B, C, N]
+// (the GEMM is W [C_out, C] times each batch's [C, N]); channels_last, [B N, C] (times W^T).
+at::Tensor pointwise_operand(const Layout& layout, const at::Tensor& t) {
+  if (layout.channels_last()) return layout.memory_order(t).reshape({-1, t.size(1)});
+  return t.view({t.size(0), t.size(1), -1});
+}
+
+// The inverse of pointwise_operand: a GEMM result with C channels as the activation of `sizes`.
+at::Tensor pointwise_activation(const Layout& layout, const at::Tensor& m, at::IntArrayRef sizes) {
+  if (!layout.channels_last()) return m.view(sizes);
+  std::vector<int64_t> order{sizes[0]};
+  for (size_t d = 2; d < sizes.size(); ++d) order.push_back(sizes[d]);
+  order.push_back(sizes[1]);
+  std::vector<int64_t> perm{0, static_cast<int64_t>(sizes.size()) - 1};
+  for (int64_t d = 1; d + 1 < static_cast<int64_t>(sizes.size()); ++d) perm.push_back(d);
+  return m.view(order).permute(perm);
+}
+
+at::Tensor pointwise_forward(const at::Tensor& x, const ComplexPair& weight, const at::Tensor* b_re,
+                             const at::Tensor* b_im, at::IntArrayRef out_shape, at::MemoryFormat fmt) {
+  const Layout layout{fmt, 1};
+  const at::Tensor W = pointwise_matrix(weight), xm = pointwise_operand(layout, x);
+  at::Tensor y = layout.channels_last() ? at::matmul(xm, W.transpose(0, 1)) : at::matmul(W, xm);
+  if (b_re != nullptr) {
+    const at::Tensor b = at::complex(b_re->resolve_neg(), b_im->resolve_neg());
+    y.add_(layout.channels_last() ? b : b.unsqueeze(1));
+  }
+  return pointwise_activation(layout, y, out_shape);
+}
+
+// grad_x = W^H g, grad_W = sum g x^H (mask applied), grad_b = sum g; conjugate-transposed
+// operands go to the GEMM as they are (BLAS's conjugate transpose), not copied.
+ConvGrads pointwise_backward(const at::Tensor& g, const at::Tensor& x, const ComplexPair& weight,
+                             at::IntArrayRef weight_sizes, std::array<bool, 3> mask, at::MemoryFormat fmt) {
+  const Layout layout{fmt, 1};
+  const at::Tensor gm = pointwise_operand(layout, g), xm = pointwise_operand(layout, x);
+  at::Tensor grad_x, gw_re, gw_im, gb_re, gb_im;
+  if (mask[0]) {
+    const at::Tensor W = pointwise_matrix(weight);
+    const at::Tensor gx = layout.channels_last() ? at::matmul(gm, W.conj()) : at::matmul(W.mH(), gm);
+    grad_x = pointwise_activation(layout, gx, x.sizes());
+  }
+  if (mask[1]) {  // [C_out, C_in]: channels_last from (x^H g)^T, else summed over the batch
+    const at::Tensor gw = layout.channels_last() ? at::matmul(xm.mH(), gm).transpose(0, 1)
+                                                 : at::matmul(gm, xm.mH()).sum(0);
+    gw_re = at::real(gw).reshape(weight_sizes).contiguous();
+    gw_im = at::imag(gw).reshape(weight_sizes).contiguous();
+    if (weight.scale.defined()) gw_re.mul_(weight.scale), gw_im.mul_(weight.scale);
+  }
+  if (mask[2]) {
+    const at::Tensor gb = at::sum(g, batch_and_spatial_dims(g));
+    gb_re = at::real(gb).contiguous(), gb_im = at::imag(gb).contiguous();
+  }
+  return {grad_x, gw_re, gw_im, gb_re, gb_im};
+}
+
 at::Tensor conv_forward(
     const at::Tensor& x_in, const at::Tensor& weight_re, const at::Tensor& weight_im,
     const c10::optional<at::Tensor>& bias_re, const c10::optional<at::Tensor>& bias_im,
@@ -350,7 +432,8 @@ at::Tensor conv_forward(
   const std::vector<int64_t> out_shape = output_shape(op, x_in, weight_re, p);
   const at::MemoryFormat fmt = activation_format(x_in);
   const Precision prec = resolve_precision(op, x_in, p.operand_dtype);
-  auto algo = resolve_algorithm(op, algorithm, backend.depthwise != nullptr && is_fused_depthwise(x_in, weight_re, p));
+  auto algo = resolve_algorithm(op, algorithm, backend.depthwise != nullptr && is_fused_depthwise(x_in, weight_re, p),
+                                backend.small_pointwise_gemm && is_small_pointwise(weight_re, p));
   if (prec.mixed && algo == ConvAlgorithm::k3M) algo = ConvAlgorithm::k4M;
   at::Tensor y = at::empty(out_shape, x_in.options().memory_format(fmt));
   if (y.numel() == 0) return y;
@@ -359,6 +442,7 @@ at::Tensor conv_forward(
     const auto [w_re, w_im] = depthwise_parts(weight);
     return backend.depthwise(x_in, w_re, w_im, b_re ? *b_re : at::Tensor(), b_im ? *b_im : at::Tensor(), p);
   }
+  if (algo == ConvAlgorithm::kComplexGemm) return pointwise_forward(x_in.contiguous(fmt), weight, b_re, b_im, out_shape, fmt);
 
   const at::Tensor x = x_in.contiguous(fmt);
   const int64_t P = algo == ConvAlgorithm::k4M ? 2 : 3;
@@ -467,12 +551,16 @@ ConvGrads conv_backward(
     if (need_b) std::tie(gb_re, gb_im) = bias_grad();
     return {grad_x, gw_re, gw_im, gb_re, gb_im};
   }
-  auto algo = resolve_algorithm(op, algorithm, backend.depthwise_backward != nullptr && is_fused_depthwise(x_in, weight_re, p));
+  auto algo = resolve_algorithm(op, algorithm, backend.depthwise_backward != nullptr && is_fused_depthwise(x_in, weight_re, p),
+                                backend.small_pointwise_gemm && is_small_pointwise(weight_re, p));
   if (algo == ConvAlgorithm::kDepthwise) {
     const auto [w_re, w_im] = depthwise_parts(weight);
     ConvGrads grads = backend.depthwise_backward(grad_in, x_in, w_re, w_im, p, output_mask);
     if (need_w && weight.scale.defined()) std::get<1>(grads).mul_(weight.scale), std::get<2>(grads).mul_(weight.scale);
     return grads;
+  }
+  if (algo == ConvAlgorithm::kComplexGemm) {
+    return pointwise_backward(grad_in.contiguous(fmt), x_in.contiguous(fmt), weight, weight_re.sizes(), output_mask, fmt);
   }
   if (!need_x && !need_w && !need_b) return {grad_x, gw_re, gw_im, gb_re, gb_im};
   if (prec.mixed && !need_x && !need_w) {

@@ -23,6 +23,11 @@
 // backends may give a fused direct kernel for it, used by "auto" and "4m" (its arithmetic is
 // the componentwise-accurate 4M form); "3m" always takes the 3M path.
 //
+// Small pointwise convolutions (1x1 kernel, stride 1, no padding, one group, C_in C_out <=
+// kSmallPointwise) are memory-bound GEMMs over the channels: on backends that measured it
+// (ConvBackend::small_pointwise_gemm, the CPU), "auto" runs them as the backend's complex GEMM of the
+// interleaved data (4M arithmetic, componentwise accurate), without 3M's plane passes.
+//
 // Mixed precision (operand_dtype bf16/fp16, complex64; set under torch.autocast): the block form
 // for every algorithm, its planes and block weight rounded to 16 bits. Where the backend has
 // 16-bit convolution units (cuDNN; a CPU with AVX512-BF16/AMX or AVX512-FP16) one 16-bit
@@ -77,6 +82,8 @@ struct ConvBackend {
                                   const at::Tensor& weight_im, const ConvParams& p, std::array<bool, 3> output_mask);
   // Whether the backend's convolutions of this 16-bit dtype run on 16-bit units (mixed precision).
   bool (*native_16bit)(at::ScalarType dtype);
+  // Whether "auto" runs small pointwise convolutions as complex GEMMs (measured faster there).
+  bool small_pointwise_gemm = false;
 };
 
 // Whether the fused depthwise kernel applies: not transposed, groups == in == out channels,

@@ -282,7 +282,8 @@ bool native_16bit(at::ScalarType dtype) {
 }
 
 const ConvBackend& backend() {
-  static const ConvBackend b{plane_kernels(), &depthwise, &depthwise_backward, &native_16bit};
+  static const ConvBackend b{plane_kernels(), &depthwise, &depthwise_backward, &native_16bit,
+                              /*small_pointwise_gemm=*/true};
   return b;
 }
 
