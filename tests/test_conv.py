@@ -97,6 +97,17 @@ def test_forward_backward_match_reference(device, algorithm, geometry, entry):
         assert rel_err(mine.grad, theirs.grad) < TOL[torch.complex128]
 
 
+def assert_matches_wide_reference(y, want, args, wide, dtype):
+    """y and the gradients of args (a float32/float64 run) against the complex128 reference want
+    and the gradients of its leaves wide, for one random upstream gradient."""
+    assert rel_err(y, want) < TOL[dtype]
+    g = crandn(*y.shape, dtype=dtype, device=y.device)
+    y.backward(g)
+    want.backward(g.to(torch.complex128))
+    for mine, theirs in zip(args, wide):
+        assert rel_err(mine.grad, theirs.grad) < TOL[dtype]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", ["1d", "2d", "2d-channels_last", "3d-channels_last", "large"])
 def test_small_pointwise_convolution(device, dtype, case):
@@ -122,12 +133,7 @@ def test_small_pointwise_convolution(device, dtype, case):
     want = reference(wide[0], masked, wide[2], geo)
     assert y.is_contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d) \
         if case.endswith("channels_last") else y.is_contiguous()
-    assert rel_err(y, want) < TOL[dtype]
-    g = crandn(*y.shape, dtype=dtype, device=device)
-    y.backward(g)
-    want.backward(g.to(torch.complex128))
-    for mine, theirs in zip(args, wide):
-        assert rel_err(mine.grad, theirs.grad) < TOL[dtype]
+    assert_matches_wide_reference(y, want, args, wide, dtype)
     assert torch.all(args[1].grad[mask == 0] == 0)
 
 
@@ -139,13 +145,7 @@ def test_depthwise_rows_longer_than_the_lanes(device, dtype, geometry):
     x, w, b, geo = make(geometry, dtype, device)
     args = [t.clone().requires_grad_() for t in (x, w, b)]
     wide = [t.to(torch.complex128).requires_grad_() for t in (x, w, b)]
-    y, want = ours(*args, geo, "auto"), reference(*wide, geo)
-    assert rel_err(y, want) < TOL[dtype]
-    g = crandn(*y.shape, dtype=dtype, device=device)
-    y.backward(g)
-    want.backward(g.to(torch.complex128))
-    for mine, theirs in zip(args, wide):
-        assert rel_err(mine.grad, theirs.grad) < TOL[dtype]
+    assert_matches_wide_reference(ours(*args, geo, "auto"), reference(*wide, geo), args, wide, dtype)
 
 
 @pytest.mark.parametrize("algorithm", ALGOS)
