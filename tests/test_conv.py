@@ -26,6 +26,7 @@ GEOMETRIES = {
     "2d-depthwise-wide": ((2, 3, 5, 70), (3, 1, 3, 3), (1, 2), 1, 1, 3, False, 0),
     "2d-depthwise-multiplier-2": ((2, 4, 7, 6), (8, 1, 3, 3), 1, 1, 1, 4, False, 0),
     "2d-1x1": ((3, 5, 4, 4), (7, 5, 1, 1), 1, 0, 1, 1, False, 0),
+    "1d-1x1-one-output": ((2, 3, 9), (1, 3, 1), 1, 0, 1, 1, False, 0),
     "3d": ((2, 3, 4, 5, 6), (2, 3, 2, 3, 2), 1, (1, 0, 1), 1, 1, False, 0),
     "T1d": ((2, 4, 7), (4, 3, 3), 2, 1, 1, 1, True, 1),
     "T2d-grouped": ((2, 4, 5, 6), (4, 3, 3, 2), 2, 1, 1, 2, True, 1),
@@ -276,7 +277,7 @@ def test_double_backward_raises_clear_error(device):
 
 
 def _opcheck_samples(device):
-    for geometry in ("1d-depthwise-strided", "2d", "T2d-grouped"):
+    for geometry in ("1d-depthwise-strided", "2d", "T2d-grouped", "2d-1x1", "1d-1x1-one-output"):
         for dtype in DTYPES:
             x, w, b, geo = make(geometry, dtype, device)
             yield x, w, b, geo

@@ -391,8 +391,18 @@ at::Tensor pointwise_forward(const at::Tensor& x, const ComplexPair& weight, con
   return pointwise_activation(layout, y, out_shape);
 }
 
-// grad_x = W^H g, grad_W = sum g x^H (mask applied), grad_b = sum g; conjugate-transposed
-// operands go to the GEMM as they are (BLAS's conjugate transpose), not copied.
+// The real and imaginary parts of z as two fresh contiguous tensors of `sizes`. Not
+// .contiguous(): on a one-element z it returns the strided views themselves, two outputs sharing
+// one storage (an op's outputs must not alias).
+std::pair<at::Tensor, at::Tensor> fresh_parts(const at::Tensor& z, at::IntArrayRef sizes) {
+  return {at::real(z).reshape(sizes).clone(at::MemoryFormat::Contiguous),
+          at::imag(z).reshape(sizes).clone(at::MemoryFormat::Contiguous)};
+}
+
+// grad_x = W^H g, grad_W = sum g x^H (mask applied), grad_b = sum g. The 2-D GEMMs take the
+// conjugate-transposed operands as they are (BLAS's conjugate transpose); the batched one of
+// grad_W in the contiguous layout resolves x's conjugate first (one copy of x, in the measured
+// times).
 ConvGrads pointwise_backward(const at::Tensor& g, const at::Tensor& x, const ComplexPair& weight,
                              at::IntArrayRef weight_sizes, std::array<bool, 3> mask, at::MemoryFormat fmt) {
   const Layout layout{fmt, 1};
@@ -406,13 +416,12 @@ ConvGrads pointwise_backward(const at::Tensor& g, const at::Tensor& x, const Com
   if (mask[1]) {  // [C_out, C_in]: channels_last from (x^H g)^T, else summed over the batch
     const at::Tensor gw = layout.channels_last() ? at::matmul(xm.mH(), gm).transpose(0, 1)
                                                  : at::matmul(gm, xm.mH()).sum(0);
-    gw_re = at::real(gw).reshape(weight_sizes).contiguous();
-    gw_im = at::imag(gw).reshape(weight_sizes).contiguous();
+    std::tie(gw_re, gw_im) = fresh_parts(gw, weight_sizes);
     if (weight.scale.defined()) gw_re.mul_(weight.scale), gw_im.mul_(weight.scale);
   }
   if (mask[2]) {
     const at::Tensor gb = at::sum(g, batch_and_spatial_dims(g));
-    gb_re = at::real(gb).contiguous(), gb_im = at::imag(gb).contiguous();
+    std::tie(gb_re, gb_im) = fresh_parts(gb, gb.sizes());
   }
   return {grad_x, gw_re, gw_im, gb_re, gb_im};
 }
@@ -541,7 +550,7 @@ ConvGrads conv_backward(
   const Precision prec = resolve_precision(op, x_in, p.operand_dtype);
   const auto bias_grad = [&] {  // the float32 sums of g (empty inputs; mixed precision)
     const at::Tensor gb = at::sum(grad_in, batch_and_spatial_dims(grad_in));
-    return std::make_pair(at::real(gb).contiguous(), at::imag(gb).contiguous());
+    return fresh_parts(gb, gb.sizes());
   };
 
   at::Tensor grad_x, gw_re, gw_im, gb_re, gb_im;

@@ -7,6 +7,7 @@
 // chunks of elements split into real and imaginary parts in registers (cpu/vectorize.h's
 // ComplexChunk), branch-free, in the vector clones of cpu/vectorize.h.
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -27,7 +28,7 @@ namespace {
 constexpr int64_t kGrain = 16384;  // complex elements per task
 
 // The maths of modrelu_math::forward / grads on a chunk of elements in registers (split parts,
-// cpu/vectorize.h's ComplexChunk), branch-free, so that every clone runs it at full vector width.
+// cpu/vectorize.h's ComplexChunk: 32-byte vectors in every clone), branch-free.
 // kPolar: eps == 0 (torchcvnn's polar form), where z = 0 is a case of its own; a template parameter
 // so that the other loops carry none of it.
 template <typename T, bool kPolar>
@@ -80,10 +81,10 @@ __attribute__((always_inline)) inline void backward_chunk(VecOf<T> re, VecOf<T> 
   dt = t + nan;
 }
 
-// Walks n elements by chunks, calling chunk(z, aux, out) with pointers to a chunk's interleaved
-// values and, for the last chunk when n is not a multiple of its size, to copies padded with
-// zeros. aux is a second interleaved input (the backward's g) or null. Each chunk asks for its
-// lines 4 KB ahead (prefetch_ahead).
+// Walks n elements by chunks, calling chunk(z, aux, out, m) with pointers to a chunk's interleaved
+// values and its count m of real elements: kSize, or, for the last chunk when n is not a multiple
+// of kSize, m < kSize and pointers to copies padded with zeros. aux is a second interleaved input
+// (the backward's g) or null. Each chunk asks for its lines 4 KB ahead (prefetch_ahead).
 template <typename T, typename Chunk>
 __attribute__((always_inline)) inline void for_each_chunk(const T* __restrict__ z, const T* __restrict__ aux,
                                                           T* __restrict__ out, int64_t n, const Chunk& chunk) {
@@ -93,13 +94,13 @@ __attribute__((always_inline)) inline void for_each_chunk(const T* __restrict__ 
     prefetch_ahead<false>(z + 2 * j, 2 * L * sizeof(T));
     if (aux != nullptr) prefetch_ahead<false>(aux + 2 * j, 2 * L * sizeof(T));
     prefetch_ahead<true>(out + 2 * j, 2 * L * sizeof(T));
-    chunk(z + 2 * j, aux == nullptr ? nullptr : aux + 2 * j, out + 2 * j);
+    chunk(z + 2 * j, aux == nullptr ? nullptr : aux + 2 * j, out + 2 * j, int64_t(L));
   }
   if (j == n) return;
   alignas(32) T z_pad[2 * L] = {}, aux_pad[2 * L] = {}, out_pad[2 * L];
   std::copy(z + 2 * j, z + 2 * n, z_pad);
   if (aux != nullptr) std::copy(aux + 2 * j, aux + 2 * n, aux_pad);
-  chunk(z_pad, aux_pad, out_pad);
+  chunk(z_pad, aux_pad, out_pad, n - j);
   std::copy(out_pad, out_pad + 2 * (n - j), out + 2 * j);
 }
 
@@ -108,10 +109,17 @@ __attribute__((always_inline)) inline void for_each_chunk(const T* __restrict__ 
 constexpr int64_t kSumBlock = 512;
 
 // The thresholds of a run's chunks, in lane order, and where their gradients go; the chunks come
-// in memory order. Padded lanes of a last chunk (z = g = 0) give a zero gradient, or the NaN that
-// a NaN or infinite threshold gives every element of its channel anyway, so whole vectors are
-// added.
+// in memory order. The gradients of a last chunk's padded lanes are zeroed before they are added
+// (padded_lanes_zeroed): z = g = 0 there still gives NaN where tau / eps overflows.
 //
+// v with the lanes of elements m.. of its chunk set to 0 (lane q holds element kOrder[q]).
+template <typename T>
+__attribute__((always_inline)) inline VecOf<T> padded_lanes_zeroed(VecOf<T> v, int64_t m) {
+  using C = ComplexChunk<T>;
+  using Index = std::remove_cvref_t<decltype(C::kOrder[0])>;
+  return C::kOrder < typename C::Mask{} + static_cast<Index>(m) ? v : VecOf<T>{};
+}
+
 // RunThreshold: one threshold for the run (inner > 1); its gradient summed in the lanes of a
 // vector, moved to double every kSumBlock elements.
 template <typename T>
@@ -164,7 +172,7 @@ int64_t extended_row_length(int64_t C) {
 
 template <typename T, bool kPolar, typename Thresholds>
 __attribute__((always_inline)) inline void forward_run(const T* in, T* out, int64_t n, Thresholds tau, T eps) {
-  for_each_chunk<T>(in, nullptr, out, n, [&](const T* z, const T*, T* o) {
+  for_each_chunk<T>(in, nullptr, out, n, [&](const T* z, const T*, T* o, int64_t) {
     VecOf<T> re, im, out_re, out_im;
     load_split(z, re, im);
     forward_chunk<T, kPolar>(re, im, tau.thresholds(), eps, out_re, out_im);
@@ -177,19 +185,20 @@ __attribute__((always_inline)) inline void forward_run(const T* in, T* out, int6
 template <typename T, bool kPolar, typename Thresholds>
 __attribute__((always_inline)) inline void backward_run(const T* in, const T* g, T* gz, int64_t n, Thresholds& tau,
                                                         T eps) {
-  for_each_chunk<T>(in, g, gz, n, [&](const T* z, const T* gp, T* o) {
+  for_each_chunk<T>(in, g, gz, n, [&](const T* z, const T* gp, T* o, int64_t m) {
     VecOf<T> re, im, gr, gi, gz_re, gz_im, dt;
     load_split(z, re, im);
     load_split(gp, gr, gi);
     backward_chunk<T, kPolar>(re, im, gr, gi, tau.thresholds(), eps, gz_re, gz_im, dt);
     merge_store(gz_re, gz_im, o);
-    tau.add_grad(dt);
+    tau.add_grad(m == ComplexChunk<T>::kSize ? dt : padded_lanes_zeroed<T>(dt, m));
     tau.next();
   });
 }
 
-// Rows of a per-element-threshold backward summed in T (one in-order sum per channel) before the
-// sums go to double: 64 keeps a float sum's error near the constant-threshold runs'.
+// Rows of a per-element-threshold backward summed in T (one in-order sum per dt_ext slot, at most
+// two slots per channel) before the sums go to double: 64 keeps a float sum's error near the
+// constant-threshold runs'.
 constexpr int64_t kFlushRows = 64;
 
 // The entry points the clones are made of (target_clones needs plain functions); eps == 0 picks

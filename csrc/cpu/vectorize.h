@@ -11,9 +11,13 @@
 // norm's apply among them) as out-of-line functions, compiled for the baseline only (SSE2).
 #pragma once
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#if !defined(__GNUC__) || defined(__clang__)
+#error "cplxfast's CPU kernels are written for GCC: its vector extensions (__builtin_shuffle, vector conditionals) and target_clones"
+#endif
+
+#if defined(__x86_64__) && __GNUC__ >= 12
 #define CPLXFAST_VECTOR_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default"), flatten))
-#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)  // no x86-64-v3 clones before GCC 12
+#elif defined(__x86_64__)  // no x86-64-v3 clones before GCC 12
 #define CPLXFAST_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), flatten))
 #else
 #define CPLXFAST_VECTOR_CLONES
@@ -83,8 +87,10 @@ __attribute__((always_inline)) inline double lane_sum(const T* __restrict__ v, i
 template <typename T>
 struct ComplexChunk;
 
-// The helpers below pass 32-byte vectors by value. They are always inlined into the clones, so no
-// vector crosses a call, and GCC's note that such a call's ABI differs without AVX does not apply.
+// The helpers below (and the kernels built on them) pass 32-byte vectors by value. They are always
+// inlined into the clones, so no vector crosses a call, and GCC's note that such a call's ABI
+// differs without AVX does not apply. Off for the rest of each file that includes this header:
+// GCC reports it for template instantiations at the end of the file, after any pop.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 template <>
