@@ -393,3 +393,20 @@ def test_eps_must_be_finite_and_non_negative():
     for eps in (-1e-5, float("nan"), float("inf")):
         with pytest.raises(RuntimeError, match="eps .* must be finite and >= 0"):
             ops.modrelu(z, torch.zeros(1), eps)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_threshold_gradient_of_a_partial_last_chunk(device, memory_format):
+    """The CPU kernels run chunks of 8 values and pad the last one with zeros. A padded lane must
+    not reach the threshold's gradient: with a tiny eps (1/eps overflows float) and tau = 0 it
+    would compute NaN there, while every real element's gradient is finite."""
+    torch.manual_seed(5)
+    z = crandn(3, 5, 7, 3, dtype=torch.complex64, device=device).contiguous(memory_format=memory_format)
+    tau = torch.zeros(5, 1, 1, device=device)
+    g = crandn(*z.shape, dtype=torch.complex64, device=device)
+    gz, gt = ops.modrelu_backward(g, z, tau, eps=1e-39)
+    zr, tr = z.detach().to(torch.complex128).requires_grad_(), tau.double().requires_grad_()
+    ref.modrelu(zr, tr, eps=1e-39).backward(g.to(torch.complex128))
+    assert torch.isfinite(gt).all()
+    assert rel_err(gz, zr.grad) < TOL[torch.complex64]
+    assert rel_err(gt, tr.grad) < 1e-5
