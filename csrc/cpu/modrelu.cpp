@@ -108,10 +108,6 @@ __attribute__((always_inline)) inline void for_each_chunk(const T* __restrict__ 
 // kSumBlock / kSize of them before they go to double).
 constexpr int64_t kSumBlock = 512;
 
-// The thresholds of a run's chunks, in lane order, and where their gradients go; the chunks come
-// in memory order. The gradients of a last chunk's padded lanes are zeroed before they are added
-// (padded_lanes_zeroed): z = g = 0 there still gives NaN where tau / eps overflows.
-//
 // v with the lanes of elements m.. of its chunk set to 0 (lane q holds element kOrder[q]).
 template <typename T>
 __attribute__((always_inline)) inline VecOf<T> padded_lanes_zeroed(VecOf<T> v, int64_t m) {
@@ -120,6 +116,10 @@ __attribute__((always_inline)) inline VecOf<T> padded_lanes_zeroed(VecOf<T> v, i
   return C::kOrder < typename C::Mask{} + static_cast<Index>(m) ? v : VecOf<T>{};
 }
 
+// The thresholds of a run's chunks, in lane order, and where their gradients go; the chunks come
+// in memory order. The gradients of a last chunk's padded lanes are zeroed before they are added
+// (padded_lanes_zeroed): z = g = 0 there still gives NaN where tau / eps overflows.
+//
 // RunThreshold: one threshold for the run (inner > 1); its gradient summed in the lanes of a
 // vector, moved to double every kSumBlock elements.
 template <typename T>
@@ -134,12 +134,12 @@ struct RunThreshold {
   void add_grad(VecOf<T> dt) {
     sum += dt;
     if (++chunks % (kSumBlock / ComplexChunk<T>::kSize) == 0) {
-      total += lanes_sum<T>(sum);
+      total += vec_sum<T>(sum);
       sum = VecOf<T>{};
     }
   }
   void next() {}
-  double grad_sum() const { return total + lanes_sum<T>(sum); }
+  double grad_sum() const { return total + vec_sum<T>(sum); }
 };
 
 // RowThresholds: one threshold per channel, the channel varying fastest (channels_last per-channel
@@ -164,10 +164,13 @@ struct RowThresholds {
   }
 };
 
-// The length of tau_ext and dt_ext for C channels.
+// RowThresholds' tau_ext: the C thresholds followed by the first kSize of them again, cyclically
+// (dt_ext has its length).
 template <typename T>
-int64_t extended_row_length(int64_t C) {
-  return C + ComplexChunk<T>::kSize;
+std::vector<T> extended_row(const T* tau, int64_t C) {
+  std::vector<T> ext(C + ComplexChunk<T>::kSize);
+  for (size_t k = 0; k < ext.size(); ++k) ext[k] = tau[k % C];
+  return ext;
 }
 
 template <typename T, bool kPolar, typename Thresholds>
@@ -234,15 +237,6 @@ constexpr int64_t kFlushRows = 64;
 CPLXFAST_RUNS(float, f32)
 CPLXFAST_RUNS(double, f64)
 #undef CPLXFAST_RUNS
-
-// The C thresholds followed by the first ComplexChunk<T>::kSize of them again, cyclically
-// (RowThresholds' tau_ext).
-template <typename T>
-std::vector<T> extended_row(const T* tau, int64_t C) {
-  std::vector<T> ext(extended_row_length<T>(C));
-  for (size_t k = 0; k < ext.size(); ++k) ext[k] = tau[k % C];
-  return ext;
-}
 
 template <typename T>
 struct RunsOf;

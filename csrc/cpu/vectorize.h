@@ -160,7 +160,7 @@ __attribute__((always_inline)) inline VecOf<T> sqrt_vec(VecOf<T> x) {
 
 // The sum of a vector's lanes, in double.
 template <typename T>
-__attribute__((always_inline)) inline double lanes_sum(VecOf<T> v) {
+__attribute__((always_inline)) inline double vec_sum(VecOf<T> v) {
   double sum = 0;
   for (int l = 0; l < ComplexChunk<T>::kSize; ++l) sum += v[l];
   return sum;
