@@ -7,7 +7,6 @@
 // chunks of elements split into real and imaginary parts in registers (cpu/vectorize.h's
 // ComplexChunk), branch-free, in the vector clones of cpu/vectorize.h.
 #include <algorithm>
-#include <type_traits>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -112,8 +111,7 @@ constexpr int64_t kSumBlock = 512;
 template <typename T>
 __attribute__((always_inline)) inline VecOf<T> padded_lanes_zeroed(VecOf<T> v, int64_t m) {
   using C = ComplexChunk<T>;
-  using Index = std::remove_cvref_t<decltype(C::kOrder[0])>;
-  return C::kOrder < typename C::Mask{} + static_cast<Index>(m) ? v : VecOf<T>{};
+  return C::kOrder < typename C::Mask{} + static_cast<typename C::Index>(m) ? v : VecOf<T>{};
 }
 
 // The thresholds of a run's chunks, in lane order, and where their gradients go; the chunks come

@@ -97,7 +97,8 @@ template <>
 struct ComplexChunk<float> {
   static constexpr int kSize = 8;
   typedef float Vec __attribute__((vector_size(32)));
-  typedef int32_t Mask __attribute__((vector_size(32)));
+  typedef int32_t Index;  // a lane's element index, and the lanes of a comparison's mask
+  typedef Index Mask __attribute__((vector_size(32)));
   static constexpr Mask kRe{0, 2, 8, 10, 4, 6, 12, 14}, kIm{1, 3, 9, 11, 5, 7, 13, 15};
   static constexpr Mask kLow{0, 8, 1, 9, 4, 12, 5, 13}, kHigh{2, 10, 3, 11, 6, 14, 7, 15};
   static constexpr Mask kOrder{0, 1, 4, 5, 2, 3, 6, 7};
@@ -107,7 +108,8 @@ template <>
 struct ComplexChunk<double> {
   static constexpr int kSize = 4;
   typedef double Vec __attribute__((vector_size(32)));
-  typedef int64_t Mask __attribute__((vector_size(32)));
+  typedef int64_t Index;
+  typedef Index Mask __attribute__((vector_size(32)));
   static constexpr Mask kRe{0, 4, 2, 6}, kIm{1, 5, 3, 7}, kLow{0, 4, 2, 6}, kHigh{1, 5, 3, 7};
   static constexpr Mask kOrder{0, 2, 1, 3};
 };
