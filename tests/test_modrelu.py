@@ -164,6 +164,48 @@ def test_nan_propagates():
     ops.modrelu_backward(g, z, tau)
 
 
+@pytest.mark.parametrize("eps", [1e-5, 0.0])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_special_value_stays_with_its_element(device, memory_format, eps):
+    """A NaN in z is that element's NaN and its channel's NaN threshold gradient; every other
+    element and channel gets what it gets without it. (The CPU kernels do a stretch of elements
+    with a special value again element by element, its threshold gradients from scratch: a
+    gradient counted twice, or a NaN leaking into a neighbour, fails here.)"""
+    torch.manual_seed(7)
+    z = crandn(3, 5, 6, 7, dtype=torch.complex64, device=device).contiguous(memory_format=memory_format)
+    tau = 0.5 * torch.rand(5, 1, 1, device=device)
+    g = crandn(*z.shape, dtype=torch.complex64, device=device)
+    bad = z.clone()
+    bad[1, 2, 3, 4] = complex(float("nan"), 0.5)
+    out_clean, out_bad = ops.modrelu(z, tau, eps), ops.modrelu(bad, tau, eps)
+    (gz_clean, gt_clean), (gz_bad, gt_bad) = (ops.modrelu_backward(g, x, tau, eps=eps) for x in (z, bad))
+    at = torch.zeros(z.shape, dtype=torch.bool, device=device)
+    at[1, 2, 3, 4] = True
+    assert torch.isnan(out_bad[at]).all() and torch.isnan(gz_bad[at]).all()
+    torch.testing.assert_close(out_bad[~at], out_clean[~at], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(gz_bad[~at], gz_clean[~at], rtol=1e-6, atol=1e-6)
+    assert torch.isnan(gt_bad[2]).all()
+    others = torch.arange(5, device=device) != 2
+    torch.testing.assert_close(gt_bad[others], gt_clean[others], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_infinite_gradient_where_the_output_is_zero(device, memory_format):
+    """Where 1 - tau / |z| <= 0 both gradients are 0 (SEMANTICS.md), an infinite upstream gradient
+    included; elsewhere it stays infinite or NaN, and the other elements are untouched."""
+    torch.manual_seed(8)
+    z = crandn(2, 4, 24, 24, dtype=torch.complex64, device=device).contiguous(memory_format=memory_format)
+    tau = torch.full((4, 1, 1), 0.5, device=device)
+    z[0, 1, 21, 21] = 0.1 + 0.2j  # |z| < tau: out = 0; element 525 of its plane, past a float partial sum's 512
+    g = crandn(*z.shape, dtype=torch.complex64, device=device)
+    gz_clean, gt_clean = ops.modrelu_backward(g, z, tau)
+    g[0, 1, 21, 21] = complex(float("inf"), float("-inf"))
+    gz, gt = ops.modrelu_backward(g, z, tau)
+    assert gz[0, 1, 21, 21] == 0
+    torch.testing.assert_close(gz, gz_clean, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(gt, gt_clean, rtol=1e-5, atol=1e-5)
+
+
 def test_empty_input(device):
     z = crandn(0, 3, 4, dtype=torch.complex64, device=device).requires_grad_()
     tau = torch.randn(3, 1, device=device, requires_grad=True)

@@ -27,57 +27,89 @@ namespace {
 constexpr int64_t kGrain = 16384;  // complex elements per task
 
 // The maths of modrelu_math::forward / grads on a chunk of elements in registers (split parts,
-// cpu/vectorize.h's ComplexChunk: 32-byte vectors in every clone), branch-free.
-// kPolar: eps == 0 (torchcvnn's polar form), where z = 0 is a case of its own; a template parameter
-// so that the other loops carry none of it.
+// cpu/vectorize.h's ComplexChunk: 32-byte vectors in every clone), branch-free, for finite values
+// only: special values (NaN or infinity in z, g or tau, a modulus whose square overflows, 1 / eps
+// out of range) are left to modrelu_math, element by element, in the runs where they occur
+// (forward_run, backward_run). Each chunk adds t - t for a probe t to `nonfinite` (0 while every
+// lane's t is finite, NaN for good after one is not); t sums the values through which a special
+// value reaches a result: |z|^2, s = 1 - tau / max(|z|, eps) and, backward, g. Getting every
+// special value right in every lane cost the backward's vector maths 10 adds per chunk.
+// kPolar: eps == 0 (torchcvnn's polar form), where z = 0 is a case of its own (its modulus is taken
+// as 1 there, so that s stays finite and the probe quiet); a template parameter so that the other
+// loops carry none of it.
 template <typename T, bool kPolar>
 __attribute__((always_inline)) inline void forward_chunk(VecOf<T> re, VecOf<T> im, VecOf<T> th, T eps, VecOf<T>& out_re,
-                                                         VecOf<T>& out_im) {
+                                                         VecOf<T>& out_im, VecOf<T>& nonfinite) {
   using V = VecOf<T>;
   const V zero{};
-  const V r = sqrt_vec<T>(re * re + im * im);
-  const V m = r > eps ? r : zero + eps;
+  const V r2 = re * re + im * im;
+  const V r = sqrt_vec<T>(r2);
+  const auto large = r > eps;
+  const V m = large ? r : zero + (kPolar ? T(1) : eps);
   const V s = T(1) - th / m;
-  V f = s > zero ? s : zero;
-  f = s == s ? f : s;  // NaN threshold
-  f = r == r ? f : r;  // NaN input: both parts NaN, as torch computes it
+  const V f = s > zero ? s : zero;
   out_re = re * f;
   out_im = im * f;
   if constexpr (kPolar) {  // z = 0: relu(-tau) + 0i
     const V o = -th;
-    const V relu = o > zero ? o : (o == o ? zero : o);
-    out_re = r == zero ? relu : out_re;
-    out_im = r == zero ? zero : out_im;
+    out_re = large ? out_re : (o > zero ? o : zero);
+    out_im = large ? out_im : zero;
   }
+  const V t = r2 + s;
+  nonfinite += t - t;
 }
 
-// grad_z (gz_re, gz_im) and the threshold's element gradients (dt).
+// grad_z (gz_re, gz_im) and the threshold's element gradients (dt), as modrelu_math::grads:
+// grad_z = a g + b (Im u, -Re u), u = z / max(|z|, eps); |z| > eps: a = 1, b = (tau / |z|) Im(g conj(u));
+// |z| <= eps: a = s, b = 0; both 0 where s <= 0. In u, not z / |z|^3, so that it stays in range
+// for tiny and huge |z| (eps = 0). The products with g that need no modulus (Re and Im of
+// g conj(z)) come first, off the chain through the square root and the division.
 template <typename T, bool kPolar>
 __attribute__((always_inline)) inline void backward_chunk(VecOf<T> re, VecOf<T> im, VecOf<T> gr, VecOf<T> gi,
                                                           VecOf<T> th, T eps, VecOf<T>& gz_re, VecOf<T>& gz_im,
-                                                          VecOf<T>& dt) {
+                                                          VecOf<T>& dt, VecOf<T>& nonfinite) {
   using V = VecOf<T>;
   const V zero{}, one = zero + T(1);
-  const V r = sqrt_vec<T>(re * re + im * im);
-  using Mask = decltype(r > eps);
-  const Mask large = r > eps;
-  const V m = large ? r : zero + eps;
-  const Mask origin = kPolar ? Mask(r == zero) : Mask{};  // z = 0 in the polar form
-  const V inv_m = one / (origin ? one : m);  // origin: any finite value, blended out
-  const V s = one - th * inv_m;
-  const Mask live = (s > zero) & ~origin;
-  // grad_z = a g + b (Im u, -Re u), u = z / |z|: |z| > eps: a = 1, b = (tau / |z|) Im(g conj(u));
-  // |z| <= eps: a = s, b = 0 (modrelu_math::grads). In u, not z / |z|^3, so that it stays in
-  // range for tiny and huge |z| (eps = 0).
+  const V dot = gr * re + gi * im;    // Re(g conj(z))
+  const V cross = gi * re - gr * im;  // Im(g conj(z))
+  const V r2 = re * re + im * im;
+  const V r = sqrt_vec<T>(r2);
+  const auto large = r > eps;  // polar form: z != 0
+  const V inv_m = one / (large ? r : zero + (kPolar ? T(1) : eps));
+  const V k = th * inv_m;
+  const V s = one - k;
+  const auto live = kPolar ? (s > zero) & large : s > zero;
+  const V a = live ? (large ? one : s) : zero;
+  const V b = (live & large) ? k * (cross * inv_m) : zero;
   const V ur = re * inv_m, ui = im * inv_m;
-  const V a = large ? one : s;
-  const V b = large ? (th * inv_m) * (gi * ur - gr * ui) : zero;
-  const V nan = (r - r) + (s - s) + (gr - gr) + (gi - gi);  // 0, or NaN if anything is NaN
-  gz_re = (live ? a * gr + b * ui : zero) + nan;
-  gz_im = (live ? a * gi - b * ur : zero) + nan;
-  V t = live ? -(gr * ur + gi * ui) : zero;  // -Re(g conj(z)) / max(|z|, eps)
-  if constexpr (kPolar) t = (origin & (th < zero)) ? -gr : t;  // z = 0: out = relu(-tau)
-  dt = t + nan;
+  gz_re = a * gr + b * ui;
+  gz_im = a * gi - b * ur;
+  dt = live ? -(dot * inv_m) : zero;  // -Re(g conj(z)) / max(|z|, eps)
+  if constexpr (kPolar) dt = (large | (th >= zero)) ? dt : -gr;  // z = 0: out = relu(-tau)
+  const V t = r2 + s + gr + gi;
+  nonfinite += t - t;
+}
+
+// modrelu_math on elements [0, m) of a chunk (th: the chunk's thresholds, in lane order): the
+// runs where a special value occurred. backward_exact leaves the thresholds' element gradients in
+// dt in lane order, 0 in lanes m.. . Inlined like every helper that takes a vector by value
+// (cpu/vectorize.h): an out-of-line copy would be compiled for the baseline, whose ABI passes
+// 32-byte vectors in memory, not in the registers the AVX clones pass them in.
+template <typename T>
+__attribute__((always_inline)) inline void forward_exact(const T* z, T* out, int64_t m, VecOf<T> th, T eps) {
+  const VecOf<T> tau = in_lane_order<T>(th);
+  for (int64_t e = 0; e < m; ++e) modrelu_math::forward(z[2 * e], z[2 * e + 1], tau[e], eps, out[2 * e], out[2 * e + 1]);
+}
+
+template <typename T>
+__attribute__((always_inline)) inline VecOf<T> backward_exact(const T* z, const T* g, T* gz, int64_t m, VecOf<T> th,
+                                                              T eps) {
+  const VecOf<T> tau = in_lane_order<T>(th);
+  VecOf<T> dt{};
+  for (int64_t e = 0; e < m; ++e) {
+    modrelu_math::grads(z[2 * e], z[2 * e + 1], tau[e], eps, g[2 * e], g[2 * e + 1], gz[2 * e], gz[2 * e + 1], dt[e]);
+  }
+  return in_lane_order<T>(dt);
 }
 
 // Walks n elements by chunks, calling chunk(z, aux, out, m) with pointers to a chunk's interleaved
@@ -103,6 +135,12 @@ __attribute__((always_inline)) inline void for_each_chunk(const T* __restrict__ 
   std::copy(out_pad, out_pad + 2 * (n - j), out + 2 * j);
 }
 
+// Whether a run's probe sum (forward_chunk, backward_chunk) saw a special value.
+template <typename T>
+__attribute__((always_inline)) inline bool saw_special_value(VecOf<T> nonfinite) {
+  return !(vec_sum<T>(nonfinite) == 0);
+}
+
 // Elements per float sum of the threshold gradient of a constant-threshold run (each lane sums
 // kSumBlock / kSize of them before they go to double).
 constexpr int64_t kSumBlock = 512;
@@ -115,8 +153,7 @@ __attribute__((always_inline)) inline VecOf<T> padded_lanes_zeroed(VecOf<T> v, i
 }
 
 // The thresholds of a run's chunks, in lane order, and where their gradients go; the chunks come
-// in memory order. The gradients of a last chunk's padded lanes are zeroed before they are added
-// (padded_lanes_zeroed): z = g = 0 there still gives NaN where tau / eps overflows.
+// in memory order.
 //
 // RunThreshold: one threshold for the run (inner > 1); its gradient summed in the lanes of a
 // vector, moved to double every kSumBlock elements.
@@ -128,6 +165,12 @@ struct RunThreshold {
   int64_t chunks = 0;
 
   explicit RunThreshold(const T* t) : tau(VecOf<T>{} + *t) {}
+  // Back to the run's first chunk, with no gradient added (a run redone element by element).
+  void restart() {
+    sum = VecOf<T>{};
+    total = 0;
+    chunks = 0;
+  }
   VecOf<T> thresholds() const { return tau; }
   void add_grad(VecOf<T> dt) {
     sum += dt;
@@ -144,16 +187,21 @@ struct RunThreshold {
 // thresholds, or thresholds [F] on [B, F]: inner == 1): element i of the run is in channel
 // (first + i) % C. tau_ext holds the C thresholds and then the first kSize of them again, so a
 // chunk's thresholds are consecutive wherever in a row of C it starts; dt_ext is laid out the same
-// way and takes the gradients (folded into C sums by the caller). One walk over the whole run, not
-// one per row: rows shorter than a chunk (C < 8 for float) would otherwise be all padding.
+// way and takes the gradients (folded into C sums by the caller, who zeroes it before each run). One
+// walk over the whole run, not one per row: rows shorter than a chunk (C < 8 for float) would
+// otherwise be all padding.
 template <typename T>
 struct RowThresholds {
   const T* tau_ext;
   T* dt_ext;
-  int64_t C, step, at;
+  int64_t C, step, start, at;
 
   RowThresholds(const T* tau_ext, T* dt_ext, int64_t C, int64_t first)
-      : tau_ext(tau_ext), dt_ext(dt_ext), C(C), step(ComplexChunk<T>::kSize % C), at(first % C) {}
+      : tau_ext(tau_ext), dt_ext(dt_ext), C(C), step(ComplexChunk<T>::kSize % C), start(first % C), at(start) {}
+  void restart() {
+    at = start;
+    if (dt_ext != nullptr) std::fill(dt_ext, dt_ext + C + ComplexChunk<T>::kSize, T(0));
+  }
   VecOf<T> thresholds() const { return in_lane_order<T>(load_vec(tau_ext + at)); }
   void add_grad(VecOf<T> dt) { store_vec(dt_ext + at, load_vec(dt_ext + at) + in_lane_order<T>(dt)); }
   void next() {
@@ -171,28 +219,46 @@ std::vector<T> extended_row(const T* tau, int64_t C) {
   return ext;
 }
 
+// A run where a special value occurred is done again, element by element (forward_exact).
 template <typename T, bool kPolar, typename Thresholds>
 __attribute__((always_inline)) inline void forward_run(const T* in, T* out, int64_t n, Thresholds tau, T eps) {
-  for_each_chunk<T>(in, nullptr, out, n, [&](const T* z, const T*, T* o, int64_t) {
+  VecOf<T> nonfinite{};
+  for_each_chunk<T>(in, nullptr, out, n, [&](const T* z, const T*, T* o, int64_t) CPLXFAST_INLINE {
     VecOf<T> re, im, out_re, out_im;
     load_split(z, re, im);
-    forward_chunk<T, kPolar>(re, im, tau.thresholds(), eps, out_re, out_im);
+    forward_chunk<T, kPolar>(re, im, tau.thresholds(), eps, out_re, out_im, nonfinite);
     merge_store(out_re, out_im, o);
+    tau.next();
+  });
+  if (!saw_special_value<T>(nonfinite)) return;
+  tau.restart();
+  for_each_chunk<T>(in, nullptr, out, n, [&](const T* z, const T*, T* o, int64_t m) CPLXFAST_INLINE {
+    forward_exact<T>(z, o, m, tau.thresholds(), eps);
     tau.next();
   });
 }
 
-// grad_z of n elements; the threshold's element gradients go to tau.add_grad.
+// grad_z of n elements; the threshold's element gradients go to tau.add_grad, those of a last
+// chunk's padded lanes zeroed (z = g = 0 there still gives NaN where tau / eps overflows). A run
+// where a special value occurred is done again, element by element (backward_exact), its
+// threshold gradients from scratch.
 template <typename T, bool kPolar, typename Thresholds>
 __attribute__((always_inline)) inline void backward_run(const T* in, const T* g, T* gz, int64_t n, Thresholds& tau,
                                                         T eps) {
-  for_each_chunk<T>(in, g, gz, n, [&](const T* z, const T* gp, T* o, int64_t m) {
+  VecOf<T> nonfinite{};
+  for_each_chunk<T>(in, g, gz, n, [&](const T* z, const T* gp, T* o, int64_t m) CPLXFAST_INLINE {
     VecOf<T> re, im, gr, gi, gz_re, gz_im, dt;
     load_split(z, re, im);
     load_split(gp, gr, gi);
-    backward_chunk<T, kPolar>(re, im, gr, gi, tau.thresholds(), eps, gz_re, gz_im, dt);
+    backward_chunk<T, kPolar>(re, im, gr, gi, tau.thresholds(), eps, gz_re, gz_im, dt, nonfinite);
     merge_store(gz_re, gz_im, o);
     tau.add_grad(m == ComplexChunk<T>::kSize ? dt : padded_lanes_zeroed<T>(dt, m));
+    tau.next();
+  });
+  if (!saw_special_value<T>(nonfinite)) return;
+  tau.restart();
+  for_each_chunk<T>(in, g, gz, n, [&](const T* z, const T* gp, T* o, int64_t m) CPLXFAST_INLINE {
+    tau.add_grad(backward_exact<T>(z, gp, o, m, tau.thresholds(), eps));
     tau.next();
   });
 }
