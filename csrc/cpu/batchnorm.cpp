@@ -2,9 +2,8 @@
 // Training forward: one pass for the per-channel moments, one apply pass; backward: one pass
 // for the per-channel gradient sums, one apply pass. Reductions keep per-thread partial sums
 // in double, and float sums below them: lane-wise on the interleaved values (each float lane its
-// own in-order sum, so the loops vectorise without reassociating one sum), in lanes of a run of one
-// channel (run_sums_of) or in per-channel pair arrays across a channels_last row (row_sums_of),
-// flushed to double every 512 elements or rows.
+// own in-order sum), in vector sums over a run of one channel (run_sums_of) or in per-channel pair
+// arrays along channels_last rows (row_walk_sums), flushed to double every 512 elements or rows.
 // The loops run in the vector clones of cpu/vectorize.h (AVX-512, AVX2, baseline).
 #include <vector>
 
@@ -38,77 +37,76 @@ struct Partials {
   std::vector<double> data;
 };
 
-// Channels_last (the channel varies fastest): one piece of a row, channels c0.. of n elements.
-// The row loops run lane-wise on the interleaved values: lane l = 2 j + p is part p of channel
-// c0 + j, and its partner lane l ^ 1 (the other part) is read by a swapped load. Per-channel
-// arrays (shifts, sums, apply coefficients) are laid out the same way, 2 values per channel, so
-// every load and store is unit stride and each vector holds whole channels: read as (re, im)
-// pairs into per-part arrays, GCC vectorised each pair alone and gathered the per-channel values
-// as scalars (vinsertps), at 1.3-1.6x the contiguous runs' time per element in cache.
+// The loops work lane-wise on the interleaved values, a vector (VecOf<T>, cpu/vectorize.h) of
+// lanes at a time: lane l is part l % 2 of element l / 2, and its partner lane l ^ 1 (the other
+// part) is a swap within the same vector (swap_parts). Per-channel values (shifts, apply
+// coefficients, float sums) are laid out the same way, 2 per channel, so every load and store is
+// unit stride. Read as (re, im) pairs into per-part arrays, GCC vectorised each pair alone and
+// gathered the per-channel values as scalars (vinsertps), at 1.3-1.6x the time per element; left
+// to GCC's vectoriser, the lane-wise loops changed shape with unrelated edits to this file (a
+// run-sums loop once became scalar SSE code, 3x slower), hence the explicit vectors.
 //
-// The sums: three pair arrays a[m][2 C] of the task's float sums, S::pair_terms of each lane
-// (S::kFromPairs maps them back to the K sums). Three output arrays is what GCC vectorises: it
-// checks them pairwise for overlap, within a limit of 10 checks.
+// The sums: three pair arrays of the float sums, S::pair_terms of each lane (S::kFromPairs maps
+// them back to the K sums).
+//
+// Channels_last: the sums of a task's elements as one walk over their lanes (cpu/runs.h's
+// RowCursor over rows of 2 C lanes); shift and the three pair arrays a[3] are extended rows of
+// stride W = 2 C + kSize. The last lanes (fewer than a vector) go one by one.
 template <typename T, typename S, bool kHasY>
-__attribute__((always_inline)) inline void row_sums_of(const T* __restrict__ x, const T* __restrict__ y, int64_t n,
-                                                       const T* __restrict__ shift, T* __restrict__ a0,
-                                                       T* __restrict__ a1, T* __restrict__ a2) {
-  for (int64_t j = 0; j < n; ++j) {
-    for (int p = 0; p < 2; ++p) {
-      const int64_t l = 2 * j + p, partner = 2 * j + 1 - p;
-      T v[3];
-      S::pair_terms(x[l] - shift[l], x[partner] - shift[partner], kHasY ? y[l] : T(0), v);
-      a0[l] += v[0];
-      a1[l] += v[1];
-      a2[l] += v[2];
-    }
+__attribute__((always_inline)) inline void row_walk_sums(const T* __restrict__ x, const T* __restrict__ y,
+                                                         int64_t lanes, RowCursor pos, const T* __restrict__ shift,
+                                                         T* __restrict__ a, int64_t W) {
+  constexpr int64_t K = ComplexChunk<T>::kSize;
+  int64_t i = 0;
+  for (; i + K <= lanes; i += K, pos.next()) {
+    const VecOf<T> d = load_vec(x + i) - load_vec(shift + pos.at);
+    VecOf<T> v[3];
+    S::pair_terms(d, swap_parts<T>(d), kHasY ? load_vec(y + i) : VecOf<T>{}, v);
+    for (int k = 0; k < 3; ++k) store_vec(a + k * W + pos.at, load_vec(a + k * W + pos.at) + v[k]);
+  }
+  for (int64_t q = pos.at; i < lanes; ++i, ++q) {
+    T v[3];
+    S::pair_terms(x[i] - shift[q], x[i ^ 1] - shift[q ^ 1], kHasY ? y[i] : T(0), v);
+    for (int k = 0; k < 3; ++k) a[k * W + q] += v[k];
   }
 }
 
-template <typename T, typename S>
-__attribute__((always_inline)) inline void row_sums(const T* x, const T* y, int64_t n, const T* shift, T* sums,
-                                                    int64_t C) {
-  T* a1 = sums + 2 * C;
-  T* a2 = sums + 4 * C;
-  if (y != nullptr) {
-    row_sums_of<T, S, true>(x, y, n, shift, sums, a1, a2);
-  } else {
-    row_sums_of<T, S, false>(x, y, n, shift, sums, a1, a2);
-  }
-}
-
-// Sums over one run of one channel of S, lane-wise as the rows are: each chunk of 8 elements is
-// summed by row_sums_of into float lanes a[3][16] (lane l: part l % 2 of element l / 2; six
-// independent vector sums), with the shift repeated per lane, flushed to double every kBlock
-// elements. x is shifted by (sx0, sx1); y (read only with kHasY: a test on it
-// inside the loop stops the loop vectorising) is not. A map into K arrays and a lane sum of each
-// measured 1.5-2.5x this loop's time per element in cache.
+// Sums over one run of one channel of S: two vectors of lanes at a time into six vector sums
+// (independent, so that no chain of dependent adds sets the pace), the shift the channel's pair
+// repeated; flushed to double every kBlock elements. x is shifted by (sx0, sx1); y (read only
+// with kHasY: a test on it inside the loop stops the loop vectorising) is not.
 template <typename T, typename S, bool kHasY>
 __attribute__((always_inline)) inline void run_sums_of(const T* __restrict__ x, const T* __restrict__ y, int64_t n,
                                                        T sx0, T sx1, double* acc) {
-  constexpr int64_t kLanes = 16;  // 8 complex elements
+  using V = VecOf<T>;
+  constexpr int64_t K = ComplexChunk<T>::kSize;
   constexpr int64_t kBlock = 512;
-  T shift[kLanes];
-  for (int l = 0; l < kLanes; ++l) shift[l] = l % 2 == 0 ? sx0 : sx1;
-  for (int64_t b = 0; b < n; b += kBlock) {
-    const int64_t m = std::min(kBlock, n - b);
-    T a[3][kLanes] = {};
-    int64_t j = 0;
-    for (; j + kLanes / 2 <= m; j += kLanes / 2) {
-      row_sums_of<T, S, kHasY>(x + 2 * (b + j), kHasY ? y + 2 * (b + j) : nullptr, kLanes / 2, shift, a[0], a[1],
-                               a[2]);
-    }
-    double pair[3][2] = {};
-    for (; j < m; ++j) {
-      const int64_t e = 2 * (b + j);
-      for (int p = 0; p < 2; ++p) {
-        T v[3];
-        S::pair_terms(x[e + p] - shift[p], x[e + 1 - p] - shift[1 - p], kHasY ? y[e + p] : T(0), v);
-        for (int k = 0; k < 3; ++k) pair[k][p] += v[k];
+  V shift;
+  for (int l = 0; l < K; ++l) shift[l] = l % 2 == 0 ? sx0 : sx1;
+  for (int64_t b = 0; b < 2 * n; b += 2 * kBlock) {
+    const int64_t m = std::min(2 * kBlock, 2 * n - b);
+    const T* xb = x + b;
+    const T* yb = kHasY ? y + b : nullptr;
+    V a[2][3] = {};
+    int64_t i = 0;
+    for (; i + 2 * K <= m; i += 2 * K) {
+      for (int h = 0; h < 2; ++h) {
+        const V d = load_vec(xb + i + h * K) - shift;
+        V v[3];
+        S::pair_terms(d, swap_parts<T>(d), kHasY ? load_vec(yb + i + h * K) : V{}, v);
+        for (int k = 0; k < 3; ++k) a[h][k] += v[k];
       }
     }
+    double pair[3][2] = {};
+    for (; i < m; ++i) {
+      T v[3];
+      S::pair_terms(xb[i] - shift[i & 1], xb[i ^ 1] - shift[(i & 1) ^ 1], kHasY ? yb[i] : T(0), v);
+      for (int k = 0; k < 3; ++k) pair[k][i & 1] += v[k];
+    }
     for (int k = 0; k < 3; ++k) {
-      for (int l = 0; l < kLanes; ++l) pair[k][l & 1] += a[k][l];
+      for (int h = 0; h < 2; ++h) {
+        for (int l = 0; l < K; ++l) pair[k][l & 1] += a[h][k][l];
+      }
     }
     for (int k = 0; k < S::K; ++k) acc[k] += pair[S::kFromPairs[k][0]][S::kFromPairs[k][1]];
   }
@@ -157,17 +155,16 @@ struct GradSums {
   CPLXFAST_VECTOR_CLONES void S##_run_##SUFFIX(const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc) {   \
     run_sums<T, S>(x, y, n, sx0, sx1, acc);                                                                    \
   }                                                                                                            \
-  CPLXFAST_VECTOR_CLONES void S##_rows_##SUFFIX(const T* x, const T* y, int64_t begin, int64_t end,            \
-                                                const T* shift, T* sums, int64_t C) {                          \
-    for_each_row_piece(begin, end, C, [&](int64_t b, int64_t e, int64_t c0) {                                  \
-      row_sums<T, S>(x + 2 * b, y ? y + 2 * b : nullptr, e - b, shift + 2 * c0, sums + 2 * c0, C);             \
-    });                                                                                                        \
+  CPLXFAST_VECTOR_CLONES void S##_rows_##SUFFIX(const T* x, const T* y, int64_t lanes, RowCursor pos,         \
+                                                const T* shift, T* sums, int64_t W) {                          \
+    if (y != nullptr) return row_walk_sums<T, S, true>(x, y, lanes, pos, shift, sums, W);                     \
+    row_walk_sums<T, S, false>(x, y, lanes, pos, shift, sums, W);                                              \
   }                                                                                                            \
   void sum_run(S, const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc) {                              \
     S##_run_##SUFFIX(x, y, n, sx0, sx1, acc);                                                                  \
   }                                                                                                            \
-  void sum_rows(S, const T* x, const T* y, int64_t begin, int64_t end, const T* shift, T* sums, int64_t C) {    \
-    S##_rows_##SUFFIX(x, y, begin, end, shift, sums, C);                                                       \
+  void sum_rows(S, const T* x, const T* y, int64_t lanes, RowCursor pos, const T* shift, T* sums, int64_t W) {  \
+    S##_rows_##SUFFIX(x, y, lanes, pos, shift, sums, W);                                                       \
   }
 CPLXFAST_SUM_LOOPS(MomentSums, float, f32)
 CPLXFAST_SUM_LOOPS(MomentSums, double, f64)
@@ -181,6 +178,8 @@ template <typename T, typename S>
 at::Tensor channel_sums(const BatchNormLayout& L, const T* x, const T* y, const std::vector<T>& shift) {
   constexpr int K = S::K;
   Partials<K> partials(L.C);
+  const std::vector<T> shift_ext =
+      L.inner == 1 ? extended_row(shift.data(), 2 * L.C, ComplexChunk<T>::kSize) : std::vector<T>();
   at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
     double* acc = partials.mine();
     if (L.inner != 1) {
@@ -188,13 +187,18 @@ at::Tensor channel_sums(const BatchNormLayout& L, const T* x, const T* y, const 
         sum_run(S{}, x + 2 * b, y ? y + 2 * b : nullptr, e - b, shift[2 * c], shift[2 * c + 1], acc + c * K);
       });
     }
-    // channels_last: the float pair sums [3][2 C] of up to kFlush rows, then flushed to double. One
-    // call per kFlush rows, not per row: at C = 64 a call per row cost 15-30% of the pass.
-    std::vector<T> row(static_cast<size_t>(6) * L.C, T(0));
+    // channels_last: the float pair sums [3][W] of up to kFlush rows (row_walk_sums), folded and
+    // flushed to double.
+    constexpr int64_t kExtra = ComplexChunk<T>::kSize;
+    const int64_t W = 2 * L.C + kExtra;
+    std::vector<T> row(static_cast<size_t>(3) * W, T(0));
     for (int64_t b = begin; b < end; b += kFlush * L.C) {
-      sum_rows(S{}, x, y, b, std::min(end, b + kFlush * L.C), shift.data(), row.data(), L.C);
+      const int64_t e = std::min(end, b + kFlush * L.C);
+      sum_rows(S{}, x + 2 * b, y ? y + 2 * b : nullptr, 2 * (e - b), RowCursor(2 * L.C, kExtra, 2 * b),
+               shift_ext.data(), row.data(), W);
+      for (int a = 0; a < 3; ++a) fold_extension(row.data() + a * W, 2 * L.C, kExtra);
       for (int64_t c = 0; c < L.C; ++c) {
-        for (int k = 0; k < K; ++k) acc[c * K + k] += row[S::kFromPairs[k][0] * 2 * L.C + 2 * c + S::kFromPairs[k][1]];
+        for (int k = 0; k < K; ++k) acc[c * K + k] += row[S::kFromPairs[k][0] * W + 2 * c + S::kFromPairs[k][1]];
       }
       std::fill(row.begin(), row.end(), T(0));
     }
@@ -235,7 +239,7 @@ at::Tensor grad_sums(const BatchNormLayout& L, const at::Tensor& g, const BnStat
 }
 
 // The apply pass: out = A (u - su) + D (v - sv) + c per channel (forward: u = z, no v; backward:
-// u = g, v = z), lane-wise as the sums are (row_sums_of). The coefficients are in the data's
+// u = g, v = z), lane-wise as the sums are (apply_vec). The coefficients are in the data's
 // precision as kPairs arrays of 2 C values, value 2 c + p for part p of channel c, with the two
 // shifts each split as hi + lo, so that (u - su_hi) - su_lo is as accurate as a subtraction in
 // double (u - su_hi is exact when u is near su_hi) while the loop runs in T at full vector width.
@@ -271,43 +275,69 @@ void to_pairs(const double* k, int64_t C, T* pairs) {
   }
 }
 
-// n elements of a row piece whose channel rises by one per element, from channel 0 of pairs.
-template <typename T, bool kHasV>
-__attribute__((always_inline)) inline void apply_row(const T* __restrict__ u, const T* __restrict__ v,
-                                                     const T* __restrict__ pairs, int64_t C, int64_t n,
-                                                     T* __restrict__ out) {
-  const T* __restrict__ q[kPairs];
-  for (int a = 0; a < kPairs; ++a) q[a] = pairs + a * 2 * C;
-  for (int64_t j = 0; j < n; ++j) {
-    for (int p = 0; p < 2; ++p) {
-      const int64_t l = 2 * j + p, partner = 2 * j + 1 - p;
-      const T du = (u[l] - q[0][l]) - q[1][l], du_partner = (u[partner] - q[0][partner]) - q[1][partner];
-      T o = q[2][l] * du + q[3][l] * du_partner + q[4][l];
-      if (kHasV) {
-        const T dv = (v[l] - q[5][l]) - q[6][l], dv_partner = (v[partner] - q[5][partner]) - q[6][partner];
-        o += q[7][l] * dv + q[8][l] * dv_partner;
-      }
-      out[l] = o;
-    }
+// The kPairs arrays of 2 C values as extended rows (cpu/runs.h), for row_walk_apply.
+template <typename T>
+std::vector<T> extended_rows(const std::vector<T>& pairs, int64_t width) {
+  std::vector<T> ext;
+  for (int a = 0; a < kPairs; ++a) {
+    const std::vector<T> row = extended_row(pairs.data() + a * width, width, ComplexChunk<T>::kSize);
+    ext.insert(ext.end(), row.begin(), row.end());
   }
+  return ext;
 }
 
-// n elements of one channel c: apply_row on chunks of 8 elements, with the channel's coefficients
-// repeated in 16 lanes (as if 8 channels alike).
+// One vector of output lanes from the input lanes u (and v) and the coefficient vectors q(a),
+// a < kPairs, of the same lanes.
+template <typename T, bool kHasV, typename Coeffs>
+__attribute__((always_inline)) inline VecOf<T> apply_vec(VecOf<T> u, VecOf<T> v, const Coeffs& q) {
+  const VecOf<T> du = (u - q(0)) - q(1);
+  VecOf<T> o = q(2) * du + q(3) * swap_parts<T>(du) + q(4);
+  if (kHasV) {
+    const VecOf<T> dv = (v - q(5)) - q(6);
+    o += q(7) * dv + q(8) * swap_parts<T>(dv);
+  }
+  return o;
+}
+
+// apply_vec over `lanes` lanes (whole elements), coefficients q(a) for the vector at lane i taken
+// from coeffs(i); the last lanes (fewer than a vector) through copies padded with zeros.
+template <typename T, bool kHasV, typename CoeffsAt>
+__attribute__((always_inline)) inline void apply_lanes(const T* __restrict__ u, const T* __restrict__ v, int64_t lanes,
+                                                       const CoeffsAt& coeffs, T* __restrict__ out) {
+  constexpr int64_t K = ComplexChunk<T>::kSize;
+  int64_t i = 0;
+  for (; i + K <= lanes; i += K) {
+    store_vec(out + i, apply_vec<T, kHasV>(load_vec(u + i), kHasV ? load_vec(v + i) : VecOf<T>{}, coeffs(i)));
+  }
+  if (i == lanes) return;
+  alignas(32) T u_pad[K] = {}, v_pad[K] = {}, out_pad[K];
+  std::copy(u + i, u + lanes, u_pad);
+  if (kHasV) std::copy(v + i, v + lanes, v_pad);
+  store_vec(out_pad, apply_vec<T, kHasV>(load_vec(u_pad), load_vec(v_pad), coeffs(i)));
+  std::copy(out_pad, out_pad + (lanes - i), out + i);
+}
+
+// n elements of one channel c: its coefficients as vectors of its pair repeated.
 template <typename T, bool kHasV>
-__attribute__((always_inline)) inline void apply_run(const T* __restrict__ u, const T* __restrict__ v,
-                                                     const T* __restrict__ pairs, int64_t C, int64_t c, int64_t n,
-                                                     T* __restrict__ out) {
-  constexpr int64_t kLanes = 16;
-  T lanes[kPairs * kLanes];
+__attribute__((always_inline)) inline void apply_run(const T* u, const T* v, const T* pairs, int64_t C, int64_t c,
+                                                     int64_t n, T* out) {
+  VecOf<T> q[kPairs];
   for (int a = 0; a < kPairs; ++a) {
-    for (int l = 0; l < kLanes; ++l) lanes[a * kLanes + l] = pairs[a * 2 * C + 2 * c + (l & 1)];
+    for (int l = 0; l < ComplexChunk<T>::kSize; ++l) q[a][l] = pairs[a * 2 * C + 2 * c + (l & 1)];
   }
-  int64_t j = 0;
-  for (; j + kLanes / 2 <= n; j += kLanes / 2) {
-    apply_row<T, kHasV>(u + 2 * j, kHasV ? v + 2 * j : nullptr, lanes, kLanes / 2, kLanes / 2, out + 2 * j);
-  }
-  apply_row<T, kHasV>(u + 2 * j, kHasV ? v + 2 * j : nullptr, lanes, kLanes / 2, n - j, out + 2 * j);
+  apply_lanes<T, kHasV>(u, v, 2 * n, [&](int64_t) CPLXFAST_INLINE { return [&](int a) CPLXFAST_INLINE { return q[a]; }; }, out);
+}
+
+// Channels_last: a task's lanes in one walk, as row_walk_sums walks them; the kPairs coefficient
+// arrays are extended rows of stride W = 2 C + kSize, read at the cursor's position.
+template <typename T, bool kHasV>
+__attribute__((always_inline)) inline void row_walk_apply(const T* u, const T* v, const T* pairs, int64_t W,
+                                                          int64_t lanes, RowCursor pos, T* out) {
+  apply_lanes<T, kHasV>(u, v, lanes, [&](int64_t) CPLXFAST_INLINE {
+    const T* q = pairs + pos.at;
+    pos.next();
+    return [q, W](int a) CPLXFAST_INLINE { return load_vec(q + a * W); };
+  }, out);
 }
 
 // The entry points, with vector clones: the runs of one channel or the row pieces of [begin, end).
@@ -322,16 +352,14 @@ __attribute__((always_inline)) inline void apply_run(const T* __restrict__ u, co
       }                                                                                                    \
     });                                                                                                    \
   }                                                                                                        \
-  CPLXFAST_VECTOR_CLONES void apply_rows_##SUFFIX(const T* u, const T* v, const T* pairs, int64_t C,       \
+  CPLXFAST_VECTOR_CLONES void apply_rows_##SUFFIX(const T* u, const T* v, const T* pairs_ext, int64_t C,   \
                                                   int64_t begin, int64_t end, T* out) {                    \
-    for_each_row_piece(begin, end, C, [&](int64_t b, int64_t e, int64_t c0) {                              \
-      if (v) {                                                                                             \
-        apply_row<T, true>(u + 2 * b, v + 2 * b, pairs + 2 * c0, C, e - b, out + 2 * b);                   \
-      } else {                                                                                             \
-        apply_row<T, false>(u + 2 * b, nullptr, pairs + 2 * c0, C, e - b, out + 2 * b);                    \
-      }                                                                                                    \
-    });                                                                                                    \
+    const RowCursor pos(2 * C, ComplexChunk<T>::kSize, 2 * begin);                                         \
+    const int64_t W = 2 * C + ComplexChunk<T>::kSize, lanes = 2 * (end - begin);                           \
+    if (v) return row_walk_apply<T, true>(u + 2 * begin, v + 2 * begin, pairs_ext, W, lanes, pos, out + 2 * begin); \
+    row_walk_apply<T, false>(u + 2 * begin, nullptr, pairs_ext, W, lanes, pos, out + 2 * begin);           \
   }                                                                                                        \
+  /* pairs: kPairs arrays of 2 C values for runs, of W (extended rows) for rows. */                       \
   void apply_task(const T* u, const T* v, const T* pairs, int64_t C, int64_t inner, int64_t b, int64_t e,  \
                   T* out) {                                                                                \
     if (inner == 1) {                                                                                      \
@@ -350,6 +378,7 @@ void apply(const BatchNormLayout& L, const at::Tensor& u, const at::Tensor& v, c
     using T = scalar_t;
     std::vector<T> pairs(static_cast<size_t>(kPairs) * 2 * L.C);
     to_pairs(coeffs.data_ptr<double>(), L.C, pairs.data());
+    if (L.inner == 1) pairs = extended_rows(pairs, 2 * L.C);
     const T* up = static_cast<const T*>(u.data_ptr());
     const T* vp = v.defined() ? static_cast<const T*>(v.data_ptr()) : nullptr;
     T* op = static_cast<T*>(out.data_ptr());

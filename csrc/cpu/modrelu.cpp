@@ -185,39 +185,26 @@ struct RunThreshold {
 
 // RowThresholds: one threshold per channel, the channel varying fastest (channels_last per-channel
 // thresholds, or thresholds [F] on [B, F]: inner == 1): element i of the run is in channel
-// (first + i) % C. tau_ext holds the C thresholds and then the first kSize of them again, so a
-// chunk's thresholds are consecutive wherever in a row of C it starts; dt_ext is laid out the same
-// way and takes the gradients (folded into C sums by the caller, who zeroes it before each run). One
-// walk over the whole run, not one per row: rows shorter than a chunk (C < 8 for float) would
-// otherwise be all padding.
+// (first + i) % C, a RowCursor over rows of C (cpu/runs.h). tau_ext is the C thresholds as an
+// extended row (kSize more); dt_ext is laid out the same way and takes the gradients (folded into C
+// sums by the caller, who zeroes it before each run). One walk over the whole run, not one per row:
+// rows shorter than a chunk (C < 8 for float) would otherwise be all padding.
 template <typename T>
 struct RowThresholds {
   const T* tau_ext;
   T* dt_ext;
-  int64_t C, step, start, at;
+  RowCursor first, pos;
 
-  RowThresholds(const T* tau_ext, T* dt_ext, int64_t C, int64_t first)
-      : tau_ext(tau_ext), dt_ext(dt_ext), C(C), step(ComplexChunk<T>::kSize % C), start(first % C), at(start) {}
+  RowThresholds(const T* tau_ext, T* dt_ext, int64_t C, int64_t first_element)
+      : tau_ext(tau_ext), dt_ext(dt_ext), first(C, ComplexChunk<T>::kSize, first_element), pos(first) {}
   void restart() {
-    at = start;
-    if (dt_ext != nullptr) std::fill(dt_ext, dt_ext + C + ComplexChunk<T>::kSize, T(0));
+    pos = first;
+    if (dt_ext != nullptr) std::fill(dt_ext, dt_ext + pos.width + ComplexChunk<T>::kSize, T(0));
   }
-  VecOf<T> thresholds() const { return in_lane_order<T>(load_vec(tau_ext + at)); }
-  void add_grad(VecOf<T> dt) { store_vec(dt_ext + at, load_vec(dt_ext + at) + in_lane_order<T>(dt)); }
-  void next() {
-    at += step;
-    if (at >= C) at -= C;
-  }
+  VecOf<T> thresholds() const { return in_lane_order<T>(load_vec(tau_ext + pos.at)); }
+  void add_grad(VecOf<T> dt) { store_vec(dt_ext + pos.at, load_vec(dt_ext + pos.at) + in_lane_order<T>(dt)); }
+  void next() { pos.next(); }
 };
-
-// RowThresholds' tau_ext: the C thresholds followed by the first kSize of them again, cyclically
-// (dt_ext has its length).
-template <typename T>
-std::vector<T> extended_row(const T* tau, int64_t C) {
-  std::vector<T> ext(C + ComplexChunk<T>::kSize);
-  for (size_t k = 0; k < ext.size(); ++k) ext[k] = tau[k % C];
-  return ext;
-}
 
 // A run where a special value occurred is done again, element by element (forward_exact).
 template <typename T, bool kPolar, typename Thresholds>
@@ -328,7 +315,8 @@ at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold, double eps)
     const T* in = static_cast<const T*>(L.z.data_ptr());
     T* o = static_cast<T*>(out.data_ptr());
     const T* tau = L.tau_block.data_ptr<T>();
-    const std::vector<T> tau_ext = L.inner == 1 ? extended_row(tau, L.T) : std::vector<T>();
+    const std::vector<T> tau_ext =
+        L.inner == 1 ? extended_row(tau, L.T, ComplexChunk<T>::kSize) : std::vector<T>();
     at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
       if (L.inner == 1) {
         return RunsOf<T>::forward_rows(in + 2 * begin, o + 2 * begin, end - begin, begin, L.T, tau_ext.data(), T(eps));
@@ -366,7 +354,8 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
     // element per threshold (inner == 1), across spans of kFlushRows rows; in double across them,
     // in each task's own vector (no cache line written by two threads), then per thread, then
     // across threads.
-    const std::vector<T> tau_ext = L.inner == 1 ? extended_row(tau, L.T) : std::vector<T>();
+    const std::vector<T> tau_ext =
+        L.inner == 1 ? extended_row(tau, L.T, ComplexChunk<T>::kSize) : std::vector<T>();
     const int threads = at::get_num_threads();
     std::vector<double> partial(static_cast<size_t>(threads) * L.T, 0.0);
     at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {

@@ -152,6 +152,18 @@ __attribute__((always_inline)) inline void merge_store(VecOf<T> re, VecOf<T> im,
   store_vec(z + C::kSize, __builtin_shuffle(re, im, C::kHigh));
 }
 
+// Each lane's partner, the other part of its complex value (lanes 2k and 2k + 1 swapped), for data
+// kept interleaved.
+template <typename T>
+__attribute__((always_inline)) inline VecOf<T> swap_parts(VecOf<T> v) {
+  using Mask = typename ComplexChunk<T>::Mask;
+  if constexpr (ComplexChunk<T>::kSize == 8) {
+    return __builtin_shuffle(v, Mask{1, 0, 3, 2, 5, 4, 7, 6});
+  } else {
+    return __builtin_shuffle(v, Mask{1, 0, 3, 2});
+  }
+}
+
 // Natural order <-> lane order (either way: the permutation is an involution).
 template <typename T>
 __attribute__((always_inline)) inline VecOf<T> in_lane_order(VecOf<T> v) {
