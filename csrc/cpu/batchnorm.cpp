@@ -128,7 +128,7 @@ struct MomentSums {
   // The sums r, i, r^2, r i, i^2 of x' = (r, i), lane-wise: for x' of this part d and of the other
   // ds, the terms d, d^2, d ds (r i in both lanes).
   template <typename T>
-  static void pair_terms(T d, T ds, T, T* v) {
+  CPLXFAST_INLINE static void pair_terms(T d, T ds, T, T* v) {
     v[0] = d;
     v[1] = d * d;
     v[2] = d * ds;
@@ -142,7 +142,7 @@ struct GradSums {
   // The sums gr, gi, gr xr, gr xi, gi xr, gi xi of (x', g), lane-wise: for x' of this part d, of
   // the other ds, and g of this part, the terms g, g d, g ds.
   template <typename T>
-  static void pair_terms(T d, T ds, T g, T* v) {
+  CPLXFAST_INLINE static void pair_terms(T d, T ds, T g, T* v) {
     v[0] = g;
     v[1] = g * d;
     v[2] = g * ds;
@@ -344,7 +344,7 @@ __attribute__((always_inline)) inline void row_walk_apply(const T* u, const T* v
 #define CPLXFAST_APPLY_LOOPS(T, SUFFIX)                                                                    \
   CPLXFAST_VECTOR_CLONES void apply_runs_##SUFFIX(const T* u, const T* v, const T* pairs, int64_t C,       \
                                                   int64_t inner, int64_t begin, int64_t end, T* out) {     \
-    for_each_constant_run(begin, end, inner, C, [&](int64_t b, int64_t e, int64_t c) {                     \
+    for_each_constant_run(begin, end, inner, C, [&](int64_t b, int64_t e, int64_t c) CPLXFAST_INLINE {     \
       if (v) {                                                                                             \
         apply_run<T, true>(u + 2 * b, v + 2 * b, pairs, C, c, e - b, out + 2 * b);                         \
       } else {                                                                                             \

@@ -61,17 +61,17 @@ __attribute__((always_inline)) inline void forward_chunk(VecOf<T> re, VecOf<T> i
 
 // grad_z (gz_re, gz_im) and the threshold's element gradients (dt), as modrelu_math::grads:
 // grad_z = a g + b (Im u, -Re u), u = z / max(|z|, eps); |z| > eps: a = 1, b = (tau / |z|) Im(g conj(u));
-// |z| <= eps: a = s, b = 0; both 0 where s <= 0. In u, not z / |z|^3, so that it stays in range
-// for tiny and huge |z| (eps = 0). The products with g that need no modulus (Re and Im of
-// g conj(z)) come first, off the chain through the square root and the division.
+// |z| <= eps: a = s, b = 0; both 0 where s <= 0. In u, not z / |z|^3 (nor Im(g conj(z)) / |z|,
+// which overflows or loses digits for large or tiny |g| |z|), so that it stays in range for tiny
+// and huge |z| (eps = 0). Re(g conj(z)), which dt divides by max(|z|, eps) as modrelu_math does,
+// comes first, off the chain through the square root and the division.
 template <typename T, bool kPolar>
 __attribute__((always_inline)) inline void backward_chunk(VecOf<T> re, VecOf<T> im, VecOf<T> gr, VecOf<T> gi,
                                                           VecOf<T> th, T eps, VecOf<T>& gz_re, VecOf<T>& gz_im,
                                                           VecOf<T>& dt, VecOf<T>& nonfinite) {
   using V = VecOf<T>;
   const V zero{}, one = zero + T(1);
-  const V dot = gr * re + gi * im;    // Re(g conj(z))
-  const V cross = gi * re - gr * im;  // Im(g conj(z))
+  const V dot = gr * re + gi * im;  // Re(g conj(z))
   const V r2 = re * re + im * im;
   const V r = sqrt_vec<T>(r2);
   const auto large = r > eps;  // polar form: z != 0
@@ -80,8 +80,8 @@ __attribute__((always_inline)) inline void backward_chunk(VecOf<T> re, VecOf<T> 
   const V s = one - k;
   const auto live = kPolar ? (s > zero) & large : s > zero;
   const V a = live ? (large ? one : s) : zero;
-  const V b = (live & large) ? k * (cross * inv_m) : zero;
   const V ur = re * inv_m, ui = im * inv_m;
+  const V b = (live & large) ? k * (gi * ur - gr * ui) : zero;
   gz_re = a * gr + b * ui;
   gz_im = a * gi - b * ur;
   dt = live ? -(dot * inv_m) : zero;  // -Re(g conj(z)) / max(|z|, eps)
@@ -145,13 +145,6 @@ __attribute__((always_inline)) inline bool saw_special_value(VecOf<T> nonfinite)
 // kSumBlock / kSize of them before they go to double).
 constexpr int64_t kSumBlock = 512;
 
-// v with the lanes of elements m.. of its chunk set to 0 (lane q holds element kOrder[q]).
-template <typename T>
-__attribute__((always_inline)) inline VecOf<T> padded_lanes_zeroed(VecOf<T> v, int64_t m) {
-  using C = ComplexChunk<T>;
-  return C::kOrder < typename C::Mask{} + static_cast<typename C::Index>(m) ? v : VecOf<T>{};
-}
-
 // The thresholds of a run's chunks, in lane order, and where their gradients go; the chunks come
 // in memory order.
 //
@@ -171,8 +164,8 @@ struct RunThreshold {
     total = 0;
     chunks = 0;
   }
-  VecOf<T> thresholds() const { return tau; }
-  void add_grad(VecOf<T> dt) {
+  CPLXFAST_INLINE VecOf<T> thresholds() const { return tau; }
+  CPLXFAST_INLINE void add_grad(VecOf<T> dt) {
     sum += dt;
     if (++chunks % (kSumBlock / ComplexChunk<T>::kSize) == 0) {
       total += vec_sum<T>(sum);
@@ -201,8 +194,10 @@ struct RowThresholds {
     pos = first;
     if (dt_ext != nullptr) std::fill(dt_ext, dt_ext + pos.width + ComplexChunk<T>::kSize, T(0));
   }
-  VecOf<T> thresholds() const { return in_lane_order<T>(load_vec(tau_ext + pos.at)); }
-  void add_grad(VecOf<T> dt) { store_vec(dt_ext + pos.at, load_vec(dt_ext + pos.at) + in_lane_order<T>(dt)); }
+  CPLXFAST_INLINE VecOf<T> thresholds() const { return in_lane_order<T>(load_vec(tau_ext + pos.at)); }
+  CPLXFAST_INLINE void add_grad(VecOf<T> dt) {
+    store_vec(dt_ext + pos.at, load_vec(dt_ext + pos.at) + in_lane_order<T>(dt));
+  }
   void next() { pos.next(); }
 };
 
@@ -225,21 +220,22 @@ __attribute__((always_inline)) inline void forward_run(const T* in, T* out, int6
   });
 }
 
-// grad_z of n elements; the threshold's element gradients go to tau.add_grad, those of a last
-// chunk's padded lanes zeroed (z = g = 0 there still gives NaN where tau / eps overflows). A run
-// where a special value occurred is done again, element by element (backward_exact), its
-// threshold gradients from scratch.
+// grad_z of n elements; the threshold's element gradients go to tau.add_grad. A run where a
+// special value occurred is done again, element by element (backward_exact), its threshold
+// gradients from scratch. A last chunk's padded lanes (z = g = 0) add -0 to them, or NaN where
+// 1 / eps overflows, which the probe sees (s is not finite there): the run is then redone, from
+// its real elements only.
 template <typename T, bool kPolar, typename Thresholds>
 __attribute__((always_inline)) inline void backward_run(const T* in, const T* g, T* gz, int64_t n, Thresholds& tau,
                                                         T eps) {
   VecOf<T> nonfinite{};
-  for_each_chunk<T>(in, g, gz, n, [&](const T* z, const T* gp, T* o, int64_t m) CPLXFAST_INLINE {
+  for_each_chunk<T>(in, g, gz, n, [&](const T* z, const T* gp, T* o, int64_t) CPLXFAST_INLINE {
     VecOf<T> re, im, gr, gi, gz_re, gz_im, dt;
     load_split(z, re, im);
     load_split(gp, gr, gi);
     backward_chunk<T, kPolar>(re, im, gr, gi, tau.thresholds(), eps, gz_re, gz_im, dt, nonfinite);
     merge_store(gz_re, gz_im, o);
-    tau.add_grad(m == ComplexChunk<T>::kSize ? dt : padded_lanes_zeroed<T>(dt, m));
+    tau.add_grad(dt);
     tau.next();
   });
   if (!saw_special_value<T>(nonfinite)) return;

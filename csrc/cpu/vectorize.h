@@ -7,11 +7,12 @@
 // off the in-cache time of the chunked modReLU backward on an AVX2 EPYC (a plain "avx2" clone has
 // no FMA).
 // flatten: everything a clone calls is inlined into it and compiled for its ISA. Without it GCC
-// left some loop bodies (lambdas passed to for_each_row_piece / for_each_constant_run, batch
-// norm's apply among them) as out-of-line functions, compiled for the baseline only (SSE2).
+// left some loop bodies (lambdas passed to the row and run walkers of cpu/runs.h, batch norm's
+// apply among them) as out-of-line functions, compiled for the baseline only (SSE2).
 // flatten is a request GCC may still decline: it left a lambda that modReLU's loop called from two
-// places out of line in some clones (a baseline-only loop, 15x slower). Loop bodies passed as
-// lambdas to a clone's walkers are marked CPLXFAST_INLINE, which GCC must honour.
+// places out of line in some clones (a baseline-only loop, 13x slower). Loop bodies passed as
+// lambdas to a clone's walkers, and member functions that take or return vectors, are marked
+// CPLXFAST_INLINE, which GCC must honour.
 #pragma once
 
 #if !defined(__GNUC__) || defined(__clang__)
