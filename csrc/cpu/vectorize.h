@@ -109,6 +109,7 @@ struct ComplexChunk<float> {
   static constexpr Mask kRe{0, 2, 8, 10, 4, 6, 12, 14}, kIm{1, 3, 9, 11, 5, 7, 13, 15};
   static constexpr Mask kLow{0, 8, 1, 9, 4, 12, 5, 13}, kHigh{2, 10, 3, 11, 6, 14, 7, 15};
   static constexpr Mask kOrder{0, 1, 4, 5, 2, 3, 6, 7};
+  static constexpr Mask kSwap{1, 0, 3, 2, 5, 4, 7, 6};
 };
 
 template <>
@@ -119,6 +120,7 @@ struct ComplexChunk<double> {
   typedef Index Mask __attribute__((vector_size(32)));
   static constexpr Mask kRe{0, 4, 2, 6}, kIm{1, 5, 3, 7}, kLow{0, 4, 2, 6}, kHigh{1, 5, 3, 7};
   static constexpr Mask kOrder{0, 2, 1, 3};
+  static constexpr Mask kSwap{1, 0, 3, 2};
 };
 
 template <typename T>
@@ -157,12 +159,7 @@ __attribute__((always_inline)) inline void merge_store(VecOf<T> re, VecOf<T> im,
 // kept interleaved.
 template <typename T>
 __attribute__((always_inline)) inline VecOf<T> swap_parts(VecOf<T> v) {
-  using Mask = typename ComplexChunk<T>::Mask;
-  if constexpr (ComplexChunk<T>::kSize == 8) {
-    return __builtin_shuffle(v, Mask{1, 0, 3, 2, 5, 4, 7, 6});
-  } else {
-    return __builtin_shuffle(v, Mask{1, 0, 3, 2});
-  }
+  return __builtin_shuffle(v, ComplexChunk<T>::kSwap);
 }
 
 // Natural order <-> lane order (either way: the permutation is an involution).
