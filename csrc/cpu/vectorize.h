@@ -21,12 +21,57 @@
 
 #if defined(__x86_64__) && __GNUC__ >= 12
 #define CPLXFAST_VECTOR_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default"), flatten))
+#define CPLXFAST_NARROW_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), flatten))
 #elif defined(__x86_64__)  // no x86-64-v3 clones before GCC 12
 #define CPLXFAST_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), flatten))
+#define CPLXFAST_NARROW_CLONES __attribute__((target_clones("avx2", "default"), flatten))
 #else
 #define CPLXFAST_VECTOR_CLONES
+#define CPLXFAST_NARROW_CLONES
 #endif
 
+// Entry points whose loops take their vector width in bytes as a template parameter:
+//   CPLXFAST_WIDTH_VERSIONS(return type, name, (parameters), (arguments), { body })
+// defines name_wide, AVX-512 with 64-byte vectors, name_narrow, 32-byte vectors in x86-64-v3 and
+// baseline clones, and name, which calls name_wide where wide_vectors() says so. target_clones
+// compile one body for every ISA, which held the AVX-512 clone to ComplexChunk's 32-byte vectors;
+// on a Zen 5 EPYC (full-width AVX-512 units) the modReLU backward's vector maths ran 1.8x faster in
+// 64-byte ones (bench/RESULTS.md). In the body, kBytes is the width and `kernels` names the
+// namespace of the kernel templates compiled for the version's target: `wide`, defined between
+// CPLXFAST_BEGIN_AVX512 and CPLXFAST_END_AVX512, or `narrow` (cpu/modrelu_kernels.h says why there
+// are two). AVX-512 with DQ, VL and BW (x86-64-v4's set), not F alone: with F alone GCC made the
+// vector comparisons' masks lane by lane.
+#if defined(__x86_64__)
+#define CPLXFAST_BEGIN_AVX512 _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512vl,avx512dq,avx512bw\")")
+#define CPLXFAST_END_AVX512 _Pragma("GCC pop_options")
+#define CPLXFAST_WIDTH_VERSIONS(RET, NAME, PARAMS, ARGS, ...)                                          \
+  __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw"), flatten)) RET NAME##_wide PARAMS {      \
+    constexpr int kBytes = 64;                                                                          \
+    namespace kernels = wide;                                                                           \
+    __VA_ARGS__                                                                                         \
+  }                                                                                                     \
+  CPLXFAST_NARROW_CLONES RET NAME##_narrow PARAMS {                                                     \
+    constexpr int kBytes = 32;                                                                          \
+    namespace kernels = narrow;                                                                         \
+    __VA_ARGS__                                                                                         \
+  }                                                                                                     \
+  RET NAME PARAMS { return ::cplxfast::cpu::wide_vectors() ? NAME##_wide ARGS : NAME##_narrow ARGS; }
+#else
+#define CPLXFAST_BEGIN_AVX512
+#define CPLXFAST_END_AVX512
+#define CPLXFAST_WIDTH_VERSIONS(RET, NAME, PARAMS, ARGS, ...) \
+  RET NAME PARAMS {                                           \
+    constexpr int kBytes = 32;                                \
+    namespace kernels = narrow;                               \
+    __VA_ARGS__                                               \
+  }
+#endif
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
 #include <cmath>
 #include <cstdint>
 
@@ -34,6 +79,28 @@
 #define CPLXFAST_INLINE __attribute__((always_inline))
 
 namespace cplxfast::cpu {
+
+// Whether CPLXFAST_WIDTH_VERSIONS' entry points take their 64-byte versions: where the CPU has
+// x86-64-v4's AVX-512 set, unless the environment variable CPLXFAST_VECTOR_BYTES is 32 (read once:
+// for tests of the 32-byte kernels on such a CPU, and for comparisons of the two).
+inline bool wide_vectors() {
+  static const bool wide = [] {
+    const char* cap = std::getenv("CPLXFAST_VECTOR_BYTES");
+    const std::string bytes = cap == nullptr ? "" : cap;
+    if (bytes != "" && bytes != "32" && bytes != "64") {
+      throw std::invalid_argument("cplxfast: CPLXFAST_VECTOR_BYTES must be 32 or 64 (the widest CPU vectors to use), not '" +
+                                  bytes + "'");
+    }
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return bytes != "32" && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
+#else
+    return false;
+#endif
+  }();
+  return wide;
+}
 
 // Interleaved complex values <-> two planes in memory, for data that the maths reads many times
 // (the depthwise convolution's padded rows, read once per kernel tap).
@@ -81,27 +148,29 @@ __attribute__((always_inline)) inline double lane_sum(const T* __restrict__ v, i
 }
 
 // Complex values in registers, for elementwise loops whose maths runs on real and imaginary parts
-// (modReLU): a chunk of kSize interleaved values is loaded as two 32-byte vectors and split into
-// one vector of real parts and one of imaginary parts by one in-lane shuffle each (vshufps /
-// vunpcklpd), and merged back by two (vunpcklps / vunpckhps). Planes in L1 (deinterleave above)
-// cost four cross-lane permutes and blends per vector in, a store and a load per plane, and
-// measured as much time as the maths itself (bench/RESULTS.md, 2026-12-07). The price of the
-// in-lane shuffles is the order: lane q of a split vector holds element kOrder[q] of the chunk, so
-// values that vary per element (per-channel thresholds along a channels_last row, their gradient
-// sums) go through in_lane_order, which maps natural order to lane order and back (kOrder is its
-// own inverse). 32-byte vectors in every clone: on AVX-512 too, where a 64-byte shuffle of this kind
-// is one vpermt2ps but AVX2 and the baseline would lower it element by element.
-template <typename T>
+// (modReLU): a chunk of kSize interleaved values is loaded as two vectors of kBytes and split into
+// one vector of real parts and one of imaginary parts by one shuffle each, and merged back by two.
+// Planes in L1 (deinterleave above) cost four cross-lane permutes and blends per vector in, a store
+// and a load per plane, and measured as much time as the maths itself (bench/RESULTS.md,
+// 2026-12-07).
+// 32-byte vectors (AVX2 and the baseline): the shuffles are in-lane (vshufps / vunpcklpd in, vunpcklps
+// / vunpckhps out), and their price is the order: lane q of a split vector holds element kOrder[q]
+// of the chunk, so values that vary per element (per-channel thresholds along a channels_last row,
+// their gradient sums) go through in_lane_order, which maps natural order to lane order and back
+// (kOrder is its own inverse). 64-byte vectors (AVX-512 only: AVX2 and the baseline would lower
+// their shuffles element by element): each shuffle is one two-source permute (vpermt2ps), in
+// natural order.
+template <typename T, int kBytes = 32>
 struct ComplexChunk;
 
-// The helpers below (and the kernels built on them) pass 32-byte vectors by value. They are always
+// The helpers below (and the kernels built on them) pass vectors by value. They are always
 // inlined into the clones, so no vector crosses a call, and GCC's note that such a call's ABI
 // differs without AVX does not apply. Off for the rest of each file that includes this header:
 // GCC reports it for template instantiations at the end of the file, after any pop.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 template <>
-struct ComplexChunk<float> {
+struct ComplexChunk<float, 32> {
   static constexpr int kSize = 8;
   typedef float Vec __attribute__((vector_size(32)));
   typedef int32_t Index;  // a lane's element index, and the lanes of a comparison's mask
@@ -113,7 +182,7 @@ struct ComplexChunk<float> {
 };
 
 template <>
-struct ComplexChunk<double> {
+struct ComplexChunk<double, 32> {
   static constexpr int kSize = 4;
   typedef double Vec __attribute__((vector_size(32)));
   typedef int64_t Index;
@@ -123,64 +192,96 @@ struct ComplexChunk<double> {
   static constexpr Mask kSwap{1, 0, 3, 2};
 };
 
-template <typename T>
-using VecOf = typename ComplexChunk<T>::Vec;
+template <>
+struct ComplexChunk<float, 64> {
+  static constexpr int kSize = 16;
+  typedef float Vec __attribute__((vector_size(64)));
+  typedef int32_t Index;
+  typedef Index Mask __attribute__((vector_size(64)));
+  static constexpr Mask kRe{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+  static constexpr Mask kIm{1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+  static constexpr Mask kLow{0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+  static constexpr Mask kHigh{8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  static constexpr Mask kOrder{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  static constexpr Mask kSwap{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14};
+};
 
+template <>
+struct ComplexChunk<double, 64> {
+  static constexpr int kSize = 8;
+  typedef double Vec __attribute__((vector_size(64)));
+  typedef int64_t Index;
+  typedef Index Mask __attribute__((vector_size(64)));
+  static constexpr Mask kRe{0, 2, 4, 6, 8, 10, 12, 14}, kIm{1, 3, 5, 7, 9, 11, 13, 15};
+  static constexpr Mask kLow{0, 8, 1, 9, 2, 10, 3, 11}, kHigh{4, 12, 5, 13, 6, 14, 7, 15};
+  static constexpr Mask kOrder{0, 1, 2, 3, 4, 5, 6, 7};
+  static constexpr Mask kSwap{1, 0, 3, 2, 5, 4, 7, 6};
+};
+
+// The most values of T any chunk holds: per-channel arrays read a chunk at a time are extended by
+// this many (cpu/runs.h), whichever width the clone picked.
 template <typename T>
-__attribute__((always_inline)) inline VecOf<T> load_vec(const T* p) {
-  VecOf<T> v;
+constexpr int64_t kWidestChunk = ComplexChunk<T, 64>::kSize;
+
+template <typename T, int kBytes = 32>
+using VecOf = typename ComplexChunk<T, kBytes>::Vec;
+
+template <typename T, int kBytes = 32>
+__attribute__((always_inline)) inline VecOf<T, kBytes> load_vec(const T* p) {
+  VecOf<T, kBytes> v;
   __builtin_memcpy(&v, p, sizeof(v));
   return v;
 }
 
-template <typename T>
-__attribute__((always_inline)) inline void store_vec(T* p, VecOf<T> v) {
+template <typename T, int kBytes = 32>
+__attribute__((always_inline)) inline void store_vec(T* p, VecOf<T, kBytes> v) {
   __builtin_memcpy(p, &v, sizeof(v));
 }
 
 // kSize interleaved values at z -> real and imaginary parts in lane order.
-template <typename T>
-__attribute__((always_inline)) inline void load_split(const T* z, VecOf<T>& re, VecOf<T>& im) {
-  using C = ComplexChunk<T>;
-  const VecOf<T> a = load_vec(z), b = load_vec(z + C::kSize);
+template <typename T, int kBytes = 32>
+__attribute__((always_inline)) inline void load_split(const T* z, VecOf<T, kBytes>& re, VecOf<T, kBytes>& im) {
+  using C = ComplexChunk<T, kBytes>;
+  const VecOf<T, kBytes> a = load_vec<T, kBytes>(z), b = load_vec<T, kBytes>(z + C::kSize);
   re = __builtin_shuffle(a, b, C::kRe);
   im = __builtin_shuffle(a, b, C::kIm);
 }
 
 // The inverse of load_split: parts in lane order -> kSize interleaved values at z.
-template <typename T>
-__attribute__((always_inline)) inline void merge_store(VecOf<T> re, VecOf<T> im, T* z) {
-  using C = ComplexChunk<T>;
-  store_vec(z, __builtin_shuffle(re, im, C::kLow));
-  store_vec(z + C::kSize, __builtin_shuffle(re, im, C::kHigh));
+template <typename T, int kBytes = 32>
+__attribute__((always_inline)) inline void merge_store(VecOf<T, kBytes> re, VecOf<T, kBytes> im, T* z) {
+  using C = ComplexChunk<T, kBytes>;
+  store_vec<T, kBytes>(z, __builtin_shuffle(re, im, C::kLow));
+  store_vec<T, kBytes>(z + C::kSize, __builtin_shuffle(re, im, C::kHigh));
 }
 
 // Each lane's partner, the other part of its complex value (lanes 2k and 2k + 1 swapped), for data
 // kept interleaved.
-template <typename T>
-__attribute__((always_inline)) inline VecOf<T> swap_parts(VecOf<T> v) {
-  return __builtin_shuffle(v, ComplexChunk<T>::kSwap);
+template <typename T, int kBytes = 32>
+__attribute__((always_inline)) inline VecOf<T, kBytes> swap_parts(VecOf<T, kBytes> v) {
+  return __builtin_shuffle(v, ComplexChunk<T, kBytes>::kSwap);
 }
 
-// Natural order <-> lane order (either way: the permutation is an involution).
-template <typename T>
-__attribute__((always_inline)) inline VecOf<T> in_lane_order(VecOf<T> v) {
-  return __builtin_shuffle(v, ComplexChunk<T>::kOrder);
+// Natural order <-> lane order (either way: the permutation is an involution; the identity, which
+// GCC drops, for 64-byte vectors).
+template <typename T, int kBytes = 32>
+__attribute__((always_inline)) inline VecOf<T, kBytes> in_lane_order(VecOf<T, kBytes> v) {
+  return __builtin_shuffle(v, ComplexChunk<T, kBytes>::kOrder);
 }
 
 // Elementwise square root: GCC turns the lane loop into one vsqrtps / vsqrtpd.
-template <typename T>
-__attribute__((always_inline)) inline VecOf<T> sqrt_vec(VecOf<T> x) {
-  VecOf<T> r;
-  for (int l = 0; l < ComplexChunk<T>::kSize; ++l) r[l] = std::sqrt(x[l]);
+template <typename T, int kBytes = 32>
+__attribute__((always_inline)) inline VecOf<T, kBytes> sqrt_vec(VecOf<T, kBytes> x) {
+  VecOf<T, kBytes> r;
+  for (int l = 0; l < ComplexChunk<T, kBytes>::kSize; ++l) r[l] = std::sqrt(x[l]);
   return r;
 }
 
 // The sum of a vector's lanes, in double.
-template <typename T>
-__attribute__((always_inline)) inline double vec_sum(VecOf<T> v) {
+template <typename T, int kBytes = 32>
+__attribute__((always_inline)) inline double vec_sum(VecOf<T, kBytes> v) {
   double sum = 0;
-  for (int l = 0; l < ComplexChunk<T>::kSize; ++l) sum += v[l];
+  for (int l = 0; l < ComplexChunk<T, kBytes>::kSize; ++l) sum += v[l];
   return sum;
 }
 
