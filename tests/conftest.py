@@ -1,4 +1,7 @@
 import importlib.util
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -72,3 +75,26 @@ def exact_fp32():
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     yield
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def environment_with_vector_bytes(value):
+    """This process's environment with CPLXFAST_VECTOR_BYTES set (cpu/vectorize.h) and this
+    process's cplxfast first on the path."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(cplxfast.__file__)))
+    path = os.pathsep.join(p for p in [package_root, os.environ.get("PYTHONPATH")] if p)
+    return dict(os.environ, CPLXFAST_VECTOR_BYTES=value, PYTHONPATH=path)
+
+
+def run_again_with_32_byte_vectors(test_file):
+    """On a CPU with AVX-512 the modReLU and batch norm CPU kernels run in 64-byte vectors, and the
+    tests see only those; CPLXFAST_VECTOR_BYTES=32 picks the 32-byte kernels that AVX2 CPUs run.
+    Runs test_file's tests in a process with that setting (on a CPU without AVX-512: the same
+    kernels a second time); skips in that process itself."""
+    if os.environ.get("CPLXFAST_VECTOR_BYTES") == "32":
+        pytest.skip("this is the 32-byte run")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.abspath(test_file)],
+        env=environment_with_vector_bytes("32"), capture_output=True, text=True,
+        cwd=os.path.dirname(os.path.abspath(test_file)))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout

@@ -6,7 +6,7 @@ import torch
 from cplxfast import _reference as ref
 from cplxfast import ops
 from cplxfast.nn import CplxBatchNorm1d, CplxBatchNorm2d, CplxBatchNorm3d
-from conftest import TOL, crandn, rel_err
+from conftest import TOL, crandn, rel_err, run_again_with_32_byte_vectors
 
 DTYPES = [torch.complex64, torch.complex128]
 REAL = {torch.complex64: torch.float32, torch.complex128: torch.float64}
@@ -315,3 +315,8 @@ def test_matches_cplxmodule_affine_and_tracking_options(affine, track):
         torch.testing.assert_close(y_ours.imag, y_theirs.imag, rtol=1e-4, atol=1e-5)
     for (name, mine), theirs_buffer in zip(ours.state_dict().items(), theirs.state_dict().values()):
         torch.testing.assert_close(mine, theirs_buffer, msg=name)
+
+
+def test_the_32_byte_cpu_kernels_too():
+    """This file's tests again with the 32-byte CPU kernels (conftest.py)."""
+    run_again_with_32_byte_vectors(__file__)

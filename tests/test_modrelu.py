@@ -1,19 +1,17 @@
 """cplxfast.modrelu: forward, backward, gradcheck, opcheck, broadcasting, strides, z = 0, NaN,
 errors, modules, cplxmodule interop, compile."""
 import math
-import os
 import subprocess
 import sys
 
 import pytest
 import torch
 
-import cplxfast
 from cplxfast import _reference as ref
 from cplxfast import functional as F
 from cplxfast import ops
 from cplxfast.nn import CplxAdaptiveModReLU, CplxModReLU, ModReLU
-from conftest import TOL, crandn, rel_err
+from conftest import TOL, crandn, environment_with_vector_bytes, rel_err, run_again_with_32_byte_vectors
 
 DTYPES = [torch.complex64, torch.complex128]
 REAL = {torch.complex64: torch.float32, torch.complex128: torch.float64}
@@ -473,32 +471,15 @@ def test_threshold_gradient_of_a_partial_last_chunk(device, memory_format):
     assert rel_err(gt, tr.grad) < 1e-5
 
 
-def with_vector_bytes(value):
-    """This process's environment with CPLXFAST_VECTOR_BYTES set, and this process's cplxfast
-    first on the path."""
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(cplxfast.__file__)))
-    path = os.pathsep.join(p for p in [package_root, os.environ.get("PYTHONPATH")] if p)
-    return dict(os.environ, CPLXFAST_VECTOR_BYTES=value, PYTHONPATH=path)
-
-
 def test_the_32_byte_cpu_kernels_too():
-    """On a CPU with AVX-512 the CPU kernels run in 64-byte vectors (chunks of 16 complex64
-    values), and this file's tests see only those; CPLXFAST_VECTOR_BYTES=32 picks the 32-byte
-    kernels that AVX2 CPUs run. This file's tests again, in a process with that setting (on a CPU
-    without AVX-512 the same kernels a second time)."""
-    if os.environ.get("CPLXFAST_VECTOR_BYTES") == "32":
-        pytest.skip("this is the 32-byte run")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.abspath(__file__)],
-        env=with_vector_bytes("32"), capture_output=True, text=True, cwd=os.path.dirname(os.path.abspath(__file__)))
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout
+    """This file's tests again with the 32-byte CPU kernels (conftest.py)."""
+    run_again_with_32_byte_vectors(__file__)
 
 
 def test_vector_width_setting_is_checked():
     result = subprocess.run(
         [sys.executable, "-c", "import torch, cplxfast; torch.ops.cplxfast.modrelu(torch.ones(4, dtype=torch.complex64), "
                                "torch.zeros(1), 1e-5)"],
-        env=with_vector_bytes("128"), capture_output=True, text=True)
+        env=environment_with_vector_bytes("128"), capture_output=True, text=True)
     assert result.returncode != 0
     assert "CPLXFAST_VECTOR_BYTES must be 32 or 64" in result.stderr

@@ -4,7 +4,11 @@
 // in double, and float sums below them: lane-wise on the interleaved values (each float lane its
 // own in-order sum), in vector sums over a run of one channel (run_sums_of) or in per-channel pair
 // arrays along channels_last rows (row_walk_sums), flushed to double every 512 elements or rows.
-// The loops run in the vector clones of cpu/vectorize.h (AVX-512, AVX2, baseline).
+// The loops run in 64-byte vectors on CPUs with AVX-512 and 32-byte ones on the others
+// (cpu/vectorize.h's CPLXFAST_WIDTH_VERSIONS), and ask for their data 4 KB ahead (prefetch_ahead):
+// in 64-byte vectors, channels_last grad sums from memory (32x64x32x32, two threads) took 0.52-0.64
+// ms without it, 0.47-0.53 ms with it.
+#include <algorithm>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -37,7 +41,45 @@ struct Partials {
   std::vector<double> data;
 };
 
-// The loops work lane-wise on the interleaved values, a vector (VecOf<T>, cpu/vectorize.h) of
+// The two kinds of per-channel sums: the forward's moments of x' (x shifted) and the backward's
+// gradient sums of (x', g).
+struct MomentSums {
+  static constexpr int K = 5;
+  // The widest vectors (bytes) for its walk along channels_last rows (see GradSums).
+  static constexpr int kRowWalkBytes = 64;
+  // The sums r, i, r^2, r i, i^2 of x' = (r, i), lane-wise: for x' of this part d and of the other
+  // ds, the terms d, d^2, d ds (r i in both lanes).
+  template <typename T>
+  CPLXFAST_INLINE static void pair_terms(T d, T ds, T, T* v) {
+    v[0] = d;
+    v[1] = d * d;
+    v[2] = d * ds;
+  }
+  // Sum k as {pair array, part}.
+  static constexpr int kFromPairs[K][2] = {{0, 0}, {0, 1}, {1, 0}, {2, 0}, {1, 1}};
+};
+
+struct GradSums {
+  static constexpr int K = 6;
+  // 32: along channels_last rows, from memory (32x64x32x32, two threads, Zen 5 EPYC), these sums
+  // took 0.47-0.53 ms in 64-byte vectors against 0.37-0.39 ms in 32-byte ones (in L2 the 64-byte
+  // ones were faster; the moments' walk, which reads one tensor, not two, was faster from memory
+  // too). Not found why.
+  static constexpr int kRowWalkBytes = 32;
+  // The sums gr, gi, gr xr, gr xi, gi xr, gi xi of (x', g), lane-wise: for x' of this part d, of
+  // the other ds, and g of this part, the terms g, g d, g ds.
+  template <typename T>
+  CPLXFAST_INLINE static void pair_terms(T d, T ds, T g, T* v) {
+    v[0] = g;
+    v[1] = g * d;
+    v[2] = g * ds;
+  }
+  static constexpr int kFromPairs[K][2] = {{0, 0}, {0, 1}, {1, 0}, {2, 0}, {2, 1}, {1, 1}};
+};
+
+namespace narrow {
+
+// The loops work lane-wise on the interleaved values, a vector (VecOf<T, kBytes>, cpu/vectorize.h) of
 // lanes at a time: lane l is part l % 2 of element l / 2, and its partner lane l ^ 1 (the other
 // part) is a swap within the same vector (swap_parts). Per-channel values (shifts, apply
 // coefficients, float sums) are laid out the same way, 2 per channel, so every load and store is
@@ -51,18 +93,20 @@ struct Partials {
 //
 // Channels_last: the sums of a task's elements as one walk over their lanes (cpu/runs.h's
 // RowCursor over rows of 2 C lanes); shift and the three pair arrays a[3] are extended rows of
-// stride W = 2 C + kSize. The last lanes (fewer than a vector) go one by one.
-template <typename T, typename S, bool kHasY>
+// stride W = extended_stride(2 C). The last lanes (fewer than a vector) go one by one.
+template <typename T, int kBytes, typename S, bool kHasY>
 __attribute__((always_inline)) inline void row_walk_sums(const T* __restrict__ x, const T* __restrict__ y,
                                                          int64_t lanes, RowCursor pos, const T* __restrict__ shift,
                                                          T* __restrict__ a, int64_t W) {
-  constexpr int64_t K = ComplexChunk<T>::kSize;
+  constexpr int64_t K = ComplexChunk<T, kBytes>::kSize;
   int64_t i = 0;
   for (; i + K <= lanes; i += K, pos.next()) {
-    const VecOf<T> d = load_vec(x + i) - load_vec(shift + pos.at);
-    VecOf<T> v[3];
-    S::pair_terms(d, swap_parts<T>(d), kHasY ? load_vec(y + i) : VecOf<T>{}, v);
-    for (int k = 0; k < 3; ++k) store_vec(a + k * W + pos.at, load_vec(a + k * W + pos.at) + v[k]);
+    prefetch_ahead<false>(x + i, K * sizeof(T));
+    if (kHasY) prefetch_ahead<false>(y + i, K * sizeof(T));
+    const VecOf<T, kBytes> d = load_vec<T, kBytes>(x + i) - load_vec<T, kBytes>(shift + pos.at);
+    VecOf<T, kBytes> v[3];
+    S::pair_terms(d, swap_parts<T, kBytes>(d), kHasY ? load_vec<T, kBytes>(y + i) : VecOf<T, kBytes>{}, v);
+    for (int k = 0; k < 3; ++k) store_vec<T, kBytes>(a + k * W + pos.at, load_vec<T, kBytes>(a + k * W + pos.at) + v[k]);
   }
   for (int64_t q = pos.at; i < lanes; ++i, ++q) {
     T v[3];
@@ -75,11 +119,11 @@ __attribute__((always_inline)) inline void row_walk_sums(const T* __restrict__ x
 // (independent, so that no chain of dependent adds sets the pace), the shift the channel's pair
 // repeated; flushed to double every kBlock elements. x is shifted by (sx0, sx1); y (read only
 // with kHasY: a test on it inside the loop stops the loop vectorising) is not.
-template <typename T, typename S, bool kHasY>
+template <typename T, int kBytes, typename S, bool kHasY>
 __attribute__((always_inline)) inline void run_sums_of(const T* __restrict__ x, const T* __restrict__ y, int64_t n,
                                                        T sx0, T sx1, double* acc) {
-  using V = VecOf<T>;
-  constexpr int64_t K = ComplexChunk<T>::kSize;
+  using V = VecOf<T, kBytes>;
+  constexpr int64_t K = ComplexChunk<T, kBytes>::kSize;
   constexpr int64_t kBlock = 512;
   V shift;
   for (int l = 0; l < K; ++l) shift[l] = l % 2 == 0 ? sx0 : sx1;
@@ -90,10 +134,12 @@ __attribute__((always_inline)) inline void run_sums_of(const T* __restrict__ x, 
     V a[2][3] = {};
     int64_t i = 0;
     for (; i + 2 * K <= m; i += 2 * K) {
+      prefetch_ahead<false>(xb + i, 2 * K * sizeof(T));
+      if (kHasY) prefetch_ahead<false>(yb + i, 2 * K * sizeof(T));
       for (int h = 0; h < 2; ++h) {
-        const V d = load_vec(xb + i + h * K) - shift;
+        const V d = load_vec<T, kBytes>(xb + i + h * K) - shift;
         V v[3];
-        S::pair_terms(d, swap_parts<T>(d), kHasY ? load_vec(yb + i + h * K) : V{}, v);
+        S::pair_terms(d, swap_parts<T, kBytes>(d), kHasY ? load_vec<T, kBytes>(yb + i + h * K) : V{}, v);
         for (int k = 0; k < 3; ++k) a[h][k] += v[k];
       }
     }
@@ -112,64 +158,31 @@ __attribute__((always_inline)) inline void run_sums_of(const T* __restrict__ x, 
   }
 }
 
-template <typename T, typename S>
-__attribute__((always_inline)) inline void run_sums(const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc) {
-  if (y != nullptr) {
-    run_sums_of<T, S, true>(x, y, n, sx0, sx1, acc);
-  } else {
-    run_sums_of<T, S, false>(x, y, n, sx0, sx1, acc);
-  }
-}
+}  // namespace narrow
 
-// The two kinds of per-channel sums: the forward's moments of x' (x shifted) and the backward's
-// gradient sums of (x', g).
-struct MomentSums {
-  static constexpr int K = 5;
-  // The sums r, i, r^2, r i, i^2 of x' = (r, i), lane-wise: for x' of this part d and of the other
-  // ds, the terms d, d^2, d ds (r i in both lanes).
-  template <typename T>
-  CPLXFAST_INLINE static void pair_terms(T d, T ds, T, T* v) {
-    v[0] = d;
-    v[1] = d * d;
-    v[2] = d * ds;
-  }
-  // Sum k as {pair array, part}.
-  static constexpr int kFromPairs[K][2] = {{0, 0}, {0, 1}, {1, 0}, {2, 0}, {1, 1}};
-};
-
-struct GradSums {
-  static constexpr int K = 6;
-  // The sums gr, gi, gr xr, gr xi, gi xr, gi xi of (x', g), lane-wise: for x' of this part d, of
-  // the other ds, and g of this part, the terms g, g d, g ds.
-  template <typename T>
-  CPLXFAST_INLINE static void pair_terms(T d, T ds, T g, T* v) {
-    v[0] = g;
-    v[1] = g * d;
-    v[2] = g * ds;
-  }
-  static constexpr int kFromPairs[K][2] = {{0, 0}, {0, 1}, {1, 0}, {2, 0}, {2, 1}, {1, 1}};
-};
-
-// Their run and row loops as plain functions with vector clones (target_clones needs them).
-#define CPLXFAST_SUM_LOOPS(S, T, SUFFIX)                                                                       \
-  CPLXFAST_VECTOR_CLONES void S##_run_##SUFFIX(const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc) {   \
-    run_sums<T, S>(x, y, n, sx0, sx1, acc);                                                                    \
-  }                                                                                                            \
-  CPLXFAST_VECTOR_CLONES void S##_rows_##SUFFIX(const T* x, const T* y, int64_t lanes, RowCursor pos,         \
-                                                const T* shift, T* sums, int64_t W) {                          \
-    if (y != nullptr) return row_walk_sums<T, S, true>(x, y, lanes, pos, shift, sums, W);                     \
-    row_walk_sums<T, S, false>(x, y, lanes, pos, shift, sums, W);                                              \
-  }                                                                                                            \
-  void sum_run(S, const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc) {                              \
-    S##_run_##SUFFIX(x, y, n, sx0, sx1, acc);                                                                  \
-  }                                                                                                            \
-  void sum_rows(S, const T* x, const T* y, int64_t lanes, RowCursor pos, const T* shift, T* sums, int64_t W) {  \
-    S##_rows_##SUFFIX(x, y, lanes, pos, shift, sums, W);                                                       \
-  }
-CPLXFAST_SUM_LOOPS(MomentSums, float, f32)
-CPLXFAST_SUM_LOOPS(MomentSums, double, f64)
-CPLXFAST_SUM_LOOPS(GradSums, float, f32)
-CPLXFAST_SUM_LOOPS(GradSums, double, f64)
+// Their run and row loops as entry points with a body per vector width (cpu/vectorize.h's
+// CPLXFAST_WIDTH_VERSIONS). These loops make no vector comparisons, so one set of templates serves
+// both widths (cpu/modrelu_kernels.h says why modReLU needs two): `wide` is `narrow`.
+namespace wide = narrow;
+#define CPLXFAST_SUM_LOOPS(S, T)                                                                             \
+  CPLXFAST_WIDTH_VERSIONS(void, sum_run, (S, const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc),   \
+                          (S{}, x, y, n, sx0, sx1, acc), {                                                   \
+    if (y != nullptr) return kernels::run_sums_of<T, kBytes, S, true>(x, y, n, sx0, sx1, acc);              \
+    kernels::run_sums_of<T, kBytes, S, false>(x, y, n, sx0, sx1, acc);                                       \
+  })                                                                                                         \
+  CPLXFAST_WIDTH_VERSIONS(void, sum_rows,                                                                    \
+                          (S, const T* x, const T* y, int64_t lanes, int64_t first, int64_t width,          \
+                           const T* shift, T* sums, int64_t W),                                              \
+                          (S{}, x, y, lanes, first, width, shift, sums, W), {                                \
+    constexpr int kRowBytes = std::min(kBytes, S::kRowWalkBytes);                                            \
+    const RowCursor pos(width, ComplexChunk<T, kRowBytes>::kSize, first);                                    \
+    if (y != nullptr) return kernels::row_walk_sums<T, kRowBytes, S, true>(x, y, lanes, pos, shift, sums, W); \
+    kernels::row_walk_sums<T, kRowBytes, S, false>(x, y, lanes, pos, shift, sums, W);                        \
+  })
+CPLXFAST_SUM_LOOPS(MomentSums, float)
+CPLXFAST_SUM_LOOPS(MomentSums, double)
+CPLXFAST_SUM_LOOPS(GradSums, float)
+CPLXFAST_SUM_LOOPS(GradSums, double)
 #undef CPLXFAST_SUM_LOOPS
 
 // Per-channel sums of S over the whole tensor: [C, K] double. shift[c] (2 per channel) is
@@ -178,8 +191,8 @@ template <typename T, typename S>
 at::Tensor channel_sums(const BatchNormLayout& L, const T* x, const T* y, const std::vector<T>& shift) {
   constexpr int K = S::K;
   Partials<K> partials(L.C);
-  const std::vector<T> shift_ext =
-      L.inner == 1 ? extended_row(shift.data(), 2 * L.C, ComplexChunk<T>::kSize) : std::vector<T>();
+  const RowArray<T> shift_ext =
+      L.inner == 1 ? extended_row(shift.data(), 2 * L.C) : RowArray<T>();
   at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
     double* acc = partials.mine();
     if (L.inner != 1) {
@@ -189,14 +202,13 @@ at::Tensor channel_sums(const BatchNormLayout& L, const T* x, const T* y, const 
     }
     // channels_last: the float pair sums [3][W] of up to kFlush rows (row_walk_sums), folded and
     // flushed to double.
-    constexpr int64_t kExtra = ComplexChunk<T>::kSize;
-    const int64_t W = 2 * L.C + kExtra;
-    std::vector<T> row(static_cast<size_t>(3) * W, T(0));
+    const int64_t W = extended_stride<T>(2 * L.C);
+    RowArray<T> row(static_cast<size_t>(3) * W, T(0));
     for (int64_t b = begin; b < end; b += kFlush * L.C) {
       const int64_t e = std::min(end, b + kFlush * L.C);
-      sum_rows(S{}, x + 2 * b, y ? y + 2 * b : nullptr, 2 * (e - b), RowCursor(2 * L.C, kExtra, 2 * b),
-               shift_ext.data(), row.data(), W);
-      for (int a = 0; a < 3; ++a) fold_extension(row.data() + a * W, 2 * L.C, kExtra);
+      sum_rows(S{}, x + 2 * b, y ? y + 2 * b : nullptr, 2 * (e - b), 2 * b, 2 * L.C, shift_ext.data(), row.data(),
+               W);
+      for (int a = 0; a < 3; ++a) fold_extension(row.data() + a * W, 2 * L.C);
       for (int64_t c = 0; c < L.C; ++c) {
         for (int k = 0; k < K; ++k) acc[c * K + k] += row[S::kFromPairs[k][0] * W + 2 * c + S::kFromPairs[k][1]];
       }
@@ -277,108 +289,108 @@ void to_pairs(const double* k, int64_t C, T* pairs) {
 
 // The kPairs arrays of 2 C values as extended rows (cpu/runs.h), for row_walk_apply.
 template <typename T>
-std::vector<T> extended_rows(const std::vector<T>& pairs, int64_t width) {
-  std::vector<T> ext;
+RowArray<T> extended_rows(const T* pairs, int64_t width) {
+  RowArray<T> ext;
   for (int a = 0; a < kPairs; ++a) {
-    const std::vector<T> row = extended_row(pairs.data() + a * width, width, ComplexChunk<T>::kSize);
+    const RowArray<T> row = extended_row(pairs + a * width, width);
     ext.insert(ext.end(), row.begin(), row.end());
   }
   return ext;
 }
 
+namespace narrow {
+
 // One vector of output lanes from the input lanes u (and v) and the coefficient vectors q(a),
 // a < kPairs, of the same lanes.
-template <typename T, bool kHasV, typename Coeffs>
-__attribute__((always_inline)) inline VecOf<T> apply_vec(VecOf<T> u, VecOf<T> v, const Coeffs& q) {
-  const VecOf<T> du = (u - q(0)) - q(1);
-  VecOf<T> o = q(2) * du + q(3) * swap_parts<T>(du) + q(4);
+template <typename T, int kBytes, bool kHasV, typename Coeffs>
+__attribute__((always_inline)) inline VecOf<T, kBytes> apply_vec(VecOf<T, kBytes> u, VecOf<T, kBytes> v, const Coeffs& q) {
+  const VecOf<T, kBytes> du = (u - q(0)) - q(1);
+  VecOf<T, kBytes> o = q(2) * du + q(3) * swap_parts<T, kBytes>(du) + q(4);
   if (kHasV) {
-    const VecOf<T> dv = (v - q(5)) - q(6);
-    o += q(7) * dv + q(8) * swap_parts<T>(dv);
+    const VecOf<T, kBytes> dv = (v - q(5)) - q(6);
+    o += q(7) * dv + q(8) * swap_parts<T, kBytes>(dv);
   }
   return o;
 }
 
 // apply_vec over `lanes` lanes (whole elements), coefficients q(a) for the vector at lane i taken
 // from coeffs(i); the last lanes (fewer than a vector) through copies padded with zeros.
-template <typename T, bool kHasV, typename CoeffsAt>
+template <typename T, int kBytes, bool kHasV, typename CoeffsAt>
 __attribute__((always_inline)) inline void apply_lanes(const T* __restrict__ u, const T* __restrict__ v, int64_t lanes,
                                                        const CoeffsAt& coeffs, T* __restrict__ out) {
-  constexpr int64_t K = ComplexChunk<T>::kSize;
+  constexpr int64_t K = ComplexChunk<T, kBytes>::kSize;
   int64_t i = 0;
   for (; i + K <= lanes; i += K) {
-    store_vec(out + i, apply_vec<T, kHasV>(load_vec(u + i), kHasV ? load_vec(v + i) : VecOf<T>{}, coeffs(i)));
+    prefetch_ahead<false>(u + i, K * sizeof(T));
+    if (kHasV) prefetch_ahead<false>(v + i, K * sizeof(T));
+    prefetch_ahead<true>(out + i, K * sizeof(T));
+    store_vec<T, kBytes>(out + i, apply_vec<T, kBytes, kHasV>(load_vec<T, kBytes>(u + i), kHasV ? load_vec<T, kBytes>(v + i) : VecOf<T, kBytes>{}, coeffs(i)));
   }
   if (i == lanes) return;
   alignas(32) T u_pad[K] = {}, v_pad[K] = {}, out_pad[K];
   std::copy(u + i, u + lanes, u_pad);
   if (kHasV) std::copy(v + i, v + lanes, v_pad);
-  store_vec(out_pad, apply_vec<T, kHasV>(load_vec(u_pad), load_vec(v_pad), coeffs(i)));
+  store_vec<T, kBytes>(out_pad, apply_vec<T, kBytes, kHasV>(load_vec<T, kBytes>(u_pad), load_vec<T, kBytes>(v_pad), coeffs(i)));
   std::copy(out_pad, out_pad + (lanes - i), out + i);
 }
 
 // n elements of one channel c: its coefficients as vectors of its pair repeated.
-template <typename T, bool kHasV>
+template <typename T, int kBytes, bool kHasV>
 __attribute__((always_inline)) inline void apply_run(const T* u, const T* v, const T* pairs, int64_t C, int64_t c,
                                                      int64_t n, T* out) {
-  VecOf<T> q[kPairs];
+  VecOf<T, kBytes> q[kPairs];
   for (int a = 0; a < kPairs; ++a) {
-    for (int l = 0; l < ComplexChunk<T>::kSize; ++l) q[a][l] = pairs[a * 2 * C + 2 * c + (l & 1)];
+    for (int l = 0; l < ComplexChunk<T, kBytes>::kSize; ++l) q[a][l] = pairs[a * 2 * C + 2 * c + (l & 1)];
   }
-  apply_lanes<T, kHasV>(u, v, 2 * n, [&](int64_t) CPLXFAST_INLINE { return [&](int a) CPLXFAST_INLINE { return q[a]; }; }, out);
+  apply_lanes<T, kBytes, kHasV>(u, v, 2 * n, [&](int64_t) CPLXFAST_INLINE { return [&](int a) CPLXFAST_INLINE { return q[a]; }; }, out);
 }
 
 // Channels_last: a task's lanes in one walk, as row_walk_sums walks them; the kPairs coefficient
-// arrays are extended rows of stride W = 2 C + kSize, read at the cursor's position.
-template <typename T, bool kHasV>
+// arrays are extended rows of stride W = extended_stride(2 C), read at the cursor's position.
+template <typename T, int kBytes, bool kHasV>
 __attribute__((always_inline)) inline void row_walk_apply(const T* u, const T* v, const T* pairs, int64_t W,
                                                           int64_t lanes, RowCursor pos, T* out) {
-  apply_lanes<T, kHasV>(u, v, lanes, [&](int64_t) CPLXFAST_INLINE {
+  apply_lanes<T, kBytes, kHasV>(u, v, lanes, [&](int64_t) CPLXFAST_INLINE {
     const T* q = pairs + pos.at;
     pos.next();
-    return [q, W](int a) CPLXFAST_INLINE { return load_vec(q + a * W); };
+    return [q, W](int a) CPLXFAST_INLINE { return load_vec<T, kBytes>(q + a * W); };
   }, out);
 }
 
-// The entry points, with vector clones: the runs of one channel or the row pieces of [begin, end).
-#define CPLXFAST_APPLY_LOOPS(T, SUFFIX)                                                                    \
-  CPLXFAST_VECTOR_CLONES void apply_runs_##SUFFIX(const T* u, const T* v, const T* pairs, int64_t C,       \
-                                                  int64_t inner, int64_t begin, int64_t end, T* out) {     \
-    for_each_constant_run(begin, end, inner, C, [&](int64_t b, int64_t e, int64_t c) CPLXFAST_INLINE {     \
-      if (v) {                                                                                             \
-        apply_run<T, true>(u + 2 * b, v + 2 * b, pairs, C, c, e - b, out + 2 * b);                         \
-      } else {                                                                                             \
-        apply_run<T, false>(u + 2 * b, nullptr, pairs, C, c, e - b, out + 2 * b);                          \
-      }                                                                                                    \
-    });                                                                                                    \
-  }                                                                                                        \
-  CPLXFAST_VECTOR_CLONES void apply_rows_##SUFFIX(const T* u, const T* v, const T* pairs_ext, int64_t C,   \
-                                                  int64_t begin, int64_t end, T* out) {                    \
-    const RowCursor pos(2 * C, ComplexChunk<T>::kSize, 2 * begin);                                         \
-    const int64_t W = 2 * C + ComplexChunk<T>::kSize, lanes = 2 * (end - begin);                           \
-    if (v) return row_walk_apply<T, true>(u + 2 * begin, v + 2 * begin, pairs_ext, W, lanes, pos, out + 2 * begin); \
-    row_walk_apply<T, false>(u + 2 * begin, nullptr, pairs_ext, W, lanes, pos, out + 2 * begin);           \
-  }                                                                                                        \
-  /* pairs: kPairs arrays of 2 C values for runs, of W (extended rows) for rows. */                       \
-  void apply_task(const T* u, const T* v, const T* pairs, int64_t C, int64_t inner, int64_t b, int64_t e,  \
-                  T* out) {                                                                                \
-    if (inner == 1) {                                                                                      \
-      apply_rows_##SUFFIX(u, v, pairs, C, b, e, out);                                                      \
-    } else {                                                                                               \
-      apply_runs_##SUFFIX(u, v, pairs, C, inner, b, e, out);                                               \
-    }                                                                                                      \
-  }
-CPLXFAST_APPLY_LOOPS(float, f32)
-CPLXFAST_APPLY_LOOPS(double, f64)
+}  // namespace narrow
+
+// The entry points, a body per vector width: the runs of one channel or the lanes of [begin, end)
+// along channels_last rows. pairs: kPairs arrays of 2 C values for runs, of W (extended rows) for rows.
+#define CPLXFAST_APPLY_LOOPS(T)                                                                              \
+  CPLXFAST_WIDTH_VERSIONS(void, apply_task,                                                                  \
+                          (const T* u, const T* v, const T* pairs, int64_t C, int64_t inner, int64_t begin,  \
+                           int64_t end, T* out),                                                             \
+                          (u, v, pairs, C, inner, begin, end, out), {                                        \
+    if (inner == 1) {                                                                                        \
+      const RowCursor pos(2 * C, ComplexChunk<T, kBytes>::kSize, 2 * begin);                                 \
+      const int64_t W = extended_stride<T>(2 * C), lanes = 2 * (end - begin);                                   \
+      if (v) return kernels::row_walk_apply<T, kBytes, true>(u + 2 * begin, v + 2 * begin, pairs, W, lanes, pos, out + 2 * begin); \
+      return kernels::row_walk_apply<T, kBytes, false>(u + 2 * begin, nullptr, pairs, W, lanes, pos, out + 2 * begin); \
+    }                                                                                                        \
+    for_each_constant_run(begin, end, inner, C, [&](int64_t b, int64_t e, int64_t c) CPLXFAST_INLINE {       \
+      if (v) {                                                                                               \
+        kernels::apply_run<T, kBytes, true>(u + 2 * b, v + 2 * b, pairs, C, c, e - b, out + 2 * b);          \
+      } else {                                                                                               \
+        kernels::apply_run<T, kBytes, false>(u + 2 * b, nullptr, pairs, C, c, e - b, out + 2 * b);           \
+      }                                                                                                      \
+    });                                                                                                      \
+  })
+CPLXFAST_APPLY_LOOPS(float)
+CPLXFAST_APPLY_LOOPS(double)
 #undef CPLXFAST_APPLY_LOOPS
 
 void apply(const BatchNormLayout& L, const at::Tensor& u, const at::Tensor& v, const at::Tensor& coeffs,
            const at::Tensor& out) {
   AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(L.z.scalar_type()), "cplxfast_bn_apply_cpu", [&] {
     using T = scalar_t;
-    std::vector<T> pairs(static_cast<size_t>(kPairs) * 2 * L.C);
+    RowArray<T> pairs(static_cast<size_t>(kPairs) * 2 * L.C);
     to_pairs(coeffs.data_ptr<double>(), L.C, pairs.data());
-    if (L.inner == 1) pairs = extended_rows(pairs, 2 * L.C);
+    if (L.inner == 1) pairs = extended_rows(pairs.data(), 2 * L.C);
     const T* up = static_cast<const T*>(u.data_ptr());
     const T* vp = v.defined() ? static_cast<const T*>(v.data_ptr()) : nullptr;
     T* op = static_cast<T*>(out.data_ptr());

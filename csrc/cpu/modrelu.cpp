@@ -90,8 +90,8 @@ at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold, double eps)
     const T* in = static_cast<const T*>(L.z.data_ptr());
     T* o = static_cast<T*>(out.data_ptr());
     const T* tau = L.tau_block.data_ptr<T>();
-    const std::vector<T> tau_ext =
-        L.inner == 1 ? extended_row(tau, L.T, kWidestChunk<T>) : std::vector<T>();
+    const RowArray<T> tau_ext =
+        L.inner == 1 ? extended_row(tau, L.T) : RowArray<T>();
     at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
       if (L.inner == 1) {
         return forward_rows(in + 2 * begin, o + 2 * begin, end - begin, begin, L.T, tau_ext.data(), T(eps));
@@ -129,14 +129,14 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
     // element per threshold (inner == 1), across spans of kFlushRows rows; in double across them,
     // in each task's own vector (no cache line written by two threads), then per thread, then
     // across threads.
-    const std::vector<T> tau_ext =
-        L.inner == 1 ? extended_row(tau, L.T, kWidestChunk<T>) : std::vector<T>();
+    const RowArray<T> tau_ext =
+        L.inner == 1 ? extended_row(tau, L.T) : RowArray<T>();
     const int threads = at::get_num_threads();
     std::vector<double> partial(static_cast<size_t>(threads) * L.T, 0.0);
     at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
       std::vector<double> sums(L.T, 0.0);
       if (L.inner == 1) {
-        std::vector<T> dt_ext(tau_ext.size());
+        RowArray<T> dt_ext(tau_ext.size());
         for (int64_t b = begin; b < end; b += kFlushRows * L.T) {
           std::fill(dt_ext.begin(), dt_ext.end(), T(0));
           const int64_t e = std::min(end, b + kFlushRows * L.T);

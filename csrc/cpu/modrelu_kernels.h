@@ -160,7 +160,7 @@ struct RunThreshold {
 // RowThresholds: one threshold per channel, the channel varying fastest (channels_last per-channel
 // thresholds, or thresholds [F] on [B, F]: inner == 1): element i of the run is in channel
 // (first + i) % C, a RowCursor over rows of C (cpu/runs.h). tau_ext is the C thresholds as an
-// extended row (kWidestChunk more, whatever the chunk's width); dt_ext is laid out the same way and takes the gradients (folded into C
+// extended row (cpu/runs.h: at least a cache line's values more, whatever the chunk's width); dt_ext is laid out the same way and takes the gradients (folded into C
 // sums by the caller, who zeroes it before each run). One walk over the whole run, not one per row:
 // rows shorter than a chunk (C < 8 or 16 for float) would otherwise be all padding.
 template <typename T, int kBytes>
@@ -173,7 +173,7 @@ struct RowThresholds {
       : tau_ext(tau_ext), dt_ext(dt_ext), first(C, ComplexChunk<T, kBytes>::kSize, first_element), pos(first) {}
   void restart() {
     pos = first;
-    if (dt_ext != nullptr) std::fill(dt_ext, dt_ext + pos.width + kWidestChunk<T>, T(0));
+    if (dt_ext != nullptr) std::fill(dt_ext, dt_ext + extended_stride<T>(pos.width), T(0));
   }
   CPLXFAST_INLINE VecOf<T, kBytes> thresholds() const { return in_lane_order<T, kBytes>(load_vec<T, kBytes>(tau_ext + pos.at)); }
   CPLXFAST_INLINE void add_grad(VecOf<T, kBytes> dt) {

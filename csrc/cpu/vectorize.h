@@ -218,11 +218,6 @@ struct ComplexChunk<double, 64> {
   static constexpr Mask kSwap{1, 0, 3, 2, 5, 4, 7, 6};
 };
 
-// The most values of T any chunk holds: per-channel arrays read a chunk at a time are extended by
-// this many (cpu/runs.h), whichever width the clone picked.
-template <typename T>
-constexpr int64_t kWidestChunk = ComplexChunk<T, 64>::kSize;
-
 template <typename T, int kBytes = 32>
 using VecOf = typename ComplexChunk<T, kBytes>::Vec;
 
