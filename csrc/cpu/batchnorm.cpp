@@ -45,8 +45,8 @@ struct Partials {
 // gradient sums of (x', g).
 struct MomentSums {
   static constexpr int K = 5;
-  // The widest vectors (bytes) for its walk along channels_last rows (see GradSums).
-  static constexpr int kRowWalkBytes = 64;
+  // The widest vectors (bytes) for its sums (see GradSums).
+  static constexpr int kMaxBytes = 64;
   // The sums r, i, r^2, r i, i^2 of x' = (r, i), lane-wise: for x' of this part d and of the other
   // ds, the terms d, d^2, d ds (r i in both lanes).
   template <typename T>
@@ -61,11 +61,11 @@ struct MomentSums {
 
 struct GradSums {
   static constexpr int K = 6;
-  // 32: along channels_last rows, from memory (32x64x32x32, two threads, Zen 5 EPYC), these sums
-  // took 0.47-0.53 ms in 64-byte vectors against 0.37-0.39 ms in 32-byte ones (in L2 the 64-byte
-  // ones were faster; the moments' walk, which reads one tensor, not two, was faster from memory
-  // too). Not found why.
-  static constexpr int kRowWalkBytes = 32;
+  // 32: on a Zen 5 EPYC these sums ran slower in 64-byte vectors than in 32-byte ones: along
+  // channels_last rows from memory (32x64x32x32, two threads) 0.47-0.53 ms against 0.37-0.39 ms, in
+  // runs of one channel in L2 (one thread) 0.22-0.25 ns per element against 0.20-0.22; the
+  // moments, which read one tensor, not two, ran faster in 64-byte vectors. Not found why.
+  static constexpr int kMaxBytes = 32;
   // The sums gr, gi, gr xr, gr xi, gi xr, gi xi of (x', g), lane-wise: for x' of this part d, of
   // the other ds, and g of this part, the terms g, g d, g ds.
   template <typename T>
@@ -167,17 +167,18 @@ namespace wide = narrow;
 #define CPLXFAST_SUM_LOOPS(S, T)                                                                             \
   CPLXFAST_WIDTH_VERSIONS(void, sum_run, (S, const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc),   \
                           (S{}, x, y, n, sx0, sx1, acc), {                                                   \
-    if (y != nullptr) return kernels::run_sums_of<T, kBytes, S, true>(x, y, n, sx0, sx1, acc);              \
-    kernels::run_sums_of<T, kBytes, S, false>(x, y, n, sx0, sx1, acc);                                       \
+    constexpr int kSumBytes = std::min(kBytes, S::kMaxBytes);                                                \
+    if (y != nullptr) return kernels::run_sums_of<T, kSumBytes, S, true>(x, y, n, sx0, sx1, acc);           \
+    kernels::run_sums_of<T, kSumBytes, S, false>(x, y, n, sx0, sx1, acc);                                    \
   })                                                                                                         \
   CPLXFAST_WIDTH_VERSIONS(void, sum_rows,                                                                    \
                           (S, const T* x, const T* y, int64_t lanes, int64_t first, int64_t width,          \
                            const T* shift, T* sums, int64_t W),                                              \
                           (S{}, x, y, lanes, first, width, shift, sums, W), {                                \
-    constexpr int kRowBytes = std::min(kBytes, S::kRowWalkBytes);                                            \
-    const RowCursor pos(width, ComplexChunk<T, kRowBytes>::kSize, first);                                    \
-    if (y != nullptr) return kernels::row_walk_sums<T, kRowBytes, S, true>(x, y, lanes, pos, shift, sums, W); \
-    kernels::row_walk_sums<T, kRowBytes, S, false>(x, y, lanes, pos, shift, sums, W);                        \
+    constexpr int kSumBytes = std::min(kBytes, S::kMaxBytes);                                                \
+    const RowCursor pos(width, ComplexChunk<T, kSumBytes>::kSize, first);                                    \
+    if (y != nullptr) return kernels::row_walk_sums<T, kSumBytes, S, true>(x, y, lanes, pos, shift, sums, W); \
+    kernels::row_walk_sums<T, kSumBytes, S, false>(x, y, lanes, pos, shift, sums, W);                        \
   })
 CPLXFAST_SUM_LOOPS(MomentSums, float)
 CPLXFAST_SUM_LOOPS(MomentSums, double)
