@@ -72,8 +72,6 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
-#include <cmath>
-#include <cstdint>
 
 // For lambdas: [&](...) CPLXFAST_INLINE { ... }.
 #define CPLXFAST_INLINE __attribute__((always_inline))
