@@ -106,7 +106,8 @@ __attribute__((always_inline)) inline void row_walk_sums(const T* __restrict__ x
     const VecOf<T, kBytes> d = load_vec<T, kBytes>(x + i) - load_vec<T, kBytes>(shift + pos.at);
     VecOf<T, kBytes> v[3];
     S::pair_terms(d, swap_parts<T, kBytes>(d), kHasY ? load_vec<T, kBytes>(y + i) : VecOf<T, kBytes>{}, v);
-    for (int k = 0; k < 3; ++k) store_vec<T, kBytes>(a + k * W + pos.at, load_vec<T, kBytes>(a + k * W + pos.at) + v[k]);
+    for (int k = 0; k < 3; ++k)
+      store_vec<T, kBytes>(a + k * W + pos.at, load_vec<T, kBytes>(a + k * W + pos.at) + v[k]);
   }
   for (int64_t q = pos.at; i < lanes; ++i, ++q) {
     T v[3];
@@ -164,22 +165,23 @@ __attribute__((always_inline)) inline void run_sums_of(const T* __restrict__ x, 
 // CPLXFAST_WIDTH_VERSIONS). These loops make no vector comparisons, so one set of templates serves
 // both widths (cpu/modrelu_kernels.h says why modReLU needs two): `wide` is `narrow`.
 namespace wide = narrow;
-#define CPLXFAST_SUM_LOOPS(S, T)                                                                             \
-  CPLXFAST_WIDTH_VERSIONS(void, sum_run, (S, const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc),   \
-                          (S{}, x, y, n, sx0, sx1, acc), {                                                   \
-    constexpr int kSumBytes = std::min(kBytes, S::kMaxBytes);                                                \
-    if (y != nullptr) return kernels::run_sums_of<T, kSumBytes, S, true>(x, y, n, sx0, sx1, acc);           \
-    kernels::run_sums_of<T, kSumBytes, S, false>(x, y, n, sx0, sx1, acc);                                    \
-  })                                                                                                         \
-  CPLXFAST_WIDTH_VERSIONS(void, sum_rows,                                                                    \
-                          (S, const T* x, const T* y, int64_t lanes, int64_t first, int64_t width,          \
-                           const T* shift, T* sums, int64_t W),                                              \
-                          (S{}, x, y, lanes, first, width, shift, sums, W), {                                \
-    constexpr int kSumBytes = std::min(kBytes, S::kMaxBytes);                                                \
-    const RowCursor pos(width, ComplexChunk<T, kSumBytes>::kSize, first);                                    \
-    if (y != nullptr) return kernels::row_walk_sums<T, kSumBytes, S, true>(x, y, lanes, pos, shift, sums, W); \
-    kernels::row_walk_sums<T, kSumBytes, S, false>(x, y, lanes, pos, shift, sums, W);                        \
-  })
+#define CPLXFAST_SUM_LOOPS(S, T)                                                                                    \
+  CPLXFAST_WIDTH_VERSIONS(void, sum_run, (S, const T* x, const T* y, int64_t n, T sx0, T sx1, double* acc),         \
+                          (S{}, x, y, n, sx0, sx1, acc), {                                                          \
+                            constexpr int kSumBytes = std::min(kBytes, S::kMaxBytes);                               \
+                            if (y != nullptr)                                                                       \
+                              return kernels::run_sums_of<T, kSumBytes, S, true>(x, y, n, sx0, sx1, acc);           \
+                            kernels::run_sums_of<T, kSumBytes, S, false>(x, y, n, sx0, sx1, acc);                   \
+                          })                                                                                        \
+  CPLXFAST_WIDTH_VERSIONS(                                                                                          \
+      void, sum_rows,                                                                                               \
+      (S, const T* x, const T* y, int64_t lanes, int64_t first, int64_t width, const T* shift, T* sums, int64_t W), \
+      (S{}, x, y, lanes, first, width, shift, sums, W), {                                                           \
+        constexpr int kSumBytes = std::min(kBytes, S::kMaxBytes);                                                   \
+        const RowCursor pos(width, ComplexChunk<T, kSumBytes>::kSize, first);                                       \
+        if (y != nullptr) return kernels::row_walk_sums<T, kSumBytes, S, true>(x, y, lanes, pos, shift, sums, W);   \
+        kernels::row_walk_sums<T, kSumBytes, S, false>(x, y, lanes, pos, shift, sums, W);                           \
+      })
 CPLXFAST_SUM_LOOPS(MomentSums, float)
 CPLXFAST_SUM_LOOPS(MomentSums, double)
 CPLXFAST_SUM_LOOPS(GradSums, float)
@@ -192,8 +194,7 @@ template <typename T, typename S>
 at::Tensor channel_sums(const BatchNormLayout& L, const T* x, const T* y, const std::vector<T>& shift) {
   constexpr int K = S::K;
   Partials<K> partials(L.C);
-  const RowArray<T> shift_ext =
-      L.inner == 1 ? extended_row(shift.data(), 2 * L.C) : RowArray<T>();
+  const RowArray<T> shift_ext = L.inner == 1 ? extended_row(shift.data(), 2 * L.C) : RowArray<T>();
   at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
     double* acc = partials.mine();
     if (L.inner != 1) {
@@ -207,8 +208,7 @@ at::Tensor channel_sums(const BatchNormLayout& L, const T* x, const T* y, const 
     RowArray<T> row(static_cast<size_t>(3) * W, T(0));
     for (int64_t b = begin; b < end; b += kFlush * L.C) {
       const int64_t e = std::min(end, b + kFlush * L.C);
-      sum_rows(S{}, x + 2 * b, y ? y + 2 * b : nullptr, 2 * (e - b), 2 * b, 2 * L.C, shift_ext.data(), row.data(),
-               W);
+      sum_rows(S{}, x + 2 * b, y ? y + 2 * b : nullptr, 2 * (e - b), 2 * b, 2 * L.C, shift_ext.data(), row.data(), W);
       for (int a = 0; a < 3; ++a) fold_extension(row.data() + a * W, 2 * L.C);
       for (int64_t c = 0; c < L.C; ++c) {
         for (int k = 0; k < K; ++k) acc[c * K + k] += row[S::kFromPairs[k][0] * W + 2 * c + S::kFromPairs[k][1]];
@@ -245,8 +245,8 @@ at::Tensor grad_sums(const BatchNormLayout& L, const at::Tensor& g, const BnStat
       shift[2 * c] = T(mean.at<T>(c));
       shift[2 * c + 1] = T(mean.at<T>(L.C + c));
     }
-    out = channel_sums<T, GradSums>(L, static_cast<const T*>(L.z.data_ptr()), static_cast<const T*>(g.data_ptr()),
-                                    shift);
+    out =
+        channel_sums<T, GradSums>(L, static_cast<const T*>(L.z.data_ptr()), static_cast<const T*>(g.data_ptr()), shift);
   });
   return out.view({1, L.C, 6});
 }
@@ -269,8 +269,8 @@ void to_pairs(const double* k, int64_t C, T* pairs) {
     bool low;
   };
   static constexpr From kFrom[kPairs] = {{{10, 11}, false}, {{10, 11}, true}, {{0, 3}, false},
-                                         {{1, 2}, false},   {{8, 9}, false},   {{12, 13}, false},
-                                         {{12, 13}, true},  {{4, 7}, false},   {{5, 6}, false}};
+                                         {{1, 2}, false},   {{8, 9}, false},  {{12, 13}, false},
+                                         {{12, 13}, true},  {{4, 7}, false},  {{5, 6}, false}};
   // The hi + lo split in a loop of its own: written inside the per-channel scatter, GCC 12.2 at
   // -O3 (its SLP vectoriser) computed every low part as 0 (tests/test_batchnorm.py's large-mean
   // cases fail then).
@@ -304,7 +304,8 @@ namespace narrow {
 // One vector of output lanes from the input lanes u (and v) and the coefficient vectors q(a),
 // a < kPairs, of the same lanes.
 template <typename T, int kBytes, bool kHasV, typename Coeffs>
-__attribute__((always_inline)) inline VecOf<T, kBytes> apply_vec(VecOf<T, kBytes> u, VecOf<T, kBytes> v, const Coeffs& q) {
+__attribute__((always_inline)) inline VecOf<T, kBytes> apply_vec(VecOf<T, kBytes> u, VecOf<T, kBytes> v,
+                                                                 const Coeffs& q) {
   const VecOf<T, kBytes> du = (u - q(0)) - q(1);
   VecOf<T, kBytes> o = q(2) * du + q(3) * swap_parts<T, kBytes>(du) + q(4);
   if (kHasV) {
@@ -325,13 +326,16 @@ __attribute__((always_inline)) inline void apply_lanes(const T* __restrict__ u, 
     prefetch_ahead<false>(u + i, K * sizeof(T));
     if (kHasV) prefetch_ahead<false>(v + i, K * sizeof(T));
     prefetch_ahead<true>(out + i, K * sizeof(T));
-    store_vec<T, kBytes>(out + i, apply_vec<T, kBytes, kHasV>(load_vec<T, kBytes>(u + i), kHasV ? load_vec<T, kBytes>(v + i) : VecOf<T, kBytes>{}, coeffs(i)));
+    store_vec<T, kBytes>(
+        out + i, apply_vec<T, kBytes, kHasV>(load_vec<T, kBytes>(u + i),
+                                             kHasV ? load_vec<T, kBytes>(v + i) : VecOf<T, kBytes>{}, coeffs(i)));
   }
   if (i == lanes) return;
   alignas(32) T u_pad[K] = {}, v_pad[K] = {}, out_pad[K];
   std::copy(u + i, u + lanes, u_pad);
   if (kHasV) std::copy(v + i, v + lanes, v_pad);
-  store_vec<T, kBytes>(out_pad, apply_vec<T, kBytes, kHasV>(load_vec<T, kBytes>(u_pad), load_vec<T, kBytes>(v_pad), coeffs(i)));
+  store_vec<T, kBytes>(out_pad,
+                       apply_vec<T, kBytes, kHasV>(load_vec<T, kBytes>(u_pad), load_vec<T, kBytes>(v_pad), coeffs(i)));
   std::copy(out_pad, out_pad + (lanes - i), out + i);
 }
 
@@ -343,7 +347,8 @@ __attribute__((always_inline)) inline void apply_run(const T* u, const T* v, con
   for (int a = 0; a < kPairs; ++a) {
     for (int l = 0; l < ComplexChunk<T, kBytes>::kSize; ++l) q[a][l] = pairs[a * 2 * C + 2 * c + (l & 1)];
   }
-  apply_lanes<T, kBytes, kHasV>(u, v, 2 * n, [&](int64_t) CPLXFAST_INLINE { return [&](int a) CPLXFAST_INLINE { return q[a]; }; }, out);
+  apply_lanes<T, kBytes, kHasV>(
+      u, v, 2 * n, [&](int64_t) CPLXFAST_INLINE { return [&](int a) CPLXFAST_INLINE { return q[a]; }; }, out);
 }
 
 // Channels_last: a task's lanes in one walk, as row_walk_sums walks them; the kPairs coefficient
@@ -351,36 +356,42 @@ __attribute__((always_inline)) inline void apply_run(const T* u, const T* v, con
 template <typename T, int kBytes, bool kHasV>
 __attribute__((always_inline)) inline void row_walk_apply(const T* u, const T* v, const T* pairs, int64_t W,
                                                           int64_t lanes, RowCursor pos, T* out) {
-  apply_lanes<T, kBytes, kHasV>(u, v, lanes, [&](int64_t) CPLXFAST_INLINE {
-    const T* q = pairs + pos.at;
-    pos.next();
-    return [q, W](int a) CPLXFAST_INLINE { return load_vec<T, kBytes>(q + a * W); };
-  }, out);
+  apply_lanes<T, kBytes, kHasV>(
+      u, v, lanes,
+      [&](int64_t) CPLXFAST_INLINE {
+        const T* q = pairs + pos.at;
+        pos.next();
+        return [q, W](int a) CPLXFAST_INLINE { return load_vec<T, kBytes>(q + a * W); };
+      },
+      out);
 }
 
 }  // namespace narrow
 
 // The entry points, a body per vector width: the runs of one channel or the lanes of [begin, end)
 // along channels_last rows. pairs: kPairs arrays of 2 C values for runs, of W (extended rows) for rows.
-#define CPLXFAST_APPLY_LOOPS(T)                                                                              \
-  CPLXFAST_WIDTH_VERSIONS(void, apply_task,                                                                  \
-                          (const T* u, const T* v, const T* pairs, int64_t C, int64_t inner, int64_t begin,  \
-                           int64_t end, T* out),                                                             \
-                          (u, v, pairs, C, inner, begin, end, out), {                                        \
-    if (inner == 1) {                                                                                        \
-      const RowCursor pos(2 * C, ComplexChunk<T, kBytes>::kSize, 2 * begin);                                 \
-      const int64_t W = extended_stride<T>(2 * C), lanes = 2 * (end - begin);                                   \
-      if (v) return kernels::row_walk_apply<T, kBytes, true>(u + 2 * begin, v + 2 * begin, pairs, W, lanes, pos, out + 2 * begin); \
-      return kernels::row_walk_apply<T, kBytes, false>(u + 2 * begin, nullptr, pairs, W, lanes, pos, out + 2 * begin); \
-    }                                                                                                        \
-    for_each_constant_run(begin, end, inner, C, [&](int64_t b, int64_t e, int64_t c) CPLXFAST_INLINE {       \
-      if (v) {                                                                                               \
-        kernels::apply_run<T, kBytes, true>(u + 2 * b, v + 2 * b, pairs, C, c, e - b, out + 2 * b);          \
-      } else {                                                                                               \
-        kernels::apply_run<T, kBytes, false>(u + 2 * b, nullptr, pairs, C, c, e - b, out + 2 * b);           \
-      }                                                                                                      \
-    });                                                                                                      \
-  })
+#define CPLXFAST_APPLY_LOOPS(T)                                                                                 \
+  CPLXFAST_WIDTH_VERSIONS(                                                                                      \
+      void, apply_task,                                                                                         \
+      (const T* u, const T* v, const T* pairs, int64_t C, int64_t inner, int64_t begin, int64_t end, T* out),   \
+      (u, v, pairs, C, inner, begin, end, out), {                                                               \
+        if (inner == 1) {                                                                                       \
+          const RowCursor pos(2 * C, ComplexChunk<T, kBytes>::kSize, 2 * begin);                                \
+          const int64_t W = extended_stride<T>(2 * C), lanes = 2 * (end - begin);                               \
+          if (v)                                                                                                \
+            return kernels::row_walk_apply<T, kBytes, true>(u + 2 * begin, v + 2 * begin, pairs, W, lanes, pos, \
+                                                            out + 2 * begin);                                   \
+          return kernels::row_walk_apply<T, kBytes, false>(u + 2 * begin, nullptr, pairs, W, lanes, pos,        \
+                                                           out + 2 * begin);                                    \
+        }                                                                                                       \
+        for_each_constant_run(begin, end, inner, C, [&](int64_t b, int64_t e, int64_t c) CPLXFAST_INLINE {      \
+          if (v) {                                                                                              \
+            kernels::apply_run<T, kBytes, true>(u + 2 * b, v + 2 * b, pairs, C, c, e - b, out + 2 * b);         \
+          } else {                                                                                              \
+            kernels::apply_run<T, kBytes, false>(u + 2 * b, nullptr, pairs, C, c, e - b, out + 2 * b);          \
+          }                                                                                                     \
+        });                                                                                                     \
+      })
 CPLXFAST_APPLY_LOOPS(float)
 CPLXFAST_APPLY_LOOPS(double)
 #undef CPLXFAST_APPLY_LOOPS
@@ -413,17 +424,21 @@ const BatchNormBackend& backend() {
   return b;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm(
-    const at::Tensor& input, const c10::optional<at::Tensor>& weight, const c10::optional<at::Tensor>& bias,
-    const c10::optional<at::Tensor>& running_mean, const c10::optional<at::Tensor>& running_var, bool training,
-    double eps) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm(const at::Tensor& input,
+                                                          const c10::optional<at::Tensor>& weight,
+                                                          const c10::optional<at::Tensor>& bias,
+                                                          const c10::optional<at::Tensor>& running_mean,
+                                                          const c10::optional<at::Tensor>& running_var, bool training,
+                                                          double eps) {
   return batch_norm_forward(input, weight, bias, running_mean, running_var, training, eps, backend());
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
-    const at::Tensor& grad, const at::Tensor& input, const c10::optional<at::Tensor>& weight, const at::Tensor& mean,
-    const at::Tensor& cov, bool training, std::array<bool, 3> output_mask, const c10::optional<at::Tensor>& grad_sums,
-    int64_t count) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(const at::Tensor& grad, const at::Tensor& input,
+                                                                   const c10::optional<at::Tensor>& weight,
+                                                                   const at::Tensor& mean, const at::Tensor& cov,
+                                                                   bool training, std::array<bool, 3> output_mask,
+                                                                   const c10::optional<at::Tensor>& grad_sums,
+                                                                   int64_t count) {
   return cplxfast::batch_norm_backward(grad, input, weight, mean, cov, training, output_mask, grad_sums, count,
                                        backend());
 }
@@ -446,4 +461,3 @@ TORCH_LIBRARY_IMPL(cplxfast, CPU, m) {
 }
 
 }  // namespace cplxfast::cpu
-

@@ -43,40 +43,41 @@ CPLXFAST_END_AVX512
 constexpr int64_t kFlushRows = 64;
 
 // The entry points, one body per vector width (cpu/vectorize.h's CPLXFAST_WIDTH_VERSIONS: `kernels`
-// is `wide` or `narrow`), for float and double; eps == 0 picks the polar form's loops. *_rows: n elements from element `first`
-// of z's memory order on, with thresholds tau_ext and gradients into dt_ext (RowThresholds).
-#define CPLXFAST_RUNS(T)                                                                                     \
-  CPLXFAST_WIDTH_VERSIONS(void, forward_const, (const T* in, T* out, int64_t n, const T* tau, T eps),       \
-                          (in, out, n, tau, eps), {      \
-    if (eps == T(0)) return kernels::forward_run<T, kBytes, true>(in, out, n, kernels::RunThreshold<T, kBytes>(tau), eps);     \
-    kernels::forward_run<T, kBytes, false>(in, out, n, kernels::RunThreshold<T, kBytes>(tau), eps);                            \
-  })                                                                                                         \
-  CPLXFAST_WIDTH_VERSIONS(void, forward_rows,                                                                \
-                          (const T* in, T* out, int64_t n, int64_t first, int64_t C, const T* tau_ext, T eps),   \
-                          (in, out, n, first, C, tau_ext, eps), { \
-    const kernels::RowThresholds<T, kBytes> tau(tau_ext, nullptr, C, first);                                          \
-    if (eps == T(0)) return kernels::forward_run<T, kBytes, true>(in, out, n, tau, eps);                              \
-    kernels::forward_run<T, kBytes, false>(in, out, n, tau, eps);                                                     \
-  })                                                                                                         \
-  CPLXFAST_WIDTH_VERSIONS(double, backward_const,                                                            \
-                          (const T* in, const T* g, T* gz, int64_t n, const T* tau, T eps),                     \
-                          (in, g, gz, n, tau, eps), {                \
-    kernels::RunThreshold<T, kBytes> t(tau);                                                                          \
-    if (eps == T(0)) {                                                                                       \
-      kernels::backward_run<T, kBytes, true>(in, g, gz, n, t, eps);                                                   \
-    } else {                                                                                                 \
-      kernels::backward_run<T, kBytes, false>(in, g, gz, n, t, eps);                                                  \
-    }                                                                                                        \
-    return t.grad_sum();                                                                                     \
-  })                                                                                                         \
-  CPLXFAST_WIDTH_VERSIONS(void, backward_rows,                                                               \
-                          (const T* in, const T* g, T* gz, int64_t n, int64_t first, int64_t C,              \
-                           const T* tau_ext, T* dt_ext, T eps),                                                  \
-                          (in, g, gz, n, first, C, tau_ext, dt_ext, eps), {                                            \
-    kernels::RowThresholds<T, kBytes> t(tau_ext, dt_ext, C, first);                                                   \
-    if (eps == T(0)) return kernels::backward_run<T, kBytes, true>(in, g, gz, n, t, eps);                             \
-    kernels::backward_run<T, kBytes, false>(in, g, gz, n, t, eps);                                                    \
-  })
+// is `wide` or `narrow`), for float and double; eps == 0 picks the polar form's loops. *_rows: n
+// elements from element `first` of z's memory order on, with thresholds tau_ext and gradients into
+// dt_ext (RowThresholds).
+#define CPLXFAST_RUNS(T)                                                                                            \
+  CPLXFAST_WIDTH_VERSIONS(void, forward_const, (const T* in, T* out, int64_t n, const T* tau, T eps),               \
+                          (in, out, n, tau, eps), {                                                                 \
+                            const kernels::RunThreshold<T, kBytes> t(tau);                                          \
+                            if (eps == T(0)) return kernels::forward_run<T, kBytes, true>(in, out, n, t, eps);      \
+                            kernels::forward_run<T, kBytes, false>(in, out, n, t, eps);                             \
+                          })                                                                                        \
+  CPLXFAST_WIDTH_VERSIONS(void, forward_rows,                                                                       \
+                          (const T* in, T* out, int64_t n, int64_t first, int64_t C, const T* tau_ext, T eps),      \
+                          (in, out, n, first, C, tau_ext, eps), {                                                   \
+                            const kernels::RowThresholds<T, kBytes> t(tau_ext, nullptr, C, first);                  \
+                            if (eps == T(0)) return kernels::forward_run<T, kBytes, true>(in, out, n, t, eps);      \
+                            kernels::forward_run<T, kBytes, false>(in, out, n, t, eps);                             \
+                          })                                                                                        \
+  CPLXFAST_WIDTH_VERSIONS(double, backward_const, (const T* in, const T* g, T* gz, int64_t n, const T* tau, T eps), \
+                          (in, g, gz, n, tau, eps), {                                                               \
+                            kernels::RunThreshold<T, kBytes> t(tau);                                                \
+                            if (eps == T(0)) {                                                                      \
+                              kernels::backward_run<T, kBytes, true>(in, g, gz, n, t, eps);                         \
+                            } else {                                                                                \
+                              kernels::backward_run<T, kBytes, false>(in, g, gz, n, t, eps);                        \
+                            }                                                                                       \
+                            return t.grad_sum();                                                                    \
+                          })                                                                                        \
+  CPLXFAST_WIDTH_VERSIONS(                                                                                          \
+      void, backward_rows,                                                                                          \
+      (const T* in, const T* g, T* gz, int64_t n, int64_t first, int64_t C, const T* tau_ext, T* dt_ext, T eps),    \
+      (in, g, gz, n, first, C, tau_ext, dt_ext, eps), {                                                             \
+        kernels::RowThresholds<T, kBytes> t(tau_ext, dt_ext, C, first);                                             \
+        if (eps == T(0)) return kernels::backward_run<T, kBytes, true>(in, g, gz, n, t, eps);                       \
+        kernels::backward_run<T, kBytes, false>(in, g, gz, n, t, eps);                                              \
+      })
 CPLXFAST_RUNS(float)
 CPLXFAST_RUNS(double)
 #undef CPLXFAST_RUNS
@@ -90,8 +91,7 @@ at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold, double eps)
     const T* in = static_cast<const T*>(L.z.data_ptr());
     T* o = static_cast<T*>(out.data_ptr());
     const T* tau = L.tau_block.data_ptr<T>();
-    const RowArray<T> tau_ext =
-        L.inner == 1 ? extended_row(tau, L.T) : RowArray<T>();
+    const RowArray<T> tau_ext = L.inner == 1 ? extended_row(tau, L.T) : RowArray<T>();
     at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
       if (L.inner == 1) {
         return forward_rows(in + 2 * begin, o + 2 * begin, end - begin, begin, L.T, tau_ext.data(), T(eps));
@@ -105,8 +105,7 @@ at::Tensor modrelu(const at::Tensor& z, const at::Tensor& threshold, double eps)
 }
 
 std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, const at::Tensor& z,
-                                                    const at::Tensor& threshold, std::array<bool, 2> mask,
-                                                    double eps) {
+                                                    const at::Tensor& threshold, std::array<bool, 2> mask, double eps) {
   const char* op = "cplxfast.modrelu_backward";
   const ModReLULayout L = plan_modrelu(op, z, threshold, eps);
   check_grad_like_input(op, grad, z);
@@ -129,8 +128,7 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
     // element per threshold (inner == 1), across spans of kFlushRows rows; in double across them,
     // in each task's own vector (no cache line written by two threads), then per thread, then
     // across threads.
-    const RowArray<T> tau_ext =
-        L.inner == 1 ? extended_row(tau, L.T) : RowArray<T>();
+    const RowArray<T> tau_ext = L.inner == 1 ? extended_row(tau, L.T) : RowArray<T>();
     const int threads = at::get_num_threads();
     std::vector<double> partial(static_cast<size_t>(threads) * L.T, 0.0);
     at::parallel_for(0, L.numel, kGrain, [&](int64_t begin, int64_t end) {
@@ -140,8 +138,7 @@ std::tuple<at::Tensor, at::Tensor> modrelu_backward(const at::Tensor& grad, cons
         for (int64_t b = begin; b < end; b += kFlushRows * L.T) {
           std::fill(dt_ext.begin(), dt_ext.end(), T(0));
           const int64_t e = std::min(end, b + kFlushRows * L.T);
-          backward_rows(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, b, L.T, tau_ext.data(), dt_ext.data(),
-                                   T(eps));
+          backward_rows(in + 2 * b, gp + 2 * b, gz + 2 * b, e - b, b, L.T, tau_ext.data(), dt_ext.data(), T(eps));
           for (size_t k = 0; k < dt_ext.size(); ++k) sums[k % L.T] += dt_ext[k];
         }
       } else {

@@ -19,8 +19,9 @@
 // as 1 there, so that s stays finite and the probe quiet); a template parameter so that the other
 // loops carry none of it.
 template <typename T, int kBytes, bool kPolar>
-__attribute__((always_inline)) inline void forward_chunk(VecOf<T, kBytes> re, VecOf<T, kBytes> im, VecOf<T, kBytes> th, T eps, VecOf<T, kBytes>& out_re,
-                                                         VecOf<T, kBytes>& out_im, VecOf<T, kBytes>& nonfinite) {
+__attribute__((always_inline)) inline void forward_chunk(VecOf<T, kBytes> re, VecOf<T, kBytes> im, VecOf<T, kBytes> th,
+                                                         T eps, VecOf<T, kBytes>& out_re, VecOf<T, kBytes>& out_im,
+                                                         VecOf<T, kBytes>& nonfinite) {
   using V = VecOf<T, kBytes>;
   const V zero{};
   const V r2 = re * re + im * im;
@@ -47,8 +48,9 @@ __attribute__((always_inline)) inline void forward_chunk(VecOf<T, kBytes> re, Ve
 // and huge |z| (eps = 0). Re(g conj(z)), which dt divides by max(|z|, eps) as modrelu_math does,
 // comes first, off the chain through the square root and the division.
 template <typename T, int kBytes, bool kPolar>
-__attribute__((always_inline)) inline void backward_chunk(VecOf<T, kBytes> re, VecOf<T, kBytes> im, VecOf<T, kBytes> gr, VecOf<T, kBytes> gi,
-                                                          VecOf<T, kBytes> th, T eps, VecOf<T, kBytes>& gz_re, VecOf<T, kBytes>& gz_im,
+__attribute__((always_inline)) inline void backward_chunk(VecOf<T, kBytes> re, VecOf<T, kBytes> im, VecOf<T, kBytes> gr,
+                                                          VecOf<T, kBytes> gi, VecOf<T, kBytes> th, T eps,
+                                                          VecOf<T, kBytes>& gz_re, VecOf<T, kBytes>& gz_im,
                                                           VecOf<T, kBytes>& dt, VecOf<T, kBytes>& nonfinite) {
   using V = VecOf<T, kBytes>;
   const V zero{}, one = zero + T(1);
@@ -65,7 +67,7 @@ __attribute__((always_inline)) inline void backward_chunk(VecOf<T, kBytes> re, V
   const V b = (live & large) ? k * (gi * ur - gr * ui) : zero;
   gz_re = a * gr + b * ui;
   gz_im = a * gi - b * ur;
-  dt = live ? -(dot * inv_m) : zero;  // -Re(g conj(z)) / max(|z|, eps)
+  dt = live ? -(dot * inv_m) : zero;                             // -Re(g conj(z)) / max(|z|, eps)
   if constexpr (kPolar) dt = (large | (th >= zero)) ? dt : -gr;  // z = 0: out = relu(-tau)
   const V t = r2 + s + gr + gi;
   nonfinite += t - t;
@@ -79,12 +81,13 @@ __attribute__((always_inline)) inline void backward_chunk(VecOf<T, kBytes> re, V
 template <typename T, int kBytes>
 __attribute__((always_inline)) inline void forward_exact(const T* z, T* out, int64_t m, VecOf<T, kBytes> th, T eps) {
   const VecOf<T, kBytes> tau = in_lane_order<T, kBytes>(th);
-  for (int64_t e = 0; e < m; ++e) modrelu_math::forward(z[2 * e], z[2 * e + 1], tau[e], eps, out[2 * e], out[2 * e + 1]);
+  for (int64_t e = 0; e < m; ++e)
+    modrelu_math::forward(z[2 * e], z[2 * e + 1], tau[e], eps, out[2 * e], out[2 * e + 1]);
 }
 
 template <typename T, int kBytes>
-__attribute__((always_inline)) inline VecOf<T, kBytes> backward_exact(const T* z, const T* g, T* gz, int64_t m, VecOf<T, kBytes> th,
-                                                              T eps) {
+__attribute__((always_inline)) inline VecOf<T, kBytes> backward_exact(const T* z, const T* g, T* gz, int64_t m,
+                                                                      VecOf<T, kBytes> th, T eps) {
   const VecOf<T, kBytes> tau = in_lane_order<T, kBytes>(th);
   VecOf<T, kBytes> dt{};
   for (int64_t e = 0; e < m; ++e) {
@@ -160,9 +163,9 @@ struct RunThreshold {
 // RowThresholds: one threshold per channel, the channel varying fastest (channels_last per-channel
 // thresholds, or thresholds [F] on [B, F]: inner == 1): element i of the run is in channel
 // (first + i) % C, a RowCursor over rows of C (cpu/runs.h). tau_ext is the C thresholds as an
-// extended row (cpu/runs.h: at least a cache line's values more, whatever the chunk's width); dt_ext is laid out the same way and takes the gradients (folded into C
-// sums by the caller, who zeroes it before each run). One walk over the whole run, not one per row:
-// rows shorter than a chunk (C < 8 or 16 for float) would otherwise be all padding.
+// extended row (cpu/runs.h: at least a cache line's values more, whatever the chunk's width); dt_ext is laid out the
+// same way and takes the gradients (folded into C sums by the caller, who zeroes it before each run). One walk over the
+// whole run, not one per row: rows shorter than a chunk (C < 8 or 16 for float) would otherwise be all padding.
 template <typename T, int kBytes>
 struct RowThresholds {
   const T* tau_ext;
@@ -175,7 +178,9 @@ struct RowThresholds {
     pos = first;
     if (dt_ext != nullptr) std::fill(dt_ext, dt_ext + extended_stride<T>(pos.width), T(0));
   }
-  CPLXFAST_INLINE VecOf<T, kBytes> thresholds() const { return in_lane_order<T, kBytes>(load_vec<T, kBytes>(tau_ext + pos.at)); }
+  CPLXFAST_INLINE VecOf<T, kBytes> thresholds() const {
+    return in_lane_order<T, kBytes>(load_vec<T, kBytes>(tau_ext + pos.at));
+  }
   CPLXFAST_INLINE void add_grad(VecOf<T, kBytes> dt) {
     store_vec<T, kBytes>(dt_ext + pos.at, load_vec<T, kBytes>(dt_ext + pos.at) + in_lane_order<T, kBytes>(dt));
   }

@@ -44,17 +44,17 @@
 #if defined(__x86_64__)
 #define CPLXFAST_BEGIN_AVX512 _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512vl,avx512dq,avx512bw\")")
 #define CPLXFAST_END_AVX512 _Pragma("GCC pop_options")
-#define CPLXFAST_WIDTH_VERSIONS(RET, NAME, PARAMS, ARGS, ...)                                          \
-  __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw"), flatten)) RET NAME##_wide PARAMS {      \
-    constexpr int kBytes = 64;                                                                          \
-    namespace kernels = wide;                                                                           \
-    __VA_ARGS__                                                                                         \
-  }                                                                                                     \
-  CPLXFAST_NARROW_CLONES RET NAME##_narrow PARAMS {                                                     \
-    constexpr int kBytes = 32;                                                                          \
-    namespace kernels = narrow;                                                                         \
-    __VA_ARGS__                                                                                         \
-  }                                                                                                     \
+#define CPLXFAST_WIDTH_VERSIONS(RET, NAME, PARAMS, ARGS, ...)                                     \
+  __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw"), flatten)) RET NAME##_wide PARAMS { \
+    constexpr int kBytes = 64;                                                                    \
+    namespace kernels = wide;                                                                     \
+    __VA_ARGS__                                                                                   \
+  }                                                                                               \
+  CPLXFAST_NARROW_CLONES RET NAME##_narrow PARAMS {                                               \
+    constexpr int kBytes = 32;                                                                    \
+    namespace kernels = narrow;                                                                   \
+    __VA_ARGS__                                                                                   \
+  }                                                                                               \
   RET NAME PARAMS { return ::cplxfast::cpu::wide_vectors() ? NAME##_wide ARGS : NAME##_narrow ARGS; }
 #else
 #define CPLXFAST_BEGIN_AVX512
@@ -86,8 +86,8 @@ inline bool wide_vectors() {
     const char* cap = std::getenv("CPLXFAST_VECTOR_BYTES");
     const std::string bytes = cap == nullptr ? "" : cap;
     if (bytes != "" && bytes != "32" && bytes != "64") {
-      throw std::invalid_argument("cplxfast: CPLXFAST_VECTOR_BYTES must be 32 or 64 (the widest CPU vectors to use), not '" +
-                                  bytes + "'");
+      throw std::invalid_argument(
+          "cplxfast: CPLXFAST_VECTOR_BYTES must be 32 or 64 (the widest CPU vectors to use), not '" + bytes + "'");
     }
 #if defined(__x86_64__)
     __builtin_cpu_init();
