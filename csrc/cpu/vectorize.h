@@ -42,10 +42,15 @@
 // are two). AVX-512 with DQ, VL and BW (x86-64-v4's set), not F alone: with F alone GCC made the
 // vector comparisons' masks lane by lane.
 #if defined(__x86_64__)
-#define CPLXFAST_BEGIN_AVX512 _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512vl,avx512dq,avx512bw\")")
+// The AVX-512 target of the wide versions and of the kernel templates compiled for them (one
+// string for both: the two must agree, or GCC refuses to inline the templates).
+#define CPLXFAST_AVX512_TARGET "avx512f,avx512vl,avx512dq,avx512bw"
+#define CPLXFAST_PRAGMA(text) _Pragma(#text)
+#define CPLXFAST_TARGET_PRAGMA(isa) CPLXFAST_PRAGMA(GCC target(isa))
+#define CPLXFAST_BEGIN_AVX512 _Pragma("GCC push_options") CPLXFAST_TARGET_PRAGMA(CPLXFAST_AVX512_TARGET)
 #define CPLXFAST_END_AVX512 _Pragma("GCC pop_options")
 #define CPLXFAST_WIDTH_VERSIONS(RET, NAME, PARAMS, ARGS, ...)                                     \
-  __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw"), flatten)) RET NAME##_wide PARAMS { \
+  __attribute__((target(CPLXFAST_AVX512_TARGET), flatten)) RET NAME##_wide PARAMS {               \
     constexpr int kBytes = 64;                                                                    \
     namespace kernels = wide;                                                                     \
     __VA_ARGS__                                                                                   \
