@@ -8,7 +8,10 @@
 // ComplexChunk), branch-free, in 64-byte vectors on CPUs with AVX-512 and 32-byte ones on the
 // others (the kernels: cpu/modrelu_kernels.h).
 #include <algorithm>
+#include <type_traits>
 #include <vector>
+
+#include <immintrin.h>
 
 #include <ATen/ATen.h>
 #include <ATen/AccumulateType.h>

@@ -7,6 +7,32 @@
 // 2x slower than 32-byte vectors), so the AVX-512 set has definitions of its own.
 // Included after common/modrelu.h, cpu/runs.h and cpu/vectorize.h, inside cplxfast::cpu.
 
+// |z| and 1 / |z| from |z|^2. In 64-byte float vectors (AVX-512): 1 / |z| from vrsqrt14ps (14
+// bits) and one Newton step (about 1 ulp off the rounded 1 / |z|; the products are ordered so that
+// none over- or underflows for |z|^2 in float's range), |z| = |z|^2 / |z|: no square root or
+// division, which share one unit of Intel's AVX-512 cores (at about 11 and 10 cycles per 16
+// floats) and held the backward to that unit's pace (bench/RESULTS.md). At |z| = 0 the result is
+// r = NaN (0 * inf), which compares as "not above eps", as 0 does. Otherwise the rounded square
+// root and its reciprocal.
+template <typename T, int kBytes>
+__attribute__((always_inline)) inline void modulus(VecOf<T, kBytes> r2, VecOf<T, kBytes>& r,
+                                                   VecOf<T, kBytes>& inv_r) {
+  if constexpr (std::is_same_v<T, float> && kBytes == 64) {
+    const VecOf<T, kBytes> y = _mm512_rsqrt14_ps(r2);
+    inv_r = y * (T(1.5) - T(0.5) * ((r2 * y) * y));
+    r = r2 * inv_r;
+  } else {
+    r = sqrt_vec<T, kBytes>(r2);
+    inv_r = T(1) / r;
+  }
+}
+
+// 1 / max(|z|, eps) where |z| <= eps; the polar form (eps == 0) takes |z| = 0 as 1 (forward_chunk).
+template <bool kPolar, typename T>
+__attribute__((always_inline)) inline T inverse_floor(T eps) {
+  return kPolar ? T(1) : T(1) / eps;
+}
+
 // The maths of modrelu_math::forward / grads on a chunk of elements in registers (split parts,
 // cpu/vectorize.h's ComplexChunk), branch-free, for finite values
 // only: special values (NaN or infinity in z, g or tau, a modulus whose square overflows, 1 / eps
@@ -25,10 +51,10 @@ __attribute__((always_inline)) inline void forward_chunk(VecOf<T, kBytes> re, Ve
   using V = VecOf<T, kBytes>;
   const V zero{};
   const V r2 = re * re + im * im;
-  const V r = sqrt_vec<T, kBytes>(r2);
+  V r, inv_r;
+  modulus<T, kBytes>(r2, r, inv_r);
   const auto large = r > eps;
-  const V m = large ? r : zero + (kPolar ? T(1) : eps);
-  const V s = T(1) - th / m;
+  const V s = T(1) - th * (large ? inv_r : zero + inverse_floor<kPolar>(eps));
   const V f = s > zero ? s : zero;
   out_re = re * f;
   out_im = im * f;
@@ -56,9 +82,10 @@ __attribute__((always_inline)) inline void backward_chunk(VecOf<T, kBytes> re, V
   const V zero{}, one = zero + T(1);
   const V dot = gr * re + gi * im;  // Re(g conj(z))
   const V r2 = re * re + im * im;
-  const V r = sqrt_vec<T, kBytes>(r2);
+  V r, inv_r;
+  modulus<T, kBytes>(r2, r, inv_r);
   const auto large = r > eps;  // polar form: z != 0
-  const V inv_m = one / (large ? r : zero + (kPolar ? T(1) : eps));
+  const V inv_m = large ? inv_r : zero + inverse_floor<kPolar>(eps);
   const V k = th * inv_m;
   const V s = one - k;
   const auto live = kPolar ? (s > zero) & large : s > zero;
