@@ -49,10 +49,37 @@ _VIEW_OF = "_cplxfast_view_of"
 
 def _wrap(kind, out):
     """kind(out.real, out.imag), the parts remembering the complex tensor they view."""
-    re, im = out.real, out.imag
-    if not torch.compiler.is_compiling():
-        setattr(re, _VIEW_OF, (im, out))
+    if torch.compiler.is_compiling():
+        return kind(out.real, out.imag)
+    re, im = _Parts.apply(out) if out.requires_grad else (out.real, out.imag)
+    setattr(re, _VIEW_OF, (im, out))
     return kind(re, im)
+
+
+class _Parts(torch.autograd.Function):
+    """(z.real, z.imag), views of z, whose gradients go back to z as one torch.complex(grad_re,
+    grad_im). Through torch's own views each part's gradient became a zero-filled complex tensor
+    with that part copied in, and the two were added: the cost of a Cplx used in arithmetic between
+    layers (a residual add), ~3% of bench_e2e's training step (bench/RESULTS.md). Being views made in
+    a custom Function, the parts cannot be changed in place while z requires grad."""
+
+    @staticmethod
+    def forward(ctx, z):
+        ctx.set_materialize_grads(False)
+        return z.real, z.imag
+
+    @staticmethod
+    def backward(ctx, grad_re, grad_im):
+        if grad_re is None and grad_im is None:
+            return None
+        whole = _complex_viewed_by(grad_re, grad_im)
+        if whole is not None:  # the parts of one complex gradient (torch.complex's backward gives those)
+            return whole
+        if grad_re is None:
+            grad_re = torch.zeros_like(grad_im)
+        if grad_im is None:
+            grad_im = torch.zeros_like(grad_re)
+        return torch.complex(grad_re, grad_im)
 
 
 def _viewed_complex(re, im):
@@ -67,3 +94,16 @@ def _viewed_complex(re, im):
 
 def _identity(out):
     return out
+
+
+def _complex_viewed_by(re, im):
+    """The complex tensor whose .real and .imag re and im are, else None."""
+    if re is None or im is None:
+        return None
+    whole = re._base
+    if whole is None or im._base is not whole or not whole.is_complex() or whole.shape != re.shape:
+        return None
+    for part, view in ((re, whole.real), (im, whole.imag)):
+        if part.data_ptr() != view.data_ptr() or part.stride() != view.stride():
+            return None
+    return whole

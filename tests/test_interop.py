@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import cplxfast.nn as cnn
-from cplxfast._interop import to_complex
+from cplxfast._interop import _Parts, to_complex
 from conftest import crandn
 
 
@@ -78,6 +78,33 @@ def test_in_place_changes_to_the_parts_are_seen_by_the_next_layer():
         want = second(Pair(out.real.clone(), out.imag.clone()))
         got = second(out)
     assert torch.equal(got.real, want.real) and torch.equal(got.imag, want.imag)
+
+
+def test_gradients_of_the_parts_go_back_as_one_complex_tensor():
+    """A layer's output parts are made by one autograd Function (_interop._Parts): their gradients
+    go back as torch.complex(grad_re, grad_im), not as a zero-filled complex tensor per part, and
+    as the complex tensor itself, uncopied, when they are its .real and .imag (as torch.complex's
+    backward hands them on)."""
+    z = crandn(3, 4, dtype=torch.complex64).requires_grad_()
+    re, im = _Parts.apply(z)
+    assert re.data_ptr() == z.data_ptr() and torch.equal(re, z.real) and torch.equal(im, z.imag)
+    g = crandn(3, 4, dtype=torch.complex64)
+    (whole,) = torch.autograd.grad((re, im), z, (g.real, g.imag), retain_graph=True)
+    assert whole.data_ptr() == g.data_ptr() and torch.equal(whole, g)
+    (combined,) = torch.autograd.grad((re, im), z, (g.real.clone(), g.imag.clone()), retain_graph=True)
+    assert torch.equal(combined, g)
+    (real_only,) = torch.autograd.grad(re, z, g.real, retain_graph=True)
+    assert torch.equal(real_only, torch.complex(g.real, torch.zeros_like(g.real)))
+    (imag_only,) = torch.autograd.grad(im, z, g.imag)
+    assert torch.equal(imag_only, torch.complex(torch.zeros_like(g.imag), g.imag))
+
+
+def test_parts_of_an_output_that_requires_grad_are_not_changed_in_place():
+    """The parts are views made in a custom autograd Function: torch refuses in-place changes to
+    them while the output requires grad (outside autograd they are plain views, as above)."""
+    out = cnn.CplxConv1d(3, 8, 3)(Pair(*(lambda z: (z.real, z.imag))(crandn(4, 3, 16, dtype=torch.complex64))))
+    with pytest.raises(RuntimeError, match="view"):
+        out.real.mul_(2)
 
 
 # ---- cplxfast.functional on Cplx: inputs, and weights as Cplx, CplxParameter or complex tensors ----------------
