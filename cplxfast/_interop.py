@@ -66,6 +66,7 @@ class _Parts(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z):
         ctx.set_materialize_grads(False)
+        ctx.layout = (z.shape, z.stride(), z.dtype)
         return z.real, z.imag
 
     @staticmethod
@@ -79,7 +80,12 @@ class _Parts(torch.autograd.Function):
             grad_re = torch.zeros_like(grad_im)
         if grad_im is None:
             grad_im = torch.zeros_like(grad_re)
-        return torch.complex(grad_re, grad_im)
+        if torch.is_grad_enabled():  # create_graph: the differentiable form
+            return torch.complex(grad_re, grad_im)
+        # In z's layout: the gradients of parts that were transposed between layers come
+        # transposed, and the layer that made z would copy its gradient into its own layout.
+        shape, stride, dtype = ctx.layout
+        return torch.complex(grad_re, grad_im, out=grad_re.new_empty_strided(shape, stride, dtype=dtype))
 
 
 def _viewed_complex(re, im):

@@ -82,9 +82,9 @@ def test_in_place_changes_to_the_parts_are_seen_by_the_next_layer():
 
 def test_gradients_of_the_parts_go_back_as_one_complex_tensor():
     """A layer's output parts are made by one autograd Function (_interop._Parts): their gradients
-    go back as torch.complex(grad_re, grad_im), not as a zero-filled complex tensor per part, and
-    as the complex tensor itself, uncopied, when they are its .real and .imag (as torch.complex's
-    backward hands them on)."""
+    go back as torch.complex(grad_re, grad_im) in z's layout, not as a zero-filled complex tensor
+    per part, and as the complex tensor itself, uncopied, when they are its .real and .imag (as
+    torch.complex's backward hands them on)."""
     z = crandn(3, 4, dtype=torch.complex64).requires_grad_()
     re, im = _Parts.apply(z)
     assert re.data_ptr() == z.data_ptr() and torch.equal(re, z.real) and torch.equal(im, z.imag)
@@ -93,6 +93,9 @@ def test_gradients_of_the_parts_go_back_as_one_complex_tensor():
     assert whole.data_ptr() == g.data_ptr() and torch.equal(whole, g)
     (combined,) = torch.autograd.grad((re, im), z, (g.real.clone(), g.imag.clone()), retain_graph=True)
     assert torch.equal(combined, g)
+    t_re, t_im = g.real.t().contiguous().t(), g.imag.t().contiguous().t()  # transposed layout, as from a transpose
+    (relaid,) = torch.autograd.grad((re, im), z, (t_re, t_im), retain_graph=True)
+    assert torch.equal(relaid, g) and relaid.stride() == z.stride()  # in z's layout
     (real_only,) = torch.autograd.grad(re, z, g.real, retain_graph=True)
     assert torch.equal(real_only, torch.complex(g.real, torch.zeros_like(g.real)))
     (imag_only,) = torch.autograd.grad(im, z, g.imag)
