@@ -29,8 +29,29 @@ def to_complex(input, layer):
     if z is None:
         if re.shape != im.shape:
             raise ValueError(f"{layer}: the real part has shape {tuple(re.shape)} but the imaginary part {tuple(im.shape)}")
-        z = torch.complex(re, im)
+        z = _combined(re, im)
     return z, lambda out: _wrap(kind, out)
+
+
+def _combined(re, im):
+    """torch.complex(re, im), contiguous where re is dense in no standard memory format: parts
+    transposed between layers (a model's head over time steps) give a contiguous tensor, not a
+    transposed one that the next layer would copy again (the linear layer's reshape does)."""
+    if torch.compiler.is_compiling() or re.is_contiguous() or any(
+            re.dim() == n and re.is_contiguous(memory_format=fmt)
+            for n, fmt in ((4, torch.channels_last), (5, torch.channels_last_3d))):
+        return torch.complex(re, im)
+    return _Combine.apply(re, im)
+
+
+class _Combine(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, re, im):
+        return torch.complex(re, im, out=re.new_empty(re.shape, dtype=re.dtype.to_complex()))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.real, grad.imag
 
 
 def parts_of(obj, layer):

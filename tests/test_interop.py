@@ -102,6 +102,22 @@ def test_gradients_of_the_parts_go_back_as_one_complex_tensor():
     assert torch.equal(imag_only, torch.complex(torch.zeros_like(g.imag), g.imag))
 
 
+def test_transposed_parts_are_combined_into_a_contiguous_tensor():
+    """A Cplx of transposed parts (a head applied over time steps) is combined into a contiguous
+    complex tensor, once, with the gradients of torch.complex."""
+    z = crandn(4, 6, 5, dtype=torch.complex64)
+    re, im = z.real.transpose(1, 2).requires_grad_(), z.imag.transpose(1, 2).requires_grad_()
+    got, _ = to_complex(Pair(re, im), "test")
+    assert got.is_contiguous() and torch.equal(got, torch.complex(re, im))
+    g = crandn(4, 5, 6, dtype=torch.complex64)
+    got.backward(g)
+    assert torch.equal(re.grad, g.real) and torch.equal(im.grad, g.imag)
+    cl = crandn(2, 3, 4, 5, dtype=torch.complex64).contiguous(memory_format=torch.channels_last)
+    kept, _ = to_complex(Pair(cl.real.contiguous(memory_format=torch.channels_last),
+                              cl.imag.contiguous(memory_format=torch.channels_last)), "test")
+    assert kept.is_contiguous(memory_format=torch.channels_last)  # a standard layout is kept
+
+
 def test_parts_of_an_output_that_requires_grad_are_not_changed_in_place():
     """The parts are views made in a custom autograd Function: torch refuses in-place changes to
     them while the output requires grad (outside autograd they are plain views, as above)."""
