@@ -8,12 +8,13 @@
 // Included after common/modrelu.h, cpu/runs.h and cpu/vectorize.h, inside cplxfast::cpu.
 
 // |z| and 1 / |z| from |z|^2. In 64-byte float vectors (AVX-512): 1 / |z| from vrsqrt14ps (14
-// bits) and one Newton step (about 1 ulp off the rounded 1 / |z|; the products are ordered so that
-// none over- or underflows for |z|^2 in float's range), |z| = |z|^2 / |z|: no square root or
-// division, which share one unit of Intel's AVX-512 cores (at about 11 and 10 cycles per 16
-// floats) and held the backward to that unit's pace (bench/RESULTS.md). At |z| = 0 the result is
-// r = NaN (0 * inf), which compares as "not above eps", as 0 does. Otherwise the rounded square
-// root and its reciprocal.
+// bits) and one Newton step (within about an ulp of the rounded 1 / |z|; the products are ordered
+// so that none over- or underflows for |z|^2 in float's range), then |z| = |z|^2 / |z|: no square
+// root or division. Those two share one unit, which on an Intel AVX-512 Xeon set the pace of
+// both kernels (one thread, in L2: forward 0.50-0.60 -> 0.36-0.45 ns per element, backward
+// 0.88-0.99 -> 0.71-0.80; bench/RESULTS.md). At |z| = 0, r = 0 * inf = NaN, which compares as
+// "not above eps", as 0 does. Otherwise (double, and the 32-byte kernels, whose AVX2 and baseline
+// clones have no 14-bit estimate): the rounded square root and its reciprocal.
 template <typename T, int kBytes>
 __attribute__((always_inline)) inline void modulus(VecOf<T, kBytes> r2, VecOf<T, kBytes>& r,
                                                    VecOf<T, kBytes>& inv_r) {
