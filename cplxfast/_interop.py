@@ -45,6 +45,8 @@ def _combined(re, im):
 
 
 class _Combine(torch.autograd.Function):
+    """torch.complex(re, im) into a fresh contiguous tensor (autograd takes no out= argument)."""
+
     @staticmethod
     def forward(ctx, re, im):
         return torch.complex(re, im, out=re.new_empty(re.shape, dtype=re.dtype.to_complex()))
@@ -80,9 +82,9 @@ def _wrap(kind, out):
 class _Parts(torch.autograd.Function):
     """(z.real, z.imag), views of z, whose gradients go back to z as one torch.complex(grad_re,
     grad_im). Through torch's own views each part's gradient became a zero-filled complex tensor
-    with that part copied in, and the two were added: the cost of a Cplx used in arithmetic between
-    layers (a residual add), ~3% of bench_e2e's training step (bench/RESULTS.md). Being views made in
-    a custom Function, the parts cannot be changed in place while z requires grad."""
+    with that part copied in, and the two were added: what a Cplx used in arithmetic between layers
+    (a residual add) cost in the backward (bench/RESULTS.md, 2026-12-07). Being views made in a
+    custom Function, the parts cannot be changed in place while z requires grad."""
 
     @staticmethod
     def forward(ctx, z):
