@@ -121,7 +121,8 @@ def test_transposed_parts_are_combined_into_a_contiguous_tensor():
 def test_parts_of_an_output_that_requires_grad_are_not_changed_in_place():
     """The parts are views made in a custom autograd Function: torch refuses in-place changes to
     them while the output requires grad (outside autograd they are plain views, as above)."""
-    out = cnn.CplxConv1d(3, 8, 3)(Pair(*(lambda z: (z.real, z.imag))(crandn(4, 3, 16, dtype=torch.complex64))))
+    z = crandn(4, 3, 16, dtype=torch.complex64)
+    out = cnn.CplxConv1d(3, 8, 3)(Pair(z.real, z.imag))
     with pytest.raises(RuntimeError, match="view"):
         out.real.mul_(2)
 

@@ -403,7 +403,7 @@ std::pair<at::Tensor, at::Tensor> fresh_parts(const at::Tensor& z, at::IntArrayR
 // conjugate-transposed operands as they are (BLAS's conjugate transpose). The batched one of
 // grad_W in the contiguous layout copies its conjugated operand first, so the conjugate goes on
 // the smaller of g and x: conj(grad_W) = sum conj(g) x^T where g has fewer channels (a block's
-// projection, 4x fewer; bench/RESULTS.md: 1.1-1.8x faster there).
+// projection, 4x fewer; bench/RESULTS.md: 5-22% off such a layer's fwd+bwd).
 ConvGrads pointwise_backward(const at::Tensor& g, const at::Tensor& x, const ComplexPair& weight,
                              at::IntArrayRef weight_sizes, std::array<bool, 3> mask, at::MemoryFormat fmt) {
   const Layout layout{fmt, 1};

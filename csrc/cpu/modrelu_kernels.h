@@ -5,7 +5,8 @@
 // template for the target of its definition, and a 64-byte vector comparison defined for the
 // baseline, inlined into an AVX-512 function, came out lane by lane (scalar compares and inserts:
 // 2x slower than 32-byte vectors), so the AVX-512 set has definitions of its own.
-// Included after common/modrelu.h, cpu/runs.h and cpu/vectorize.h, inside cplxfast::cpu.
+// Included after <immintrin.h>, <type_traits>, common/modrelu.h, cpu/runs.h and cpu/vectorize.h,
+// inside cplxfast::cpu.
 
 // |z| and 1 / |z| from |z|^2. In 64-byte float vectors (AVX-512): 1 / |z| from vrsqrt14ps (14
 // bits) and one Newton step (within about an ulp of the rounded 1 / |z|; the products are ordered
