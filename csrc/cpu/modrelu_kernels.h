@@ -20,7 +20,9 @@ template <typename T, int kBytes>
 __attribute__((always_inline)) inline void modulus(VecOf<T, kBytes> r2, VecOf<T, kBytes>& r,
                                                    VecOf<T, kBytes>& inv_r) {
   if constexpr (std::is_same_v<T, float> && kBytes == 64) {
-    const VecOf<T, kBytes> y = _mm512_rsqrt14_ps(r2);
+    // The zero-masked form with every lane set: the plain one's undefined pass-through operand
+    // draws GCC 12's maybe-uninitialized warning.
+    const VecOf<T, kBytes> y = _mm512_maskz_rsqrt14_ps(__mmask16(0xFFFF), r2);
     inv_r = y * (T(1.5) - T(0.5) * ((r2 * y) * y));
     r = r2 * inv_r;
   } else {
@@ -109,7 +111,7 @@ __attribute__((always_inline)) inline void backward_chunk(VecOf<T, kBytes> re, V
 // 32-byte vectors in memory, not in the registers the AVX clones pass them in.
 template <typename T, int kBytes>
 __attribute__((always_inline)) inline void forward_exact(const T* z, T* out, int64_t m, VecOf<T, kBytes> th, T eps) {
-  const VecOf<T, kBytes> tau = in_lane_order<T, kBytes>(th);
+  const VecOf<T, kBytes> tau = in_natural_order<T, kBytes>(th);
   for (int64_t e = 0; e < m; ++e)
     modrelu_math::forward(z[2 * e], z[2 * e + 1], tau[e], eps, out[2 * e], out[2 * e + 1]);
 }
@@ -117,7 +119,7 @@ __attribute__((always_inline)) inline void forward_exact(const T* z, T* out, int
 template <typename T, int kBytes>
 __attribute__((always_inline)) inline VecOf<T, kBytes> backward_exact(const T* z, const T* g, T* gz, int64_t m,
                                                                       VecOf<T, kBytes> th, T eps) {
-  const VecOf<T, kBytes> tau = in_lane_order<T, kBytes>(th);
+  const VecOf<T, kBytes> tau = in_natural_order<T, kBytes>(th);
   VecOf<T, kBytes> dt{};
   for (int64_t e = 0; e < m; ++e) {
     modrelu_math::grads(z[2 * e], z[2 * e + 1], tau[e], eps, g[2 * e], g[2 * e + 1], gz[2 * e], gz[2 * e + 1], dt[e]);
@@ -211,7 +213,7 @@ struct RowThresholds {
     return in_lane_order<T, kBytes>(load_vec<T, kBytes>(tau_ext + pos.at));
   }
   CPLXFAST_INLINE void add_grad(VecOf<T, kBytes> dt) {
-    store_vec<T, kBytes>(dt_ext + pos.at, load_vec<T, kBytes>(dt_ext + pos.at) + in_lane_order<T, kBytes>(dt));
+    store_vec<T, kBytes>(dt_ext + pos.at, load_vec<T, kBytes>(dt_ext + pos.at) + in_natural_order<T, kBytes>(dt));
   }
   void next() { pos.next(); }
 };

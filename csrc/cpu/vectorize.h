@@ -156,13 +156,14 @@ __attribute__((always_inline)) inline double lane_sum(const T* __restrict__ v, i
 // Planes in L1 (deinterleave above) cost four cross-lane permutes and blends per vector in, a store
 // and a load per plane, and measured as much time as the maths itself (bench/RESULTS.md,
 // 2026-12-07).
-// 32-byte vectors (AVX2 and the baseline): the shuffles are in-lane (vshufps / vunpcklpd in, vunpcklps
-// / vunpckhps out), and their price is the order: lane q of a split vector holds element kOrder[q]
-// of the chunk, so values that vary per element (per-channel thresholds along a channels_last row,
-// their gradient sums) go through in_lane_order, which maps natural order to lane order and back
-// (kOrder is its own inverse). 64-byte vectors (AVX-512 only: AVX2 and the baseline would lower
-// their shuffles element by element): each shuffle is one two-source permute (vpermt2ps), in
-// natural order.
+// The shuffles are in-lane at either width (vshufps / vunpcklpd in, vunpcklps / vunpckhps out), and
+// their price is the order: lane q of a split vector holds element kOrder[q] of the chunk, so values
+// that vary per element (per-channel thresholds along a channels_last row, their gradient sums) go
+// through in_lane_order and back through in_natural_order (kNatural, the inverse permutation; in
+// 32-byte vectors kOrder is its own inverse). In 64-byte vectors (AVX-512 only: AVX2 and the
+// baseline would lower their shuffles element by element) the in-lane shuffles replaced two-source
+// permutes (vpermt2ps) in natural order: on a Zen 4 EPYC, where a 64-byte op takes both halves of
+// the vector unit, modReLU's forward and backward were 5-9% faster for it in L2 (bench/RESULTS.md).
 template <typename T, int kBytes = 32>
 struct ComplexChunk;
 
@@ -180,7 +181,7 @@ struct ComplexChunk<float, 32> {
   typedef Index Mask __attribute__((vector_size(32)));
   static constexpr Mask kRe{0, 2, 8, 10, 4, 6, 12, 14}, kIm{1, 3, 9, 11, 5, 7, 13, 15};
   static constexpr Mask kLow{0, 8, 1, 9, 4, 12, 5, 13}, kHigh{2, 10, 3, 11, 6, 14, 7, 15};
-  static constexpr Mask kOrder{0, 1, 4, 5, 2, 3, 6, 7};
+  static constexpr Mask kOrder{0, 1, 4, 5, 2, 3, 6, 7}, kNatural = kOrder;
   static constexpr Mask kSwap{1, 0, 3, 2, 5, 4, 7, 6};
 };
 
@@ -191,7 +192,7 @@ struct ComplexChunk<double, 32> {
   typedef int64_t Index;
   typedef Index Mask __attribute__((vector_size(32)));
   static constexpr Mask kRe{0, 4, 2, 6}, kIm{1, 5, 3, 7}, kLow{0, 4, 2, 6}, kHigh{1, 5, 3, 7};
-  static constexpr Mask kOrder{0, 2, 1, 3};
+  static constexpr Mask kOrder{0, 2, 1, 3}, kNatural = kOrder;
   static constexpr Mask kSwap{1, 0, 3, 2};
 };
 
@@ -201,11 +202,12 @@ struct ComplexChunk<float, 64> {
   typedef float Vec __attribute__((vector_size(64)));
   typedef int32_t Index;
   typedef Index Mask __attribute__((vector_size(64)));
-  static constexpr Mask kRe{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
-  static constexpr Mask kIm{1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
-  static constexpr Mask kLow{0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
-  static constexpr Mask kHigh{8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-  static constexpr Mask kOrder{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  static constexpr Mask kRe{0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30};
+  static constexpr Mask kIm{1, 3, 17, 19, 5, 7, 21, 23, 9, 11, 25, 27, 13, 15, 29, 31};
+  static constexpr Mask kLow{0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29};
+  static constexpr Mask kHigh{2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31};
+  static constexpr Mask kOrder{0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15};
+  static constexpr Mask kNatural{0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15};
   static constexpr Mask kSwap{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14};
 };
 
@@ -215,9 +217,9 @@ struct ComplexChunk<double, 64> {
   typedef double Vec __attribute__((vector_size(64)));
   typedef int64_t Index;
   typedef Index Mask __attribute__((vector_size(64)));
-  static constexpr Mask kRe{0, 2, 4, 6, 8, 10, 12, 14}, kIm{1, 3, 5, 7, 9, 11, 13, 15};
-  static constexpr Mask kLow{0, 8, 1, 9, 2, 10, 3, 11}, kHigh{4, 12, 5, 13, 6, 14, 7, 15};
-  static constexpr Mask kOrder{0, 1, 2, 3, 4, 5, 6, 7};
+  static constexpr Mask kRe{0, 8, 2, 10, 4, 12, 6, 14}, kIm{1, 9, 3, 11, 5, 13, 7, 15};
+  static constexpr Mask kLow{0, 8, 2, 10, 4, 12, 6, 14}, kHigh{1, 9, 3, 11, 5, 13, 7, 15};
+  static constexpr Mask kOrder{0, 4, 1, 5, 2, 6, 3, 7}, kNatural{0, 2, 4, 6, 1, 3, 5, 7};
   static constexpr Mask kSwap{1, 0, 3, 2, 5, 4, 7, 6};
 };
 
@@ -260,11 +262,15 @@ __attribute__((always_inline)) inline VecOf<T, kBytes> swap_parts(VecOf<T, kByte
   return __builtin_shuffle(v, ComplexChunk<T, kBytes>::kSwap);
 }
 
-// Natural order <-> lane order (either way: the permutation is an involution; the identity, which
-// GCC drops, for 64-byte vectors).
+// Natural order -> lane order (lane q of the result holds element kOrder[q] of v) and back.
 template <typename T, int kBytes = 32>
 __attribute__((always_inline)) inline VecOf<T, kBytes> in_lane_order(VecOf<T, kBytes> v) {
   return __builtin_shuffle(v, ComplexChunk<T, kBytes>::kOrder);
+}
+
+template <typename T, int kBytes = 32>
+__attribute__((always_inline)) inline VecOf<T, kBytes> in_natural_order(VecOf<T, kBytes> v) {
+  return __builtin_shuffle(v, ComplexChunk<T, kBytes>::kNatural);
 }
 
 // Elementwise square root: GCC turns the lane loop into one vsqrtps / vsqrtpd.
