@@ -163,7 +163,7 @@ __attribute__((always_inline)) inline double lane_sum(const T* __restrict__ v, i
 // 32-byte vectors kOrder is its own inverse). In 64-byte vectors (AVX-512 only: AVX2 and the
 // baseline would lower their shuffles element by element) the in-lane shuffles replaced two-source
 // permutes (vpermt2ps) in natural order: on a Zen 4 EPYC, where a 64-byte op takes both halves of
-// the vector unit, modReLU's forward and backward were 5-9% faster for it in L2 (bench/RESULTS.md).
+// the vector unit, modReLU's forward and backward were 3-10% faster for it in L2 (bench/RESULTS.md).
 template <typename T, int kBytes = 32>
 struct ComplexChunk;
 
