@@ -71,12 +71,65 @@ _VIEW_OF = "_cplxfast_view_of"
 
 
 def _wrap(kind, out):
-    """kind(out.real, out.imag), the parts remembering the complex tensor they view."""
+    """kind(out.real, out.imag), the parts remembering the complex tensor they view; of a subclass
+    of kind whose sums and differences of such objects are taken on the complex tensors
+    (_backed)."""
     if torch.compiler.is_compiling():
         return kind(out.real, out.imag)
     re, im = _Parts.apply(out) if out.requires_grad else (out.real, out.imag)
     setattr(re, _VIEW_OF, (im, out))
-    return kind(re, im)
+    return _backed(kind)(re, im)
+
+
+_BACKED = {}
+
+
+def _backed(kind):
+    """A subclass of the Cplx type `kind` for the objects that _wrap makes: where both operands of
+    +, +=, -, -= (or the one of unary -) are such objects, the result is taken on their complex
+    tensors and wrapped again, so the next layer takes it without a copy; kind's own arithmetic
+    adds the parts into two new tensors, which the next layer combines with a copy (the residual
+    adds of bench/bench_e2e.py's model: three copies per step). Exact: a complex sum or difference
+    is that of the parts, element for element, and broadcasts and promotes as they do. The rest is
+    kind's, which builds `type(self)(re, im)`: this class, with parts it does not know about, and
+    kind's arithmetic. isinstance(obj, kind) holds (type(obj) is kind does not); pickled as kind."""
+    cls = _BACKED.get(kind)
+    if cls is not None:
+        return cls
+
+    def binary(fallback, op):
+        def method(u, v):
+            zu, zv = _backing(u), _backing(v)
+            return fallback(u, v) if zu is None or zv is None else _wrap(kind, op(zu, zv))
+        return method
+
+    def unary(fallback, op):
+        def method(u):
+            z = _backing(u)
+            return fallback(u) if z is None else _wrap(kind, op(z))
+        return method
+
+    ops = {"__add__": (binary, torch.add), "__sub__": (binary, torch.sub), "__neg__": (unary, torch.neg)}
+    # += and -= only where kind's are its + and - (cplxmodule's are): an in-place one stays kind's.
+    ops.update({f"__i{name}__": ops[f"__{name}__"] for name in ("add", "sub")
+                if getattr(kind, f"__i{name}__", None) is getattr(kind, f"__{name}__", False)})
+    methods = {name: make(getattr(kind, name), op) for name, (make, op) in ops.items() if hasattr(kind, name)}
+    try:
+        cls = type(kind.__name__, (kind,), {
+            "__slots__": (), "__module__": kind.__module__, "__qualname__": kind.__qualname__,
+            "__reduce__": lambda self: (kind, (self.real, self.imag)), **methods})
+    except TypeError:  # a type that takes no subclass: its own arithmetic
+        cls = kind
+    _BACKED[kind] = cls
+    return cls
+
+
+def _backing(obj):
+    """The complex tensor that the parts of an object made by _wrap view, else None."""
+    if isinstance(obj, torch.Tensor):
+        return None
+    re, im = getattr(obj, "real", None), getattr(obj, "imag", None)
+    return _viewed_complex(re, im) if isinstance(re, torch.Tensor) else None
 
 
 class _Parts(torch.autograd.Function):

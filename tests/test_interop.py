@@ -2,6 +2,8 @@
 with .real/.imag tensors): a layer's output parts are views of its complex result, and the next
 layer takes that result back without a copy; anything else is combined with torch.complex. The
 maths is the same either way: outputs and gradients are identical, bit for bit."""
+import pickle
+
 import pytest
 import torch
 
@@ -31,7 +33,7 @@ def layers(device="cpu"):
 def run(model, x, wrap):
     conv1, bn, act, dw, lin = model
     z = act(bn(conv1(wrap(x))))
-    z = z + dw(z)  # arithmetic between layers: a pair of new tensors, combined with one copy
+    z = z + dw(z)  # arithmetic between layers: taken on the complex tensors (_backed)
     return lin(z)
 
 
@@ -64,6 +66,67 @@ def test_pair_flow_gives_the_same_outputs_and_gradients_as_complex_flow(device, 
     assert torch.equal(y0, y1)
     assert all(torch.equal(a, b) for a, b in zip(g0, g1))
     assert all(torch.equal(a, b) for a, b in zip(b0, b1))
+
+
+class Cplxish:
+    """A Cplx with cplxmodule's arithmetic: new parts from the parts, += as +, type(self) kept."""
+
+    def __init__(self, real, imag):
+        self.real, self.imag = real, imag
+
+    def __add__(self, other):
+        return type(self)(self.real + other.real, self.imag + other.imag)
+
+    def __sub__(self, other):
+        return type(self)(self.real - other.real, self.imag - other.imag)
+
+    def __neg__(self):
+        return type(self)(-self.real, -self.imag)
+
+    def __mul__(self, other):
+        return type(self)(self.real * other.real - self.imag * other.imag,
+                          self.real * other.imag + self.imag * other.real)
+
+    __iadd__ = __add__
+
+
+def test_sums_of_layer_outputs_are_one_complex_tensor_too():
+    """+, +=, - and unary - of layer outputs are taken on their complex tensors (_backed): the
+    result's parts view one complex tensor that the next layer takes without a copy, with the
+    values of the parts' arithmetic, bit for bit, and the same gradients. Other arithmetic, and
+    operands that are not layer outputs, keep the type's own."""
+    torch.manual_seed(0)
+    x = crandn(4, 3, 16, dtype=torch.complex64)
+    first, second, head = cnn.CplxConv1d(3, 8, 3, padding=1), cnn.CplxConv1d(3, 8, 3, padding=1), cnn.CplxConv1d(8, 2, 1)
+    a, b = first(Cplxish(x.real, x.imag)), second(Cplxish(x.real, x.imag))
+    c = a
+    c += b
+    for got, want in ((a + b, (a.real + b.real, a.imag + b.imag)), (c, (a.real + b.real, a.imag + b.imag)),
+                      (a - b, (a.real - b.real, a.imag - b.imag)), (-a, (-a.real, -a.imag))):
+        assert isinstance(got, Cplxish) and torch.equal(got.real, want[0]) and torch.equal(got.imag, want[1])
+        whole, _ = to_complex(got, "test")
+        assert whole.data_ptr() == got.real.data_ptr()  # no copy for the next layer
+    for other in (a * b, a + Cplxish(b.real.clone(), b.imag)):
+        assert to_complex(other, "test")[0].data_ptr() != other.real.data_ptr()  # the type's own parts
+    params = [*first.parameters(), *second.parameters(), *head.parameters()]
+    backed = torch.autograd.grad(head(a + b).real.square().sum(), params, retain_graph=True)
+    plain = torch.autograd.grad(head(Cplxish(a.real + b.real, a.imag + b.imag)).real.square().sum(), params)
+    assert all(torch.equal(g, h) for g, h in zip(backed, plain))
+    with torch.no_grad():
+        s = first(Cplxish(x.real, x.imag)) + second(Cplxish(x.real, x.imag))
+    assert type(pickle.loads(pickle.dumps(s))) is Cplxish  # pickled as the type itself
+
+
+def test_an_in_place_add_of_the_type_is_left_alone():
+    class InPlace(Cplxish):
+        def __iadd__(self, other):
+            self.real, self.imag = self.real + other.real, self.imag + other.imag
+            return self
+
+    z = crandn(4, 3, 16, dtype=torch.complex64)
+    out = cnn.CplxConv1d(3, 8, 3)(InPlace(z.real, z.imag))
+    assert isinstance(out, InPlace) and type(out).__iadd__ is InPlace.__iadd__
+    assert type(out).__add__ is not InPlace.__add__
 
 
 def test_in_place_changes_to_the_parts_are_seen_by_the_next_layer():

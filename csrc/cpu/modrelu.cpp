@@ -8,6 +8,7 @@
 // ComplexChunk), branch-free, in 64-byte vectors on CPUs with AVX-512 and 32-byte ones on the
 // others (the kernels: cpu/modrelu_kernels.h).
 #include <algorithm>
+#include <limits>
 #include <type_traits>
 #include <vector>
 

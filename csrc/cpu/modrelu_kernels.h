@@ -8,46 +8,81 @@
 // Included after <immintrin.h>, <type_traits>, common/modrelu.h, cpu/runs.h and cpu/vectorize.h,
 // inside cplxfast::cpu.
 
-// |z| and 1 / |z| from |z|^2. In 64-byte float vectors (AVX-512): 1 / |z| from vrsqrt14ps (14
-// bits) and one Newton step (within about an ulp of the rounded 1 / |z|; the products are ordered
-// so that none over- or underflows for |z|^2 in float's range), then |z| = |z|^2 / |z|: no square
-// root or division. Those two share one unit, which on an Intel AVX-512 Xeon set the pace of
-// both kernels (one thread, in L2: forward 0.50-0.60 -> 0.36-0.45 ns per element, backward
-// 0.88-0.99 -> 0.71-0.80; bench/RESULTS.md). At |z| = 0, r = 0 * inf = NaN, which compares as
-// "not above eps", as 0 does. Otherwise (double, and the 32-byte kernels, whose AVX2 and baseline
-// clones have no 14-bit estimate): the rounded square root and its reciprocal.
+// 1 / |z| from |z|^2. In 64-byte float vectors (AVX-512): vrsqrt14ps (14 bits) and one Newton
+// step (within about an ulp of the rounded 1 / |z|; the products are ordered so that none over- or
+// underflows for |z|^2 in float's range): no square root or division. Those two share one unit,
+// which on an Intel AVX-512 Xeon set the pace of both kernels (one thread, in L2: forward
+// 0.50-0.60 -> 0.36-0.45 ns per element, backward 0.88-0.99 -> 0.71-0.80; bench/RESULTS.md). At
+// |z| = 0 it gives 0 * inf = NaN. Otherwise (double, and the 32-byte kernels, whose AVX2 and
+// baseline clones have no 14-bit estimate): the reciprocal of the rounded square root, inf at 0.
 template <typename T, int kBytes>
-__attribute__((always_inline)) inline void modulus(VecOf<T, kBytes> r2, VecOf<T, kBytes>& r,
-                                                   VecOf<T, kBytes>& inv_r) {
+__attribute__((always_inline)) inline VecOf<T, kBytes> inverse_modulus(VecOf<T, kBytes> r2) {
   if constexpr (std::is_same_v<T, float> && kBytes == 64) {
     // The zero-masked form with every lane set: the plain one's undefined pass-through operand
     // draws GCC 12's maybe-uninitialized warning.
     const VecOf<T, kBytes> y = _mm512_maskz_rsqrt14_ps(__mmask16(0xFFFF), r2);
-    inv_r = y * (T(1.5) - T(0.5) * ((r2 * y) * y));
-    r = r2 * inv_r;
+    return y * (T(1.5) - T(0.5) * ((r2 * y) * y));
   } else {
-    r = sqrt_vec<T, kBytes>(r2);
-    inv_r = T(1) / r;
+    return T(1) / sqrt_vec<T, kBytes>(r2);
   }
 }
 
-// 1 / max(|z|, eps) where |z| <= eps; the polar form (eps == 0) takes |z| = 0 as 1 (forward_chunk).
-template <bool kPolar, typename T>
-__attribute__((always_inline)) inline T inverse_floor(T eps) {
-  return kPolar ? T(1) : T(1) / eps;
+// Elementwise min(a, b) and max(a, b) as x86's vminps / vmaxps: b where a is NaN or both are
+// zeros, as `a < b ? a : b` and `a > b ? a : b`, to which they fall back in 32-byte vectors (whose
+// baseline clone has no such instruction). GCC lowers those ternaries to a compare and a blend: two
+// ops in 64-byte vectors, where the intrinsics take one. Here, not in cpu/vectorize.h, for the
+// AVX-512 target of `wide` (an intrinsic does not inline into a function of another target); the
+// zero-masked forms with every lane set, as in inverse_modulus.
+template <typename T, int kBytes>
+__attribute__((always_inline)) inline VecOf<T, kBytes> min_vec(VecOf<T, kBytes> a, VecOf<T, kBytes> b) {
+  if constexpr (kBytes == 64 && std::is_same_v<T, float>) return _mm512_maskz_min_ps(__mmask16(0xFFFF), a, b);
+  else if constexpr (kBytes == 64) return _mm512_maskz_min_pd(__mmask8(0xFF), a, b);
+  else return a < b ? a : b;
+}
+
+template <typename T, int kBytes>
+__attribute__((always_inline)) inline VecOf<T, kBytes> max_vec(VecOf<T, kBytes> a, VecOf<T, kBytes> b) {
+  if constexpr (kBytes == 64 && std::is_same_v<T, float>) return _mm512_maskz_max_ps(__mmask16(0xFFFF), a, b);
+  else if constexpr (kBytes == 64) return _mm512_maskz_max_pd(__mmask8(0xFF), a, b);
+  else return a > b ? a : b;
+}
+
+// Whether |z| > eps, as 1 / |z| < 1 / eps (for eps = 0: 1 / |z| finite, z != 0): no |z| to compute,
+// and NaN or inf at z = 0 (inverse_modulus) is not above it. Where 1 / eps rounds, the two differ
+// within an ulp of |z| = eps, as a rounded |z| would.
+template <typename T, int kBytes>
+__attribute__((always_inline)) inline auto above_floor(VecOf<T, kBytes> inv_r, T eps) {
+  return inv_r < (eps == T(0) ? std::numeric_limits<T>::infinity() : T(1) / eps);
+}
+
+// 1 / max(|z|, eps) from 1 / |z| and large = above_floor(1 / |z|, eps); the polar form (eps = 0)
+// takes |z| = 0 as 1 (forward_chunk). For eps > 0, min(1 / |z|, 1 / eps), in one op; the forward
+// needs no `large` then, and GCC drops its compare.
+template <typename T, int kBytes, bool kPolar, typename Mask>
+__attribute__((always_inline)) inline VecOf<T, kBytes> inverse_floored(VecOf<T, kBytes> inv_r, Mask large, T eps) {
+  const VecOf<T, kBytes> zero{};
+  if constexpr (kPolar) return large ? inv_r : zero + T(1);
+  else return min_vec<T, kBytes>(inv_r, zero + T(1) / eps);
+}
+
+// nonfinite += t * 0: 0 while every lane's t is finite, NaN for good after one is not (one fused op).
+template <typename T, int kBytes>
+__attribute__((always_inline)) inline void add_probe(VecOf<T, kBytes> t, VecOf<T, kBytes>& nonfinite) {
+  nonfinite = t * VecOf<T, kBytes>{} + nonfinite;
 }
 
 // The maths of modrelu_math::forward / grads on a chunk of elements in registers (split parts,
 // cpu/vectorize.h's ComplexChunk), branch-free, for finite values
 // only: special values (NaN or infinity in z, g or tau, a modulus whose square overflows, 1 / eps
 // out of range) are left to modrelu_math, element by element, in the runs where they occur
-// (forward_run, backward_run). Each chunk adds t - t for a probe t to `nonfinite` (0 while every
-// lane's t is finite, NaN for good after one is not); t sums the values through which a special
-// value reaches a result: |z|^2, s = 1 - tau / max(|z|, eps) and, backward, g. Getting every
-// special value right in every lane cost the backward's vector maths 10 adds per chunk.
+// (forward_run, backward_run). Each chunk adds a probe t to `nonfinite` (add_probe); t sums the
+// values through which a special value reaches a result: |z|^2, s = 1 - tau / max(|z|, eps) and,
+// backward, Re(g conj(z)). Getting every special value right in every lane would cost the
+// backward's vector maths about 10 ops per chunk; the probe costs 3.
 // kPolar: eps == 0 (torchcvnn's polar form), where z = 0 is a case of its own (its modulus is taken
 // as 1 there, so that s stays finite and the probe quiet); a template parameter so that the other
 // loops carry none of it.
+
 template <typename T, int kBytes, bool kPolar>
 __attribute__((always_inline)) inline void forward_chunk(VecOf<T, kBytes> re, VecOf<T, kBytes> im, VecOf<T, kBytes> th,
                                                          T eps, VecOf<T, kBytes>& out_re, VecOf<T, kBytes>& out_im,
@@ -55,11 +90,10 @@ __attribute__((always_inline)) inline void forward_chunk(VecOf<T, kBytes> re, Ve
   using V = VecOf<T, kBytes>;
   const V zero{};
   const V r2 = re * re + im * im;
-  V r, inv_r;
-  modulus<T, kBytes>(r2, r, inv_r);
-  const auto large = r > eps;
-  const V s = T(1) - th * (large ? inv_r : zero + inverse_floor<kPolar>(eps));
-  const V f = s > zero ? s : zero;
+  const V inv_r = inverse_modulus<T, kBytes>(r2);
+  const auto large = above_floor<T, kBytes>(inv_r, eps);
+  const V s = T(1) - th * inverse_floored<T, kBytes, kPolar>(inv_r, large, eps);
+  const V f = max_vec<T, kBytes>(s, zero);
   out_re = re * f;
   out_im = im * f;
   if constexpr (kPolar) {  // z = 0: relu(-tau) + 0i
@@ -67,46 +101,47 @@ __attribute__((always_inline)) inline void forward_chunk(VecOf<T, kBytes> re, Ve
     out_re = large ? out_re : (o > zero ? o : zero);
     out_im = large ? out_im : zero;
   }
-  const V t = r2 + s;
-  nonfinite += t - t;
+  add_probe<T, kBytes>(r2 + s, nonfinite);
 }
 
-// grad_z (gz_re, gz_im) and the threshold's element gradients (dt), as modrelu_math::grads:
-// grad_z = a g + b (Im u, -Re u), u = z / max(|z|, eps); |z| > eps: a = 1, b = (tau / |z|) Im(g conj(u));
-// |z| <= eps: a = s, b = 0; both 0 where s <= 0. In u, not z / |z|^3 (nor Im(g conj(z)) / |z|,
-// which overflows or loses digits for large or tiny |g| |z|), so that it stays in range for tiny
-// and huge |z| (eps = 0). Re(g conj(z)), which dt divides by max(|z|, eps) as modrelu_math does,
-// comes first, off the chain through the square root and the division.
+// grad_z (gz_re, gz_im) and the threshold's element gradients, negated (minus_dt), as
+// modrelu_math::grads: grad_z = a g + b (Im u, -Re u), u = z / max(|z|, eps); |z| > eps: a = 1,
+// b = (tau / |z|) Im(g conj(u)); |z| <= eps: a = s, b = 0; both 0 where s <= 0. In u, not z / |z|^3
+// (nor Im(g conj(z)) / |z|, which overflows or loses digits for large or tiny |g| |z|), so that it
+// stays in range for tiny and huge |z| (eps = 0). Re(g conj(z)), which dt divides by max(|z|, eps)
+// as modrelu_math does, comes first, off the chain through 1 / |z|. The gradient leaves negated,
+// and a g and dt as zero-masked products: on AVX-512 a negation or a masked move is one more op on
+// the two vector ports that set this loop's pace (bench/RESULTS.md).
 template <typename T, int kBytes, bool kPolar>
 __attribute__((always_inline)) inline void backward_chunk(VecOf<T, kBytes> re, VecOf<T, kBytes> im, VecOf<T, kBytes> gr,
                                                           VecOf<T, kBytes> gi, VecOf<T, kBytes> th, T eps,
                                                           VecOf<T, kBytes>& gz_re, VecOf<T, kBytes>& gz_im,
-                                                          VecOf<T, kBytes>& dt, VecOf<T, kBytes>& nonfinite) {
+                                                          VecOf<T, kBytes>& minus_dt, VecOf<T, kBytes>& nonfinite) {
   using V = VecOf<T, kBytes>;
   const V zero{}, one = zero + T(1);
   const V dot = gr * re + gi * im;  // Re(g conj(z))
   const V r2 = re * re + im * im;
-  V r, inv_r;
-  modulus<T, kBytes>(r2, r, inv_r);
-  const auto large = r > eps;  // polar form: z != 0
-  const V inv_m = large ? inv_r : zero + inverse_floor<kPolar>(eps);
+  const V inv_r = inverse_modulus<T, kBytes>(r2);
+  const auto large = above_floor<T, kBytes>(inv_r, eps);  // polar form: z != 0
+  const V inv_m = inverse_floored<T, kBytes, kPolar>(inv_r, large, eps);
   const V k = th * inv_m;
   const V s = one - k;
   const auto live = kPolar ? (s > zero) & large : s > zero;
-  const V a = live ? (large ? one : s) : zero;
+  const V a = large ? one : s;
   const V ur = re * inv_m, ui = im * inv_m;
   const V b = (live & large) ? k * (gi * ur - gr * ui) : zero;
-  gz_re = a * gr + b * ui;
-  gz_im = a * gi - b * ur;
-  dt = live ? -(dot * inv_m) : zero;                             // -Re(g conj(z)) / max(|z|, eps)
-  if constexpr (kPolar) dt = (large | (th >= zero)) ? dt : -gr;  // z = 0: out = relu(-tau)
-  const V t = r2 + s + gr + gi;
-  nonfinite += t - t;
+  gz_re = (live ? a * gr : zero) + b * ui;
+  gz_im = (live ? a * gi : zero) - b * ur;
+  minus_dt = live ? dot * inv_m : zero;                                 // Re(g conj(z)) / max(|z|, eps)
+  if constexpr (kPolar) minus_dt = (large | (th >= zero)) ? minus_dt : gr;  // z = 0: out = relu(-tau)
+  // dot is not finite where g or z is not (inf * 0 is NaN), and past float's range where |g| |z| is:
+  // a run redone exactly that did not need it.
+  add_probe<T, kBytes>(r2 + s + dot, nonfinite);
 }
 
 // modrelu_math on elements [0, m) of a chunk (th: the chunk's thresholds, in lane order): the
-// runs where a special value occurred. backward_exact leaves the thresholds' element gradients in
-// dt in lane order, 0 in lanes m.. . Inlined like every helper that takes a vector by value
+// runs where a special value occurred. backward_exact returns the thresholds' element gradients,
+// negated as backward_chunk's, in lane order, 0 in lanes m.. . Inlined like every helper that takes a vector by value
 // (cpu/vectorize.h): an out-of-line copy would be compiled for the baseline, whose ABI passes
 // 32-byte vectors in memory, not in the registers the AVX clones pass them in.
 template <typename T, int kBytes>
@@ -124,7 +159,7 @@ __attribute__((always_inline)) inline VecOf<T, kBytes> backward_exact(const T* z
   for (int64_t e = 0; e < m; ++e) {
     modrelu_math::grads(z[2 * e], z[2 * e + 1], tau[e], eps, g[2 * e], g[2 * e + 1], gz[2 * e], gz[2 * e + 1], dt[e]);
   }
-  return in_lane_order<T, kBytes>(dt);
+  return in_lane_order<T, kBytes>(-dt);
 }
 
 // Walks n elements by chunks, calling chunk(z, aux, out, m) with pointers to a chunk's interleaved
@@ -164,7 +199,8 @@ constexpr int64_t kSumBlock = 512;
 // in memory order.
 //
 // RunThreshold: one threshold for the run (inner > 1); its gradient summed in the lanes of a
-// vector, moved to double every kSumBlock elements.
+// vector, moved to double every kSumBlock elements. Both kinds take the element gradients negated
+// (sub_grad(minus_dt), as backward_chunk gives them).
 template <typename T, int kBytes>
 struct RunThreshold {
   VecOf<T, kBytes> tau;
@@ -180,8 +216,8 @@ struct RunThreshold {
     chunks = 0;
   }
   CPLXFAST_INLINE VecOf<T, kBytes> thresholds() const { return tau; }
-  CPLXFAST_INLINE void add_grad(VecOf<T, kBytes> dt) {
-    sum += dt;
+  CPLXFAST_INLINE void sub_grad(VecOf<T, kBytes> minus_dt) {
+    sum -= minus_dt;
     if (++chunks % (kSumBlock / ComplexChunk<T, kBytes>::kSize) == 0) {
       total += vec_sum<T, kBytes>(sum);
       sum = VecOf<T, kBytes>{};
@@ -212,8 +248,9 @@ struct RowThresholds {
   CPLXFAST_INLINE VecOf<T, kBytes> thresholds() const {
     return in_lane_order<T, kBytes>(load_vec<T, kBytes>(tau_ext + pos.at));
   }
-  CPLXFAST_INLINE void add_grad(VecOf<T, kBytes> dt) {
-    store_vec<T, kBytes>(dt_ext + pos.at, load_vec<T, kBytes>(dt_ext + pos.at) + in_natural_order<T, kBytes>(dt));
+  CPLXFAST_INLINE void sub_grad(VecOf<T, kBytes> minus_dt) {
+    store_vec<T, kBytes>(dt_ext + pos.at,
+                         load_vec<T, kBytes>(dt_ext + pos.at) - in_natural_order<T, kBytes>(minus_dt));
   }
   void next() { pos.next(); }
 };
@@ -237,9 +274,9 @@ __attribute__((always_inline)) inline void forward_run(const T* in, T* out, int6
   });
 }
 
-// grad_z of n elements; the threshold's element gradients go to tau.add_grad. A run where a
-// special value occurred is done again, element by element (backward_exact), its threshold
-// gradients from scratch. A last chunk's padded lanes (z = g = 0) add -0 to them, or NaN where
+// grad_z of n elements; the threshold's element gradients go to tau.sub_grad, negated. A run where
+// a special value occurred is done again, element by element (backward_exact), its threshold
+// gradients from scratch. A last chunk's padded lanes (z = g = 0) take 0 from them, or NaN where
 // 1 / eps overflows, which the probe sees (s is not finite there): the run is then redone, from
 // its real elements only.
 template <typename T, int kBytes, bool kPolar, typename Thresholds>
@@ -247,18 +284,18 @@ __attribute__((always_inline)) inline void backward_run(const T* in, const T* g,
                                                         T eps) {
   VecOf<T, kBytes> nonfinite{};
   for_each_chunk<T, kBytes>(in, g, gz, n, [&](const T* z, const T* gp, T* o, int64_t) CPLXFAST_INLINE {
-    VecOf<T, kBytes> re, im, gr, gi, gz_re, gz_im, dt;
+    VecOf<T, kBytes> re, im, gr, gi, gz_re, gz_im, minus_dt;
     load_split<T, kBytes>(z, re, im);
     load_split<T, kBytes>(gp, gr, gi);
-    backward_chunk<T, kBytes, kPolar>(re, im, gr, gi, tau.thresholds(), eps, gz_re, gz_im, dt, nonfinite);
+    backward_chunk<T, kBytes, kPolar>(re, im, gr, gi, tau.thresholds(), eps, gz_re, gz_im, minus_dt, nonfinite);
     merge_store<T, kBytes>(gz_re, gz_im, o);
-    tau.add_grad(dt);
+    tau.sub_grad(minus_dt);
     tau.next();
   });
   if (!saw_special_value<T, kBytes>(nonfinite)) return;
   tau.restart();
   for_each_chunk<T, kBytes>(in, g, gz, n, [&](const T* z, const T* gp, T* o, int64_t m) CPLXFAST_INLINE {
-    tau.add_grad(backward_exact<T, kBytes>(z, gp, o, m, tau.thresholds(), eps));
+    tau.sub_grad(backward_exact<T, kBytes>(z, gp, o, m, tau.thresholds(), eps));
     tau.next();
   });
 }
