@@ -109,9 +109,9 @@ __attribute__((always_inline)) inline void forward_chunk(VecOf<T, kBytes> re, Ve
 // b = (tau / |z|) Im(g conj(u)); |z| <= eps: a = s, b = 0; both 0 where s <= 0. In u, not z / |z|^3
 // (nor Im(g conj(z)) / |z|, which overflows or loses digits for large or tiny |g| |z|), so that it
 // stays in range for tiny and huge |z| (eps = 0). Re(g conj(z)), which dt divides by max(|z|, eps)
-// as modrelu_math does, comes first, off the chain through 1 / |z|. The gradient leaves negated,
-// and a g and dt as zero-masked products: on AVX-512 a negation or a masked move is one more op on
-// the two vector ports that set this loop's pace (bench/RESULTS.md).
+// as modrelu_math does, comes first, off the chain through 1 / |z|. The threshold's gradient
+// leaves negated, as a zero-masked product: on AVX-512 a negation and a masked move were two more
+// ops on the two vector ports that set this loop's pace (bench/RESULTS.md).
 template <typename T, int kBytes, bool kPolar>
 __attribute__((always_inline)) inline void backward_chunk(VecOf<T, kBytes> re, VecOf<T, kBytes> im, VecOf<T, kBytes> gr,
                                                           VecOf<T, kBytes> gi, VecOf<T, kBytes> th, T eps,
@@ -127,11 +127,11 @@ __attribute__((always_inline)) inline void backward_chunk(VecOf<T, kBytes> re, V
   const V k = th * inv_m;
   const V s = one - k;
   const auto live = kPolar ? (s > zero) & large : s > zero;
-  const V a = large ? one : s;
+  const V a = live ? (large ? one : s) : zero;
   const V ur = re * inv_m, ui = im * inv_m;
   const V b = (live & large) ? k * (gi * ur - gr * ui) : zero;
-  gz_re = (live ? a * gr : zero) + b * ui;
-  gz_im = (live ? a * gi : zero) - b * ur;
+  gz_re = a * gr + b * ui;
+  gz_im = a * gi - b * ur;
   minus_dt = live ? dot * inv_m : zero;                                 // Re(g conj(z)) / max(|z|, eps)
   if constexpr (kPolar) minus_dt = (large | (th >= zero)) ? minus_dt : gr;  // z = 0: out = relu(-tau)
   // dot is not finite where g or z is not (inf * 0 is NaN), and past float's range where |g| |z| is:
