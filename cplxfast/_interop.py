@@ -13,8 +13,9 @@ def to_complex(input, layer):
 
     Zero-copy interop: the parts a layer hands back in a Cplx are views of its complex output, and
     remember it (``_wrap``); when such a Cplx comes in, its complex tensor is used as it is. A Cplx
-    of other tensors (the result of Cplx arithmetic between layers, a transpose of the parts, a
-    cplxmodule layer's output) is combined with one ``torch.complex`` copy.
+    of other tensors (the result of Cplx arithmetic between layers other than the sums and
+    differences of layer outputs, which _backed keeps whole; a transpose of the parts; a cplxmodule
+    layer's output) is combined with one ``torch.complex`` copy.
     """
     if isinstance(input, torch.Tensor):
         if not input.is_complex():
