@@ -82,7 +82,6 @@ __attribute__((always_inline)) inline void add_probe(VecOf<T, kBytes> t, VecOf<T
 // kPolar: eps == 0 (torchcvnn's polar form), where z = 0 is a case of its own (its modulus is taken
 // as 1 there, so that s stays finite and the probe quiet); a template parameter so that the other
 // loops carry none of it.
-
 template <typename T, int kBytes, bool kPolar>
 __attribute__((always_inline)) inline void forward_chunk(VecOf<T, kBytes> re, VecOf<T, kBytes> im, VecOf<T, kBytes> th,
                                                          T eps, VecOf<T, kBytes>& out_re, VecOf<T, kBytes>& out_im,
@@ -141,9 +140,10 @@ __attribute__((always_inline)) inline void backward_chunk(VecOf<T, kBytes> re, V
 
 // modrelu_math on elements [0, m) of a chunk (th: the chunk's thresholds, in lane order): the
 // runs where a special value occurred. backward_exact returns the thresholds' element gradients,
-// negated as backward_chunk's, in lane order, 0 in lanes m.. . Inlined like every helper that takes a vector by value
-// (cpu/vectorize.h): an out-of-line copy would be compiled for the baseline, whose ABI passes
-// 32-byte vectors in memory, not in the registers the AVX clones pass them in.
+// negated as backward_chunk's, in lane order, 0 in lanes m.. . Inlined like every helper that
+// takes a vector by value (cpu/vectorize.h): an out-of-line copy would be compiled for the
+// baseline, whose ABI passes 32-byte vectors in memory, not in the registers the AVX clones pass
+// them in.
 template <typename T, int kBytes>
 __attribute__((always_inline)) inline void forward_exact(const T* z, T* out, int64_t m, VecOf<T, kBytes> th, T eps) {
   const VecOf<T, kBytes> tau = in_natural_order<T, kBytes>(th);
