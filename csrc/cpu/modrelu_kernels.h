@@ -47,22 +47,23 @@ __attribute__((always_inline)) inline VecOf<T, kBytes> max_vec(VecOf<T, kBytes> 
   else return a > b ? a : b;
 }
 
-// Whether |z| > eps, as 1 / |z| < 1 / eps (for eps = 0: 1 / |z| finite, z != 0): no |z| to compute,
-// and NaN or inf at z = 0 (inverse_modulus) is not above it. Where 1 / eps rounds, the two differ
+// 1 / eps, the bound of 1 / |z| for |z| > eps: tested as 1 / |z| < 1 / eps, no |z| is computed,
+// and NaN or inf at z = 0 (inverse_modulus) is not below it. Infinity for the polar form (eps = 0),
+// where the test is 1 / |z| finite, z != 0. Where 1 / eps rounds, the test differs from |z| > eps
 // within an ulp of |z| = eps, as a rounded |z| would.
-template <typename T, int kBytes>
-__attribute__((always_inline)) inline auto above_floor(VecOf<T, kBytes> inv_r, T eps) {
-  return inv_r < (eps == T(0) ? std::numeric_limits<T>::infinity() : T(1) / eps);
+template <bool kPolar, typename T>
+__attribute__((always_inline)) inline T inverse_eps(T eps) {
+  return kPolar ? std::numeric_limits<T>::infinity() : T(1) / eps;
 }
 
-// 1 / max(|z|, eps) from 1 / |z| and large = above_floor(1 / |z|, eps); the polar form (eps = 0)
-// takes |z| = 0 as 1 (forward_chunk). For eps > 0, min(1 / |z|, 1 / eps), in one op; the forward
-// needs no `large` then, and GCC drops its compare.
+// 1 / max(|z|, eps) from 1 / |z|, large = 1 / |z| < inv_eps and inv_eps = inverse_eps(eps); the
+// polar form takes |z| = 0 as 1 (forward_chunk). For eps > 0, min(1 / |z|, 1 / eps), in one op;
+// the forward needs no `large` then, and GCC drops its compare.
 template <typename T, int kBytes, bool kPolar, typename Mask>
-__attribute__((always_inline)) inline VecOf<T, kBytes> inverse_floored(VecOf<T, kBytes> inv_r, Mask large, T eps) {
+__attribute__((always_inline)) inline VecOf<T, kBytes> inverse_floored(VecOf<T, kBytes> inv_r, Mask large, T inv_eps) {
   const VecOf<T, kBytes> zero{};
   if constexpr (kPolar) return large ? inv_r : zero + T(1);
-  else return min_vec<T, kBytes>(inv_r, zero + T(1) / eps);
+  else return min_vec<T, kBytes>(inv_r, zero + inv_eps);
 }
 
 // nonfinite += t * 0: 0 while every lane's t is finite, NaN for good after one is not (one fused op).
@@ -90,8 +91,9 @@ __attribute__((always_inline)) inline void forward_chunk(VecOf<T, kBytes> re, Ve
   const V zero{};
   const V r2 = re * re + im * im;
   const V inv_r = inverse_modulus<T, kBytes>(r2);
-  const auto large = above_floor<T, kBytes>(inv_r, eps);
-  const V s = T(1) - th * inverse_floored<T, kBytes, kPolar>(inv_r, large, eps);
+  const T inv_eps = inverse_eps<kPolar>(eps);
+  const auto large = inv_r < inv_eps;  // |z| > eps
+  const V s = T(1) - th * inverse_floored<T, kBytes, kPolar>(inv_r, large, inv_eps);
   const V f = max_vec<T, kBytes>(s, zero);
   out_re = re * f;
   out_im = im * f;
@@ -121,8 +123,9 @@ __attribute__((always_inline)) inline void backward_chunk(VecOf<T, kBytes> re, V
   const V dot = gr * re + gi * im;  // Re(g conj(z))
   const V r2 = re * re + im * im;
   const V inv_r = inverse_modulus<T, kBytes>(r2);
-  const auto large = above_floor<T, kBytes>(inv_r, eps);  // polar form: z != 0
-  const V inv_m = inverse_floored<T, kBytes, kPolar>(inv_r, large, eps);
+  const T inv_eps = inverse_eps<kPolar>(eps);
+  const auto large = inv_r < inv_eps;  // |z| > eps; polar form: z != 0
+  const V inv_m = inverse_floored<T, kBytes, kPolar>(inv_r, large, inv_eps);
   const V k = th * inv_m;
   const V s = one - k;
   const auto live = kPolar ? (s > zero) & large : s > zero;
